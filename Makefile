@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` (the notebook sequence on ml100k) and `make test`.
+# Both install what they need into .venv first, from scratch if it is missing.
+#
+# TORCH: on the course machines torch==2.13.0 is a CPU wheel already on disk. On a GPU machine
+# use `make install TORCH=torch` (or any CUDA build) — fatsmb_lib itself only needs torch>=2.1.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+RECBOLE ?= recbole==1.2.1
+PY := $(VENV)/bin/python
+DATASET ?= ml100k
+PROFILE ?= default
+DEVICE ?= auto
+
+.PHONY: install run test bench clean-venv
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install "$(TORCH)"
+	$(PY) -m pip install -e .
+	# ml100k is read from the file shipped inside the recbole wheel; recbole itself is never imported
+	$(PY) -m pip install --no-deps "$(RECBOLE)"
+	touch $@
+
+run: install
+	$(PY) -m fatsmb_lib.pipeline --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE)
+
+test: install
+	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+bench: install
+	$(PY) -m fatsmb_lib.bench
+
+clean-venv:
+	rm -rf $(VENV)
