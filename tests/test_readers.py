@@ -1,0 +1,185 @@
+"""Readers: MB-STR text, the recbole copy of MovieLens-100K, users' CSV/TSV, and their errors."""
+import importlib.util
+
+import numpy as np
+import pytest
+
+from fatsmb_lib import readers
+from fatsmb_lib.readers import (DataError, KNOWN_DATASETS, MBSTR_BEHAVIORS, load_interactions,
+                                read_mbstr, read_ml100k, read_table)
+
+YELP = MBSTR_BEHAVIORS["yelp"]
+GOOD_LINES = ["7\t100\tpos\t1500", "7\t101\ttip\t1400", "3\t100\tneg\t1600", "3\t102\tneutral\t10"]
+needs_recbole = pytest.mark.skipif(importlib.util.find_spec("recbole") is None,
+                                   reason="recbole not installed: pip install --no-deps recbole==1.2.1")
+
+
+def write(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_read_mbstr_values_and_behavior_order(tmp_path):
+    x = read_mbstr(write(tmp_path / "yelp.txt", GOOD_LINES), YELP)
+    assert x.users.tolist() == [7, 7, 3, 3]
+    assert x.items.tolist() == [100, 101, 100, 102]
+    # ids follow the dataset order tip=1, neg=2, neutral=3, pos=4
+    assert x.behaviors.tolist() == [4, 1, 2, 3]
+    assert x.timestamps.tolist() == [1500, 1400, 1600, 10]
+    assert x.behavior_names == YELP and x.source.endswith("yelp.txt")
+
+
+def test_read_mbstr_skips_blank_lines_and_crlf(tmp_path):
+    path = tmp_path / "retail.txt"
+    path.write_bytes(b"1\t2\tpv\t5\r\n\r\n1\t3\tbuy\t6\r\n")
+    x = read_mbstr(path, MBSTR_BEHAVIORS["retail"])
+    assert x.behaviors.tolist() == [1, 4] and x.items.tolist() == [2, 3]
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ("7\t100\tpos", "expected 4 fields, found 3"),
+    ("7\t100\tpos\t1500\textra", "expected 4 fields, found 5"),
+    ("u7\t100\tpos\t1500", "not an integer user id"),
+    ("7\t10.5\tpos\t1500", "not an integer item id"),
+    ("7\t100\tpos\t15.5", "not an integer timestamp"),
+    ("7\t100\tclick\t1500", "not a known behavior name (one of tip, neg, neutral, pos)"),
+])
+def test_read_mbstr_bad_line_names_file_line_and_text(tmp_path, bad, needle):
+    path = write(tmp_path / "yelp.txt", GOOD_LINES[:2] + [bad] + GOOD_LINES[2:])
+    with pytest.raises(DataError) as err:
+        read_mbstr(path, YELP)
+    msg = str(err.value)
+    assert "yelp.txt" in msg and "line 3" in msg and repr(bad) in msg and needle in msg
+    assert "uid<TAB>sid<TAB>behavior<TAB>timestamp" in msg  # says what a line must be
+
+
+def test_missing_mbstr_file_says_where_to_put_it_and_where_to_get_it(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_interactions("yelp", data_dir=tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path / "yelp.txt") in msg
+    assert "https://github.com/yuanenming/mb-str" in msg
+    assert "https://github.com/OrchidViolet/FatsMB" in msg
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "ijcai.txt").write_text("")
+    with pytest.raises(DataError, match="ijcai.txt is empty"):
+        load_interactions("ijcai", data_dir=tmp_path)
+
+
+def test_load_interactions_dispatches_mbstr_presets(tmp_path):
+    write(tmp_path / "retail.txt", ["1\t2\tcart\t5", "1\t3\tfav\t6"])
+    x = load_interactions("retail", data_dir=tmp_path)
+    assert x.behavior_names == ("pv", "fav", "cart", "buy") and x.behaviors.tolist() == [3, 2]
+
+
+def test_unknown_dataset_lists_known_ones():
+    with pytest.raises(DataError) as err:
+        load_interactions("movielens")
+    assert all(name in str(err.value) for name in KNOWN_DATASETS)
+
+
+def test_load_interactions_synthetic_tiny():
+    x = load_interactions("synthetic-tiny", synthetic_seed=3)
+    assert len(x) == 5_000 and x.behavior_names == ("pv", "fav", "cart", "buy")
+
+
+# --------------------------------------------------------------------------- users' tables
+
+def test_read_table_csv_with_mapping_and_string_ids(tmp_path):
+    path = write(tmp_path / "mine.csv", ["when,who,what,act,extra",
+                                         "10,alice,book,view,x", "5,bob,pen,buy,y",
+                                         "12,alice,pen,view,z"])
+    x = read_table(path, {"user": "who", "item": "what", "behavior": "act", "timestamp": "when"})
+    assert x.users.tolist() == ["alice", "bob", "alice"]
+    assert x.items.tolist() == ["book", "pen", "pen"]
+    assert x.behavior_names == ("buy", "view")            # None -> sorted unique names
+    assert x.behaviors.tolist() == [2, 1, 2] and x.timestamps.tolist() == [10, 5, 12]
+
+
+def test_read_table_tsv_numeric_ids_and_given_names(tmp_path):
+    path = write(tmp_path / "mine.tsv", ["u\ti\tb\tt", "2\t30\tclick\t1.5", "1\t4\tbuy\t0.5"])
+    x = read_table(path, {"user": "u", "item": "i", "behavior": "b", "timestamp": "t"},
+                   behavior_names=("click", "buy"))
+    assert x.users.dtype == np.int64 and x.items.tolist() == [30, 4]
+    assert x.behaviors.tolist() == [1, 2] and x.timestamps.tolist() == [1.5, 0.5]
+
+
+MAPPING = {"user": "u", "item": "i", "behavior": "b", "timestamp": "t"}
+
+
+@pytest.mark.parametrize("bad, needle, names", [
+    ("1,2,click,yesterday", "not a number (e.g. Unix seconds)", None),
+    ("1,2,click", "expected 4 fields, found 3", None),
+    ("1,2,like,7", "not a known behavior name (one of click, buy)", ("click", "buy")),
+])
+def test_read_table_bad_line(tmp_path, bad, needle, names):
+    path = write(tmp_path / "mine.csv", ["u,i,b,t", "1,2,click,5", bad])
+    with pytest.raises(DataError) as err:
+        read_table(path, MAPPING, behavior_names=names)
+    msg = str(err.value)
+    assert "mine.csv" in msg and "line 3" in msg and repr(bad) in msg and needle in msg
+
+
+def test_read_table_mapping_errors(tmp_path):
+    path = write(tmp_path / "mine.csv", ["u,i,b,t", "1,2,click,5"])
+    with pytest.raises(DataError, match="missing: timestamp"):
+        read_table(path, {"user": "u", "item": "i", "behavior": "b"})
+    with pytest.raises(DataError, match=r"line 1: no column named 'time'.*header has: u, i, b, t"):
+        read_table(path, {**MAPPING, "timestamp": "time"})
+    with pytest.raises(DataError, match="pass sep"):
+        read_table(tmp_path / "mine.dat", MAPPING)
+
+
+# --------------------------------------------------------------------------- MovieLens-100K
+
+@needs_recbole
+def test_read_ml100k_sizes_and_recipe():
+    x = read_ml100k()
+    assert len(np.unique(x.users)) == 943 and len(np.unique(x.items)) == 1682 and len(x) == 100_000
+    assert x.behavior_names == ("neg", "neutral", "pos")
+    counts = np.bincount(x.behaviors, minlength=4)[1:]
+    assert counts.sum() == 100_000 and (counts > 0).all()
+    # the recipe, checked against the raw ratings read independently with the csv module
+    import csv
+    with open(readers.ml100k_path()) as f:
+        rows = list(csv.reader(f, delimiter="\t"))[1:]
+    ratings = np.array([float(r[2]) for r in rows])
+    assert counts.tolist() == [(ratings <= 2).sum(), (ratings == 3).sum(), (ratings >= 4).sum()]
+    assert x.item_titles[1] == "Toy Story"
+
+
+def ml100k_file(path, lines):
+    return write(path, ["user_id:token\titem_id:token\trating:float\ttimestamp:float"] + lines)
+
+
+def test_read_ml100k_recipe_on_a_small_file(tmp_path):
+    path = ml100k_file(tmp_path / "ml-100k.inter", [f"1\t{r}\t{r}\t{100 + r}" for r in range(1, 6)])
+    x = read_ml100k(path)
+    assert x.behaviors.tolist() == [1, 1, 2, 3, 3] and x.item_titles is None
+
+
+@pytest.mark.parametrize("bad, needle", [("1\t2\t6\t100", "not a rating in 1..5"),
+                                         ("1\t2\t3", "expected 4 fields, found 3"),
+                                         ("1\tx\t3\t100", "not an integer item id")])
+def test_read_ml100k_bad_line(tmp_path, bad, needle):
+    path = ml100k_file(tmp_path / "ml-100k.inter", ["1\t2\t3\t100", bad])
+    with pytest.raises(DataError) as err:
+        read_ml100k(path)
+    msg = str(err.value)
+    assert "ml-100k.inter" in msg and "line 3" in msg and repr(bad) in msg and needle in msg
+
+
+def test_read_ml100k_wrong_header(tmp_path):
+    path = write(tmp_path / "ml-100k.inter", ["user\titem\trating\ttimestamp", "1\t2\t3\t4"])
+    with pytest.raises(DataError, match=r"ml-100k.inter, line 1: unexpected header"):
+        read_ml100k(path)
+
+
+def test_missing_recbole_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(readers.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError) as err:
+        load_interactions("ml100k")
+    assert "pip install --no-deps recbole==1.2.1" in str(err.value)
+    assert "Makefile" in str(err.value)

@@ -1,0 +1,112 @@
+"""Synthetic generator: sizes, determinism, and that the planted structure is really there."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from fatsmb_lib.entropy import entropy_table
+from fatsmb_lib.preprocess import prepare
+from fatsmb_lib.synthetic import PRESETS, SyntheticConfig, generate
+
+TINY = PRESETS["tiny"]
+# big enough for counting statistics, small enough to generate in ~0.1 s
+MEDIUM = SyntheticConfig(n_users=2_000, n_items=1_000, n_interactions=60_000, n_topics=20,
+                         max_len=200)
+
+
+def user_lengths(x):
+    return np.bincount(x.users)[1:]
+
+
+def test_tiny_sizes_and_ranges():
+    x = generate(TINY, seed=0)
+    lengths = user_lengths(x)
+    assert len(x) == TINY.n_interactions and len(lengths) == TINY.n_users
+    assert lengths.min() >= TINY.min_len and lengths.max() <= TINY.max_len
+    assert x.items.min() >= 1 and x.items.max() <= TINY.n_items
+    assert set(np.unique(x.behaviors)) == {1, 2, 3, 4}
+    assert x.behavior_names == ("pv", "fav", "cart", "buy")
+
+
+def test_deterministic_in_seed():
+    a, b, c = generate(TINY, 1), generate(TINY, 1), generate(TINY, 2)
+    assert np.array_equal(a.items, b.items) and np.array_equal(a.behaviors, b.behaviors)
+    assert np.array_equal(a.timestamps, b.timestamps)
+    assert not np.array_equal(a.items, c.items)
+
+
+def test_time_order_is_the_generated_order():
+    x = generate(TINY, 0)
+    same_user = x.users[1:] == x.users[:-1]       # rows are user-major, in generated order
+    assert (np.diff(x.timestamps)[same_user] > 0).all()
+
+
+def test_presets_match_table2():
+    y, r = PRESETS["yelp-like"], PRESETS["retail-like"]
+    assert (y.n_users, y.n_items, y.n_interactions) == (19_800, 22_734, 1_400_000)
+    assert y.behavior_names == ("tip", "neg", "neutral", "pos")
+    assert (r.n_users, r.n_items, r.n_interactions) == (147_894, 99_037, 7_600_000)
+    assert r.behavior_names == ("pv", "fav", "cart", "buy")
+
+
+def test_dominant_behavior():
+    counts = np.bincount(generate(MEDIUM, 0).behaviors)[1:]
+    assert counts[0] / counts.sum() > 0.5          # pv dominates, as clicks do in Retail
+
+
+def hit_rates(config, seed=0, k=10):
+    """HR@k on the test item of popularity vs a first-order transition model (both trained on
+    the training parts only): the simplest sequential learner."""
+    data = prepare(generate(config, seed))
+    s = data.split()
+    N = data.n_items
+    pop = np.bincount(s.train_items, minlength=N + 1)
+    pop_top = np.argsort(-pop[1:])[:k] + 1
+    pop_hr = np.isin(s.test_items, pop_top).mean()
+    same = s.train_users[1:] == s.train_users[:-1]
+    trans = np.zeros((N + 1, N + 1))
+    np.add.at(trans, (s.train_items[:-1][same], s.train_items[1:][same]), 1)
+    scores = trans[s.valid_items] + 1e-6 * pop     # last item before the test one = validation item
+    top = np.argsort(-scores[:, 1:], axis=1)[:, :k] + 1
+    seq_hr = (top == s.test_items[:, None]).any(axis=1).mean()
+    return pop_hr, seq_hr
+
+
+def test_sequential_signal_beats_popularity():
+    pop_hr, seq_hr = hit_rates(MEDIUM)
+    assert seq_hr > 2 * pop_hr and seq_hr > 0.2
+
+
+def test_drift_and_preferences_are_what_the_sequential_model_learns():
+    _, seq_hr = hit_rates(MEDIUM)
+    no_drift = replace(MEDIUM, p_successor=0.0, p_repeat=0.0, p_stay_topic=0.0)
+    _, no_drift_hr = hit_rates(no_drift)
+    assert seq_hr > 2 * no_drift_hr                # the Markov drift carries most of the signal
+    # with neither drift nor personal topics, nothing beats popularity
+    flat = replace(no_drift, topics_per_user=MEDIUM.n_topics, preference_concentration=1e4)
+    pop_hr, flat_hr = hit_rates(flat)
+    assert flat_hr < 1.2 * pop_hr
+
+
+def funnel_share(config):
+    """Among immediate repeats of an item, the share whose behavior is the next one along
+    pv -> fav -> cart -> buy (buy stays buy)."""
+    x = generate(config, 0)
+    repeat = (x.users[1:] == x.users[:-1]) & (x.items[1:] == x.items[:-1])
+    return (x.behaviors[1:][repeat] == np.minimum(x.behaviors[:-1][repeat] + 1, 4)).mean()
+
+
+def test_behavior_transfer_revisits_move_along_the_funnel():
+    # revisits pick one of the last 8 steps, so 1 in 8 is an immediate repeat; the other
+    # immediate repeats are chance redraws of a popular item with a fresh behavior
+    assert funnel_share(MEDIUM) > 0.6
+    assert funnel_share(replace(MEDIUM, p_repeat=0.0)) < 0.2
+
+
+@pytest.mark.parametrize("noise, expect_information", [(1.0, True), (0.0, False)])
+def test_behavior_depends_on_the_item(noise, expect_information):
+    x = generate(replace(MEDIUM, item_behavior_noise=noise, p_repeat=0.0), 0)
+    table = entropy_table(x.items, x.behaviors)
+    # I(I;B) of independent draws is only the small plug-in bias, about (|I|-1)(|B|-1)/(2n)
+    bias = (len(np.unique(x.items)) - 1) * 3 / (2 * len(x))
+    assert (table["I(I;B)"] > 5 * bias) == expect_information
