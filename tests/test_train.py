@@ -1,0 +1,299 @@
+"""The training loop: seeds, device, atomic checkpoints, exact resume, NaN guard, early stopping."""
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fatsmb_lib import train as train_module
+from fatsmb_lib.evaluate import evaluate
+from fatsmb_lib.train import (
+    CheckpointMismatchError,
+    History,
+    NonFiniteLossError,
+    TrainConfig,
+    count_parameters,
+    fit,
+    load_checkpoint,
+    make_generator,
+    resolve_device,
+    save_checkpoint,
+    seed_everything,
+)
+
+N, L, D = 20, 6, 8
+CONFIG = {"model": "toy", "d": D, "ks": (10, 20)}
+
+
+class ToyModel(nn.Module):
+    """Mean of item embeddings (with dropout, so the global RNG matters) scored against all items."""
+
+    def __init__(self):
+        super().__init__()
+        self.item = nn.Embedding(N + 2, D)  # 0 padding, 1..N items, N+1 [mask]
+        self.bias = nn.Parameter(torch.zeros(N))
+        self.drop = nn.Dropout(0.2)
+
+    def score_all(self, batch):
+        h = self.drop(self.item(batch["items"]).mean(dim=1))  # (B, D)
+        return h @ self.item.weight[1 : N + 1].T + self.bias  # (B, N)
+
+    def loss(self, batch):
+        return F.cross_entropy(self.score_all(batch), batch["target"] - 1)
+
+
+def make_data(n_rows=48, seed=0):
+    g = make_generator(seed)
+    items = torch.randint(1, N + 1, (n_rows, L), generator=g)
+    items[:, -1] = N + 1
+    target = (items[:, 0] % N) + 1  # learnable: the target follows the first item
+    behaviors = torch.randint(1, 4, (n_rows, L), generator=g)
+    return {"items": items, "behaviors": behaviors, "target": target,
+            "target_behavior": behaviors[:, -1], "user": torch.arange(n_rows)}
+
+
+DATA = make_data()
+
+
+def batches(epoch, batch_size=16):
+    perm = torch.randperm(DATA["items"].shape[0])  # global RNG: restored on resume
+    for start in range(0, len(perm), batch_size):
+        rows = perm[start : start + batch_size]
+        yield {k: v[rows] for k, v in DATA.items()}
+
+
+def validate_fn(model):
+    return lambda: evaluate(model, [DATA], ks=(10,))
+
+
+def run_fit(model, tmp_path, name="ck.pt", train_batches=batches, validate=None, loss_fn=None, **cfg):
+    cfg = TrainConfig(**{"max_epochs": 4, "patience": 100, "monitor": "NDCG@10", **cfg})
+    return fit(model, params=model.parameters(), train_batches=train_batches,
+               loss_fn=loss_fn or model.loss, validate=validate or validate_fn(model), cfg=cfg,
+               checkpoint_path=tmp_path / name, fingerprint="fp-A", config=CONFIG,
+               progress=False, log=lambda s: None)
+
+
+def states_equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------- seeds and device
+
+
+def test_seed_everything_seeds_all_three_generators():
+    seed_everything(3)
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    seed_everything(3)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_make_generator_is_independent_of_global_rng():
+    a = torch.rand(3, generator=make_generator(5))
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3, generator=make_generator(5)), a)
+
+
+def test_resolve_device_auto_and_cpu():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+@pytest.mark.parametrize("name", ["cuda", "cuda:1"])
+def test_resolve_device_cuda_without_gpu_says_what_to_do(name):
+    with pytest.raises(RuntimeError, match=r"torch.cuda.is_available\(\) is False: use device='cpu' or 'auto'"):
+        resolve_device(name)
+
+
+def test_count_parameters_respects_requires_grad():
+    model = ToyModel()
+    assert count_parameters(model) == (N + 2) * D + N
+    model.item.weight.requires_grad_(False)
+    assert count_parameters(model) == N
+    assert count_parameters(model, trainable_only=False) == (N + 2) * D + N
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = ToyModel()
+    payload = {"model": model.state_dict(), "epoch": 3, "fingerprint": "fp-A", "config": CONFIG,
+               "rng": train_module._rng_states()}
+    save_checkpoint(tmp_path / "a" / "ck.pt", payload)
+    loaded = load_checkpoint(tmp_path / "a" / "ck.pt", fingerprint="fp-A", config=CONFIG)
+    assert loaded["epoch"] == 3
+    assert states_equal(loaded["model"], model.state_dict())
+
+
+def test_rng_states_round_trip():
+    states = train_module._rng_states()
+    expected = (random.random(), np.random.rand(), np.random.randn(), torch.rand(1).item())
+    train_module._set_rng_states(states)
+    assert (random.random(), np.random.rand(), np.random.randn(), torch.rand(1).item()) == expected
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"epoch": 1, "fingerprint": "fp-A", "config": CONFIG})
+
+    def crash(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train_module.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"epoch": 2, "fingerprint": "fp-A", "config": CONFIG})
+    monkeypatch.undo()
+    assert load_checkpoint(path, fingerprint="fp-A", config=CONFIG)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temp file left behind
+
+
+def test_mismatched_fingerprint_is_refused(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"fingerprint": "fp-A", "config": CONFIG})
+    with pytest.raises(CheckpointMismatchError, match=r"ck\.pt was trained on dataset fingerprint fp-A, this run uses fp-B"):
+        load_checkpoint(path, fingerprint="fp-B", config=CONFIG)
+
+
+def test_mismatched_config_is_refused_naming_the_key(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"fingerprint": "fp-A", "config": CONFIG})
+    with pytest.raises(CheckpointMismatchError, match=r"d: 8 -> 16.*delete it or use another run_dir"):
+        load_checkpoint(path, fingerprint="fp-A", config={**CONFIG, "d": 16})
+    assert issubclass(CheckpointMismatchError, ValueError)
+
+
+def test_fit_refuses_a_checkpoint_from_another_train_config(tmp_path):
+    run_fit(ToyModel(), tmp_path, max_epochs=1)
+    with pytest.raises(CheckpointMismatchError, match=r"train_config\.lr"):
+        run_fit(ToyModel(), tmp_path, max_epochs=1, lr=1e-3)
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def test_interrupted_run_resumes_exactly(tmp_path):
+    torch.manual_seed(0)
+    straight = ToyModel()
+    h_straight = run_fit(straight, tmp_path, name="straight.pt")
+
+    torch.manual_seed(0)
+    interrupted = ToyModel()
+
+    def stop_at_epoch_3(epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return batches(epoch)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(interrupted, tmp_path, name="resumed.pt", train_batches=stop_at_epoch_3)
+    ck = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    assert ck["epoch"] == 2 and not ck["finished"]
+
+    torch.manual_seed(99)  # a different init and global RNG: everything must come from the checkpoint
+    resumed = ToyModel()
+    h_resumed = run_fit(resumed, tmp_path, name="resumed.pt")
+    assert states_equal(resumed.state_dict(), straight.state_dict())
+    assert h_resumed.epochs == h_straight.epochs == [1, 2, 3, 4]
+    assert h_resumed.train_loss == h_straight.train_loss
+    assert h_resumed.val_metrics == h_straight.val_metrics
+    last_straight = torch.load(tmp_path / "straight.pt", weights_only=True)["model"]
+    last_resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)["model"]
+    assert states_equal(last_straight, last_resumed)
+
+
+def test_training_learns_and_finished_run_is_not_retrained(tmp_path):
+    torch.manual_seed(0)
+    model = ToyModel()
+    before = evaluate(model, [DATA], ks=(10,))["NDCG@10"]
+    history = run_fit(model, tmp_path, max_epochs=30, lr=2e-2)
+    assert history.best_value > before + 0.2
+    assert history.train_loss[-1] < history.train_loss[0]
+    trained = snapshot(model)
+
+    def must_not_train(epoch):
+        raise AssertionError("a finished run was retrained")
+
+    again = ToyModel()
+    h2 = run_fit(again, tmp_path, max_epochs=30, lr=2e-2, train_batches=must_not_train)
+    assert states_equal(again.state_dict(), trained)
+    assert h2.to_dict() == history.to_dict()
+    assert History.from_dict(history.to_dict()) == history
+
+
+def test_non_finite_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
+    model = ToyModel()
+    current = {"epoch": 0}
+    after_epoch_1 = {}
+
+    def train_batches(epoch):
+        current["epoch"] = epoch
+        return batches(epoch)
+
+    def loss_fn(batch):
+        loss = model.loss(batch)
+        return loss * float("nan") if current["epoch"] == 2 else loss
+
+    def validate():
+        after_epoch_1.setdefault("state", snapshot(model))
+        return evaluate(model, [DATA], ks=(10,))
+
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1; the last good checkpoint"):
+        run_fit(model, tmp_path, train_batches=train_batches, loss_fn=loss_fn, validate=validate)
+    ck = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert ck["epoch"] == 1 and not ck["finished"]
+    assert states_equal(ck["model"], after_epoch_1["state"])
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_early_stopping_after_patience_and_best_weights_restored(tmp_path):
+    model = ToyModel()
+    scripted = iter([0.1, 0.3, 0.2, 0.25, 0.29, 0.9])  # best at epoch 2, then 3 evaluations without gain
+    states = {}
+
+    def validate():
+        value = next(scripted)
+        states[len(states) + 1] = snapshot(model)
+        return {"NDCG@10": value}
+
+    history = run_fit(model, tmp_path, validate=validate, max_epochs=10, patience=3)
+    assert history.epochs == [1, 2, 3, 4, 5]
+    assert history.stopped_early and history.best_epoch == 2 and history.best_value == 0.3
+    assert states_equal(model.state_dict(), states[2])
+    assert not states_equal(states[5], states[2])  # training did move the weights after epoch 2
+
+
+def test_min_epochs_and_eval_every(tmp_path):
+    model = ToyModel()
+    history = run_fit(model, tmp_path, validate=lambda: {"NDCG@10": 0.5}, max_epochs=8,
+                      patience=1, min_epochs=6, eval_every=2)
+    # evaluations at epochs 2, 4, 6; the first sets the best, the next ones never improve,
+    # patience 1 is exhausted at epoch 4, but min_epochs keeps training until epoch 6
+    assert history.epochs == [1, 2, 3, 4, 5, 6]
+    assert history.metric("NDCG@10") == ([2, 4, 6], [0.5, 0.5, 0.5])
+    assert history.val_metrics[0] == {}
+
+
+def test_missing_monitor_key_is_a_clear_error(tmp_path):
+    with pytest.raises(KeyError, match="monitor='NDCG@10' is not among the validation metrics"):
+        run_fit(ToyModel(), tmp_path, validate=lambda: {"Recall@10": 0.1})
+
+
+def test_frozen_parameters_do_not_change(tmp_path):
+    model = ToyModel()
+    frozen = model.item.weight.detach().clone()
+    bias = model.bias.detach().clone()
+    fit(model, params=[model.bias], train_batches=batches, loss_fn=model.loss,
+        validate=validate_fn(model), cfg=TrainConfig(max_epochs=2, lr=1e-2, weight_decay=0.1),
+        checkpoint_path=None, fingerprint="fp-A", config=CONFIG, progress=False, log=lambda s: None)
+    assert torch.equal(model.item.weight, frozen)
+    assert not torch.equal(model.bias, bias)
