@@ -1,0 +1,152 @@
+"""Figures of the notebooks: explicit sizes, one function per figure, each saved as PNG.
+
+Every function returns the matplotlib ``Figure``; :func:`save` writes it into the run folder,
+so the same picture is in the notebook and in ``reports/<dataset>/<run>/``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def save(fig: plt.Figure, run_dir: Path, name: str) -> Path:
+    """Write ``fig`` as ``<run_dir>/<name>.png`` (150 dpi) and return the path."""
+    path = Path(run_dir) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    return path
+
+
+def behavior_shares(counts: dict[str, int], title: str) -> plt.Figure:
+    """Bar chart of the share of interactions per behavior (notebook 01)."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    total = sum(counts.values())
+    names = list(counts)
+    shares = [counts[name] / total for name in names]
+    bars = ax.bar(names, shares, color="tab:blue")
+    ax.bar_label(bars, labels=[f"{s:.1%}" for s in shares])
+    ax.set_ylabel("share of interactions")
+    ax.set_ylim(0, max(shares) * 1.2)
+    ax.set_title(title)
+    return fig
+
+
+def popularity_long_tail(item_counts: np.ndarray, title: str) -> plt.Figure:
+    """Item interaction counts by popularity rank (log-log) and the cumulative share of
+    interactions held by the top items (notebook 01)."""
+    counts = np.sort(np.asarray(item_counts))[::-1]
+    rank = np.arange(1, len(counts) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.loglog(rank, np.maximum(counts, 1), color="tab:blue")
+    left.set_xlabel("item popularity rank")
+    left.set_ylabel("interactions")
+    left.set_title("long tail")
+    right.plot(rank / len(rank), np.cumsum(counts) / counts.sum(), color="tab:orange")
+    right.set_xlabel("share of items (most popular first)")
+    right.set_ylabel("share of interactions")
+    right.set_title("cumulative share")
+    right.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def entropy_bars(ours: dict[str, float], paper: dict[str, dict[str, float]], ours_name: str) -> plt.Figure:
+    """H(B|I) against H(I|B) per dataset: the asymmetry of Table 1 at a glance (notebook 01)."""
+    names = [ours_name, *paper]
+    rows = [ours, *paper.values()]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(x - 0.2, [r["H(B|I)"] for r in rows], width=0.4, label="H(B|I): behavior given item")
+    ax.bar(x + 0.2, [r["H(I|B)"] for r in rows], width=0.4, label="H(I|B): item given behavior")
+    ax.set_xticks(x, names)
+    ax.set_ylabel("nats")
+    ax.legend(fontsize=8)
+    ax.set_title("asymmetric determinism (Table 1)")
+    return fig
+
+
+def training_curves(histories: dict, metric: str = "NDCG@10") -> plt.Figure:
+    """Training loss and validation ``metric`` per epoch for several ``History`` objects."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, history in histories.items():
+        left.plot(history.epochs, history.train_loss, label=name)
+        epochs, values = history.metric(metric)
+        right.plot(epochs, values, label=name)
+    left.set_xlabel("epoch")
+    left.set_ylabel("training loss")
+    right.set_xlabel("epoch")
+    right.set_ylabel(f"validation {metric}")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def attention_maps(maps: dict[str, np.ndarray], labels: list[str], title: str) -> plt.Figure:
+    """Averaged attention matrices side by side with item_behavior tick labels (Figure 5)."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(5.5 * len(maps), 5))
+    for ax, (name, matrix) in zip(np.atleast_1d(axes), maps.items()):
+        image = ax.imshow(matrix, cmap="viridis")
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+        ax.set_title(name)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(table: dict[str, dict[str, float]], metrics: tuple[str, ...], title: str) -> plt.Figure:
+    """Grouped bars of ``metrics`` for each model of ``table`` (name -> metrics dict)."""
+    names = list(table)
+    x = np.arange(len(names))
+    width = 0.8 / len(metrics)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 3.2))
+    for i, metric in enumerate(metrics):
+        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, [table[n][metric] for n in names],
+               width=width, label=metric)
+    ax.set_xticks(x, names)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return fig
+
+
+def denoising_trajectory(distances: np.ndarray, steps: list[int], title: str) -> plt.Figure:
+    """Distance of the sampled latent to z_b (and to z_∅) along the DDIM steps (notebook 03).
+
+    ``distances``: (2, n_steps + 1) rows "to z_b", "to z_∅"."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    x = np.arange(distances.shape[1])
+    ax.plot(x, distances[0], marker="o", label="‖z_t − z_b‖")
+    ax.plot(x, distances[1], marker="s", label="‖z_t − z_∅‖")
+    ax.set_xticks(x, ["z_T", *[f"t={t}" for t in steps[1:]], "z_0"], rotation=45, fontsize=7)
+    ax.set_ylabel("Euclidean distance")
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def latent_scatter(points: np.ndarray, behaviors: np.ndarray, names: tuple[str, ...],
+                   title: str) -> plt.Figure:
+    """2-D embedding of behavior-specific preferences coloured by behavior (Figure 6a)."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for b, name in enumerate(names, start=1):
+        chosen = behaviors == b
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=6, alpha=0.6, label=name)
+    ax.legend(markerscale=3, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    return fig
+
+
+def similarity_boxes(similarity: dict[str, np.ndarray], title: str) -> plt.Figure:
+    """Distribution of cos(z_∅, z_b) per behavior (Figure 6b)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.boxplot(list(similarity.values()), showfliers=False)
+    ax.set_xticks(range(1, len(similarity) + 1), list(similarity))
+    ax.set_ylabel("cos(z_∅, z_b)")
+    ax.set_title(title)
+    return fig
