@@ -1,0 +1,105 @@
+"""Baselines under the same contract as FatsMB: ``loss(batch)`` and ``score_all(batch) -> (B, N)``
+(column j = item id j+1). Pop (overall or behavior-specific popularity), BERT4Rec (the MBAE
+without behaviors, APE, Cloze; paper Appendix D) and SASRec (causal Transformer, next-item
+softmax over all items at every position).
+
+Shapes: B batch, L sequence length, D model width, N items, n_behaviors behaviors.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fatsmb_lib.encoder import MBAE, EncoderConfig, SequenceEncoder
+
+
+class Pop(nn.Module):
+    """Most-popular items by training interaction counts.
+
+    ``counts`` is (n_behaviors + 1, N): row 0 counts every training interaction of an item,
+    row b counts those with behavior b. ``per_behavior=False`` scores every row with row 0;
+    ``per_behavior=True`` with the row of its target behavior (behavior-specific popularity).
+    Equal counts are equal scores: the evaluator's tie rule decides their order.
+    """
+
+    def __init__(self, counts: torch.Tensor, per_behavior: bool = False):
+        super().__init__()
+        self.per_behavior = per_behavior
+        self.register_buffer("counts", counts.to(torch.float32))
+
+    @classmethod
+    def fit(
+        cls,
+        items: torch.Tensor,
+        behaviors: torch.Tensor,
+        n_items: int,
+        n_behaviors: int,
+        per_behavior: bool = False,
+    ) -> "Pop":
+        """Count training (item, behavior) pairs, given as two 1-D (or any equal-shape) tensors;
+        id 0 (padding) is skipped."""
+        items, behaviors = items.reshape(-1), behaviors.reshape(-1)
+        real = items > 0
+        items, behaviors = items[real] - 1, behaviors[real]  # item id -> column
+        assert (items < n_items).all() and (behaviors <= n_behaviors).all(), (
+            "item or behavior ids exceed n_items / n_behaviors; pass the dataset's sizes"
+        )
+        per = torch.bincount(behaviors * n_items + items, minlength=(n_behaviors + 1) * n_items)
+        counts = per.view(n_behaviors + 1, n_items).clone()  # row 0 holds behavior-0 pairs: none
+        counts[0] = torch.bincount(items, minlength=n_items)
+        return cls(counts, per_behavior)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pop is fitted by counting (``Pop.fit``), not by gradient descent."""
+        raise NotImplementedError("Pop has no training loss: build it with Pop.fit(...) and skip training")
+
+    def score_all(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Counts of all items (B, N): overall, or under each row's ``target_behavior``."""
+        B = batch["items"].shape[0]
+        if self.per_behavior:
+            return self.counts[batch["target_behavior"]]  # (B, N)
+        return self.counts[0].expand(B, -1)  # (B, N)
+
+
+class BERT4Rec(MBAE):
+    """BERT4Rec [46]: the MBAE without behavior information, with learned absolute positions,
+    trained by the same Cloze loss. ``config`` supplies the sizes; ``use_behavior``,
+    ``position`` and ``causal`` are overridden."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__(replace(config, use_behavior=False, position="ape", causal=False))
+
+
+class SASRec(nn.Module):
+    """SASRec: causal Transformer (APE) trained on next-item prediction at every position, full
+    softmax over all N items, scores = hidden state · tied item embeddings.
+
+    ``use_behavior=True`` adds the behaviors of the INPUT tokens (Eq. 9); the target behavior
+    of a prefix batch sits in the [mask] column, which ``score_all`` never looks at.
+    """
+
+    def __init__(self, config: EncoderConfig, *, use_behavior: bool = False):
+        super().__init__()
+        self.config = replace(config, causal=True, position="ape", use_behavior=use_behavior)
+        self.encoder = SequenceEncoder(self.config)
+
+    def item_weight(self) -> torch.Tensor:
+        """Tied output table: embeddings of item ids 1..N, (N, D)."""
+        return self.encoder.item_embedding.weight[1 : self.config.n_items + 1]
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean next-item cross-entropy over all N items at positions with targets > 0."""
+        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        selected = batch["targets"] > 0  # (B, L)
+        logits = h[selected] @ self.item_weight().T  # (M, N)
+        ce = F.cross_entropy(logits, batch["targets"][selected] - 1, reduction="sum")
+        return ce / selected.sum().clamp(min=1)
+
+    def score_all(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores (B, N) of a prefix batch from the hidden state at column L-2 (the newest real
+        item); causal attention keeps the [mask] column L-1 out of it."""
+        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        return h[:, -2] @ self.item_weight().T

@@ -1,0 +1,422 @@
+"""The Multi-Behavior AutoEncoder (MBAE) of FatsMB: embeddings, APE/RoPE/BaRoPE attention,
+Transformer blocks and the Cloze-trained encoder-decoder (paper Section 3.1, Appendix C,
+Algorithm 1 stage 1).
+
+Symbol map (paper ↔ code):
+    h_i = e_v + e_b + e_p (Eq. 9)     ``SequenceEncoder.embed``
+    d_k, h (heads)                     ``d_head``, ``n_heads``
+    θ_i = base^(-2i/d_k) (Eq. 11)     ``rope_cos_sin``
+    f(q, m) = q·e^{imθ} (Eq. 11, 24)  ``apply_rope``
+    h(a) in f'(q, a, m) (Eq. 13, 28)  ``BaRoPE`` (one real value per rotation pair per head)
+    z_b, z_∅ (Section 3.1)             ``z_b``, ``z_null``
+    decoder q_ψ (Eq. 14)               ``MBAE.decoder`` + tied item embeddings
+
+Glossary of shapes: B batch, L sequence length, D model width (d), H heads, N items,
+n_behaviors behaviors. Ids: items 1..N (0 padding, N+1 [mask]); behaviors 1..n_behaviors
+(0 padding, n_behaviors+1 [mask]). Sequences are left-padded: the newest token is at L-1.
+
+Rotation pairs are *half-split* (the GPT-NeoX / Llama layout): coordinate i is paired with
+coordinate i + d_head/2, i.e. the complex number x_i + i·x_{i+d_head/2} is rotated by m·θ_i.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+POSITIONS = ("ape", "rope", "barope")
+
+
+# ---------------------------------------------------------------------------------------------
+# Rotary position embedding (Eqs. 10-11, 24)
+# ---------------------------------------------------------------------------------------------
+def rope_cos_sin(
+    positions: torch.Tensor, d_head: int, base: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and sines of the rotary angles m·θ_i, θ_i = base^(-2i/d_head) (Eq. 11).
+
+    ``positions`` is (L,) or (B, L); returns ``cos, sin`` of shape (..., d_head) in the
+    half-split layout: entry i and entry i + d_head/2 hold the same angle (one pair).
+    """
+    assert d_head % 2 == 0, f"d_head={d_head} must be even: rotary embeddings rotate pairs; pick d_model = 2·k·n_heads"
+    i = torch.arange(d_head // 2, device=positions.device, dtype=torch.float32)
+    theta = base ** (-2.0 * i / d_head)  # (d_head/2,)
+    angles = positions.to(torch.float32)[..., None] * theta  # (..., d_head/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (..., d_head) same angle on both halves
+    return angles.cos(), angles.sin()
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1): multiplication by i of the complex number x1 + i·x2."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x_i, x_{i+d/2}) of ``x`` (B, H, L, d_head) by its angle: f(x, m) = x·e^{imθ}
+    (Eqs. 11, 24). ``cos``/``sin`` are (L, d_head) or (B, L, d_head) from ``rope_cos_sin``."""
+    if cos.dim() == 3:  # (B, L, d_head) -> (B, 1, L, d_head), broadcast over heads
+        cos, sin = cos[:, None], sin[:, None]
+    return x * cos.to(x.dtype) + _rotate_half(x) * sin.to(x.dtype)
+
+
+class BaRoPE(nn.Module):
+    """Behavior-aware magnitudes h(b) of BaRoPE: q' = h(b_q)·RoPE(q), k' = h(b_k)·RoPE(k) (Eq. 13).
+
+    In the complex form of Appendix C (Eqs. 25-29) h(a) is a real magnitude of each complex
+    coordinate, so we output ONE real value per rotation pair per head (d_head/2 per head) and
+    repeat it over the pair's two coordinates. A real scalar commutes with the rotation, hence
+    <f'(q,a,m), f'(k,b,n)> = Σ_pairs h(a)h(b)·g(q, k, m−n): positions enter only through m−n,
+    exactly (Eq. 30). h = 1 + MLP(e_b) with the last layer zero-initialised: BaRoPE starts as RoPE.
+    """
+
+    def __init__(self, n_behaviors: int, d_model: int, n_heads: int):
+        super().__init__()
+        self.n_heads, self.d_half = n_heads, d_model // n_heads // 2
+        # its own behavior table: padding 0, behaviors 1..n_behaviors, [mask] n_behaviors+1
+        self.behavior_embedding = nn.Embedding(n_behaviors + 2, d_model, padding_idx=0)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, n_heads * self.d_half)
+        )
+        self.zero_init_()
+
+    def zero_init_(self) -> None:
+        """Zero the MLP's last layer so that h ≡ 1 (BaRoPE == RoPE at initialisation)."""
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def pair_scale(self, behaviors: torch.Tensor) -> torch.Tensor:
+        """h(b) per rotation pair: behaviors (B, L) -> (B, H, L, d_head/2)."""
+        B, L = behaviors.shape
+        h = 1.0 + self.mlp(self.behavior_embedding(behaviors))  # (B, L, H*d_head/2)
+        return h.view(B, L, self.n_heads, self.d_half).transpose(1, 2)  # (B, H, L, d_head/2)
+
+    def forward(self, behaviors: torch.Tensor) -> torch.Tensor:
+        """h(b) repeated over both coordinates of each pair: (B, L) -> (B, H, L, d_head)."""
+        h = self.pair_scale(behaviors)
+        return torch.cat([h, h], dim=-1)  # half-split layout: pair i = (i, i + d_head/2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention and Transformer blocks (Eqs. 7-8)
+# ---------------------------------------------------------------------------------------------
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention (Eqs. 7-8) with APE, RoPE or BaRoPE positions.
+
+    APE lives in the embedding layer (Eq. 9); here RoPE/BaRoPE rotate q and k (v untouched,
+    Algorithm 1 line 11). Keys at padded positions (``key_padding_mask`` True) are never
+    attended; every query may attend to itself, so a fully padded row gives finite outputs and
+    a padded query only sees itself. ``causal=True`` hides later keys (SASRec).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.1,
+        position: str = "barope",
+        n_behaviors: int = 0,
+        causal: bool = False,
+        rope_base: float = 10000.0,
+    ):
+        super().__init__()
+        assert d_model % n_heads == 0, (
+            f"d_model={d_model} must be divisible by n_heads={n_heads}; change one of them"
+        )
+        assert position in POSITIONS, f"position={position!r}; choose one of {POSITIONS}"
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.position, self.causal, self.rope_base, self.dropout = position, causal, rope_base, dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)  # W^Q, W^K, W^V of all heads at once
+        self.out = nn.Linear(d_model, d_model)  # W^O
+        self.barope = BaRoPE(n_behaviors, d_model, n_heads) if position == "barope" else None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        behaviors: torch.Tensor | None,
+        key_padding_mask: torch.Tensor,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, L, D), behaviors (B, L) (used by BaRoPE only), key_padding_mask (B, L) True at
+        padding. Returns the output (B, L, D) and, if ``need_weights``, the attention weights
+        (B, H, L, L) before dropout (else None)."""
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)
+        q, k, v = (t.view(B, L, self.n_heads, self.d_head).transpose(1, 2) for t in (q, k, v))  # (B, H, L, d_head)
+        if self.position != "ape":
+            cos, sin = rope_cos_sin(torch.arange(L, device=x.device), self.d_head, self.rope_base)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # Eq. 11
+            if self.barope is not None:
+                h = self.barope(behaviors)  # (B, H, L, d_head)
+                q, k = h * q, h * k  # Eq. 13
+        allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, L) real keys
+        if self.causal:
+            allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+        allowed = allowed | torch.eye(L, dtype=torch.bool, device=x.device)  # (B, 1, L, L)
+        p_drop = self.dropout if self.training else 0.0
+        if need_weights:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (B, H, L, L), Eq. 8
+            weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+            y = F.dropout(weights, p_drop, self.training) @ v  # (B, H, L, d_head)
+        else:
+            weights = None
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p_drop)
+        y = y.transpose(1, 2).reshape(B, L, D)  # Concat(head_1..head_h), Eq. 7
+        return self.out(y), weights
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN Transformer block: x + Attn(LN(x)), then x + FFN(LN(x)) (FFN width 4·D, GELU).
+
+    NOTE: BERT4Rec (and the paper's Eq. 7-8 Transformer) use post-LN; we use pre-LN (nanoGPT)
+    because it trains stably at the paper's lr 2e-3 without a warm-up schedule.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, **attention_kwargs):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = MultiHeadSelfAttention(d_model, n_heads, dropout, **attention_kwargs)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        behaviors: torch.Tensor | None,
+        key_padding_mask: torch.Tensor,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, L, D) -> (B, L, D) and the attention weights (B, H, L, L) or None."""
+        a, weights = self.attn(self.ln1(x), behaviors, key_padding_mask, need_weights)
+        x = x + self.drop(a)
+        x = x + self.drop(self.ffn(self.ln2(x)))
+        return x, weights
+
+
+# ---------------------------------------------------------------------------------------------
+# Config and models
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EncoderConfig:
+    """Sizes of the sequence encoder; defaults are the paper's (l = 2, d = 64, 2 heads, L = 50)."""
+
+    n_items: int
+    n_behaviors: int
+    d_model: int = 64
+    n_heads: int = 2
+    n_layers: int = 2
+    dropout: float = 0.1
+    max_len: int = 50
+    position: str = "barope"  # "ape" | "rope" | "barope" (Table 4 ablation)
+    use_behavior: bool = True  # False: behaviors ignored entirely (BERT4Rec)
+    causal: bool = False  # True: left-to-right attention (SASRec)
+    rope_base: float = 10000.0
+
+    def __post_init__(self):
+        assert self.position in POSITIONS, f"position={self.position!r}; choose one of {POSITIONS}"
+        assert self.d_model % self.n_heads == 0, (
+            f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}; change one of them"
+        )
+        if self.position != "ape":
+            assert (self.d_model // self.n_heads) % 2 == 0, (
+                f"rotary positions need an even head width, got d_model/n_heads="
+                f"{self.d_model // self.n_heads}; pick d_model = 2·k·n_heads"
+            )
+        assert self.use_behavior or self.position != "barope", (
+            "position='barope' needs behaviors; set use_behavior=True or use 'rope'/'ape'"
+        )
+
+
+def _init_weights(module: nn.Module) -> None:
+    """BERT-style initialisation: N(0, 0.02) weights, zero biases (padding rows stay zero)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()
+
+
+class SequenceEncoder(nn.Module):
+    """Embedding layer (Eq. 9) + ``n_layers`` Transformer blocks + a final LayerNorm.
+
+    APE positions count from the right end (the newest token always has position max_len−1),
+    matching left padding; RoPE/BaRoPE use column indices (only differences matter, Eq. 10).
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        c = self.config = config
+        self.item_embedding = nn.Embedding(c.n_items + 2, c.d_model, padding_idx=0)  # 0 pad, N+1 [mask]
+        self.behavior_embedding = (
+            nn.Embedding(c.n_behaviors + 2, c.d_model, padding_idx=0) if c.use_behavior else None
+        )
+        self.position_embedding = nn.Embedding(c.max_len, c.d_model) if c.position == "ape" else None
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                c.d_model, c.n_heads, c.dropout, position=c.position,
+                n_behaviors=c.n_behaviors, causal=c.causal, rope_base=c.rope_base,
+            )
+            for _ in range(c.n_layers)
+        )
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.apply(_init_weights)
+        for m in self.modules():  # the global init above overwrote the zero last layer
+            if isinstance(m, BaRoPE):
+                m.zero_init_()
+
+    def embed(self, items: torch.Tensor, behaviors: torch.Tensor | None) -> torch.Tensor:
+        """h_i = e_v + e_b + e_p (Eq. 9): (B, L) ids -> (B, L, D); e_p for APE only."""
+        L = items.shape[1]
+        x = self.item_embedding(items)  # (B, L, D)
+        if self.behavior_embedding is not None:
+            x = x + self.behavior_embedding(behaviors)
+        if self.position_embedding is not None:
+            assert L <= self.config.max_len, (
+                f"sequence length {L} > max_len={self.config.max_len}; raise max_len or truncate"
+            )
+            p = torch.arange(self.config.max_len - L, self.config.max_len, device=items.device)
+            x = x + self.position_embedding(p)  # (L, D) broadcast over B
+        return x
+
+    def forward(
+        self, items: torch.Tensor, behaviors: torch.Tensor | None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """items, behaviors (B, L) -> hidden states (B, L, D) and, if asked, per-layer weights."""
+        if not self.config.use_behavior:
+            behaviors = None  # BERT4Rec / SASRec: behavior ids never reach the network
+        pad = items == 0  # (B, L)
+        x = self.drop(self.embed(items, behaviors))  # (B, L, D)
+        weights = []
+        for block in self.blocks:
+            x, w = block(x, behaviors, pad, need_weights)
+            weights.append(w)
+        return self.ln_f(x), (weights if need_weights else None)
+
+
+class Decoder(nn.Module):
+    """q_ψ of Eq. 14: MLP into item space (Linear → GELU → LayerNorm) scored against the tied
+    item embeddings (ids 1..N), plus a per-item output bias. The item table is passed in, so the
+    decoder's own parameters are exactly MLP + bias (fine-tuned alone in stage 3)."""
+
+    def __init__(self, d_model: int, n_items: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model))
+        self.bias = nn.Parameter(torch.zeros(n_items))
+
+    def forward(self, z: torch.Tensor, item_weight: torch.Tensor) -> torch.Tensor:
+        """z (..., D), item_weight (N, D) -> logits (..., N)."""
+        return self.mlp(z) @ item_weight.T + self.bias
+
+
+class MBAE(nn.Module):
+    """Multi-Behavior AutoEncoder (Section 3.1): Transformer encoder with BaRoPE + MLP decoder,
+    trained with the Cloze task (Eq. 14, Algorithm 1 lines 3-15).
+
+    NOTE: the item table of the decoder is tied to the encoder's item embedding (BERT4Rec); in
+    stage 3 only the decoder's MLP and bias are fine-tuned, the tied table stays frozen.
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = SequenceEncoder(config)
+        self.decoder = Decoder(config.d_model, config.n_items)
+        self.decoder.apply(_init_weights)
+
+    @property
+    def mask_item(self) -> int:
+        return self.config.n_items + 1
+
+    @property
+    def mask_behavior(self) -> int:
+        return self.config.n_behaviors + 1
+
+    def decoder_parameters(self):
+        """Parameters of the decoder alone (MLP + output bias; not the tied item table)."""
+        return self.decoder.parameters()
+
+    def encode(self, items: torch.Tensor, behaviors: torch.Tensor, need_weights: bool = False):
+        """Hidden states h^l (B, L, D) of a sequence; with ``need_weights`` also a list of per-layer
+        attention weights (B, H, L, L)."""
+        h, weights = self.encoder(items, behaviors, need_weights)
+        return (h, weights) if need_weights else h
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder q_ψ: z (..., D) -> logits (..., N) over all items; column j is item id j+1."""
+        item_weight = self.encoder.item_embedding.weight[1 : self.config.n_items + 1]  # (N, D)
+        return self.decoder(z, item_weight)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cloze loss (Eq. 14): softmax cross-entropy over all N items at positions with labels > 0.
+
+        Positions whose behavior is masked give z_∅, the others z_b; both are trained
+        (Algorithm 1 lines 13-15). Only masked rows are decoded. A batch without masked
+        positions gives 0 (still connected to the graph).
+        """
+        h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
+        selected = batch["labels"] > 0  # (B, L)
+        logits = self.decode(h[selected])  # (M, N)
+        ce = F.cross_entropy(logits, batch["labels"][selected] - 1, reduction="sum")
+        return ce / selected.sum().clamp(min=1)
+
+    def latents(
+        self, items: torch.Tensor, behaviors: torch.Tensor, target_behaviors: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_b, z_∅) at the last column of a prefix batch (last item = [mask]), each (B, D).
+
+        z_b: target behavior visible at the last column; z_∅: behavior replaced by [mask]
+        (Algorithm 1 line 18, Algorithm 2 line 1). One encoder pass over both variants stacked
+        along the batch dimension.
+        """
+        B = items.shape[0]
+        b_visible, b_null = behaviors.clone(), behaviors.clone()
+        b_visible[:, -1] = target_behaviors
+        b_null[:, -1] = self.mask_behavior
+        h = self.encode(torch.cat([items, items]), torch.cat([b_visible, b_null]))  # (2B, L, D)
+        return h[:B, -1], h[B:, -1]
+
+    def latents_at(
+        self, items: torch.Tensor, behaviors: torch.Tensor, positions_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z_b, z_∅, label items, label behaviors) at Cloze-masked positions, each (M, ...).
+
+        ``items``/``behaviors`` (B, L) are the ORIGINAL (unmasked) sequences and
+        ``positions_mask`` (B, L) bool the positions to mask. There the item becomes [mask];
+        the behavior stays visible for z_b and becomes [mask] for z_∅ (at all selected
+        positions of the row at once). One stacked encoder pass.
+        """
+        assert not (positions_mask & (items == 0)).any(), (
+            "positions_mask selects padded positions; AND it with items > 0"
+        )
+        B = items.shape[0]
+        masked_items = items.masked_fill(positions_mask, self.mask_item)
+        b_null = behaviors.masked_fill(positions_mask, self.mask_behavior)
+        h = self.encode(torch.cat([masked_items, masked_items]), torch.cat([behaviors, b_null]))  # (2B, L, D)
+        return h[:B][positions_mask], h[B:][positions_mask], items[positions_mask], behaviors[positions_mask]
+
+    def score_all(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores (B, N) of all items for a prefix batch: decode the output at the [mask] column,
+        whose behavior is the target behavior (stage-1 prediction, i.e. decode(z_b))."""
+        h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
+        return self.decode(h[:, -1])
+
+    @torch.no_grad()
+    def attention_maps(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
+        """Attention weights of ONE sequence (L,) averaged over layers and heads, cropped to its
+        real (non-padded) positions: (L_real, L_real) (Figure 5). Runs in eval mode."""
+        was_training = self.training
+        self.eval()
+        items, behaviors = items.reshape(1, -1), behaviors.reshape(1, -1)
+        _, weights = self.encode(items, behaviors, need_weights=True)
+        self.train(was_training)
+        mean = torch.stack(weights).mean(dim=(0, 2))[0]  # (L, L): mean over layers and heads
+        real = items[0] > 0
+        return mean[real][:, real]
