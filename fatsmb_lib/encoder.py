@@ -110,13 +110,18 @@ class MultiHeadSelfAttention(nn.Module):
     Algorithm 1 line 11). Keys at padded positions (``key_padding_mask`` True) are never
     attended; every query may attend to itself, so a fully padded row gives finite outputs and
     a padded query only sees itself. ``causal=True`` hides later keys (SASRec).
+
+    NOTE: no dropout on the attention probabilities by default (``attn_dropout=0``): on CPU
+    it forces the slow math path of scaled_dot_product_attention (1.7x slower fwd+bwd per
+    layer at (256, 2, 50, 32), measured); the blocks keep dropout 0.1 on their residual
+    branches and the embeddings, as the paper's "dropout 0.1".
     """
 
     def __init__(
         self,
         d_model: int,
         n_heads: int,
-        dropout: float = 0.1,
+        attn_dropout: float = 0.0,
         position: str = "barope",
         n_behaviors: int = 0,
         causal: bool = False,
@@ -128,7 +133,8 @@ class MultiHeadSelfAttention(nn.Module):
         )
         assert position in POSITIONS, f"position={position!r}; choose one of {POSITIONS}"
         self.n_heads, self.d_head = n_heads, d_model // n_heads
-        self.position, self.causal, self.rope_base, self.dropout = position, causal, rope_base, dropout
+        self.position, self.causal, self.rope_base = position, causal, rope_base
+        self.attn_dropout = attn_dropout
         self.qkv = nn.Linear(d_model, 3 * d_model)  # W^Q, W^K, W^V of all heads at once
         self.out = nn.Linear(d_model, d_model)  # W^O
         self.barope = BaRoPE(n_behaviors, d_model, n_heads) if position == "barope" else None
@@ -156,7 +162,7 @@ class MultiHeadSelfAttention(nn.Module):
         if self.causal:
             allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
         allowed = allowed | torch.eye(L, dtype=torch.bool, device=x.device)  # (B, 1, L, L)
-        p_drop = self.dropout if self.training else 0.0
+        p_drop = self.attn_dropout if self.training else 0.0
         if need_weights:
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (B, H, L, L), Eq. 8
             weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
@@ -178,7 +184,7 @@ class TransformerBlock(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float, **attention_kwargs):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attn = MultiHeadSelfAttention(d_model, n_heads, dropout, **attention_kwargs)
+        self.attn = MultiHeadSelfAttention(d_model, n_heads, **attention_kwargs)
         self.ffn = nn.Sequential(
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
         )

@@ -139,8 +139,8 @@ def test_barope_h_is_one_value_per_pair():
 def test_barope_at_init_equals_rope():
     """h ≡ 1 at initialisation: the BaRoPE attention equals the RoPE one with the same weights."""
     torch.manual_seed(0)
-    rope = MultiHeadSelfAttention(16, 2, dropout=0.0, position="rope")
-    barope = MultiHeadSelfAttention(16, 2, dropout=0.0, position="barope", n_behaviors=N_BEH)
+    rope = MultiHeadSelfAttention(16, 2, position="rope")
+    barope = MultiHeadSelfAttention(16, 2, position="barope", n_behaviors=N_BEH)
     barope.load_state_dict(rope.state_dict(), strict=False)
     x = torch.randn(3, 6, 16)
     behaviors = torch.randint(1, N_BEH + 2, (3, 6))
@@ -155,7 +155,7 @@ def test_barope_attention_weights_match_eq_13():
     """Inside attention, q' = h(b_q)·RoPE(q) and k' = h(b_k)·RoPE(k) (Eq. 13): the weights equal a
     hand computation of softmax(q'k'^T / sqrt(d_k)) from the module's own projections."""
     torch.manual_seed(0)
-    attn = MultiHeadSelfAttention(16, 2, dropout=0.0, position="barope", n_behaviors=N_BEH)
+    attn = MultiHeadSelfAttention(16, 2, position="barope", n_behaviors=N_BEH)
     torch.nn.init.normal_(attn.barope.mlp[-1].weight, std=1.0)
     x = torch.randn(2, 5, 16)
     behaviors = torch.randint(1, N_BEH + 1, (2, 5))
