@@ -127,12 +127,18 @@ class PrefixView(_CSRView):
             the training tokens before i); "valid" -- one row per user, target = second-last
             interaction, history = training part; "test" -- target = last interaction,
             history = everything before it (including the validation item).
+        per_user: with split="train", keep each user's ``per_user`` most recent training
+            targets only (None: all); stages 2-3 use it to bound their cost.
     """
 
-    def __init__(self, data: SequenceData, max_len: int = 50, split: str = "train") -> None:
+    def __init__(self, data: SequenceData, max_len: int = 50, split: str = "train",
+                 per_user: int | None = None) -> None:
         parts = data.split()
         if split == "train":   # windows of one token: each training target after the first
-            user, end = _windows(parts.train_end, parts.train_start + 1, 1)
+            first = parts.train_start + 1
+            if per_user is not None:                 # only the most recent `per_user` targets
+                first = np.maximum(first, parts.train_end - per_user)
+            user, end = _windows(parts.train_end, first, 1)
             target = end - 1
         elif split == "valid":
             user, target = np.arange(data.n_users), parts.train_end

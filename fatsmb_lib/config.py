@@ -5,7 +5,10 @@ A profile fixes the cost of a run (epochs, patience, seeds) and the paper's hype
 2 encoder layers, 2 MCGLN layers, T = 200, Δt = 20.
 
 - ``smoke``: tiny synthetic data, a few epochs — for tests, seconds per notebook.
-- ``default``: ml100k on CPU, the whole notebook sequence in about 10 minutes on 2 cores.
+- ``default``: ml100k on CPU, the whole notebook sequence in about 10 minutes on 2 cores:
+  epochs are capped (stage 1: 60, baselines: 40, stage 2: 15, stage 3: 10) and stages 2-3 use
+  each user's 20 most recent training prefixes. Models are a little under-trained; the
+  multi-seed comparison (``python -m fatsmb_lib.compare``) uses the same caps.
 - ``paper``: the paper's schedule for Yelp / Retail / IJCAI on a GPU.
 """
 from __future__ import annotations
@@ -30,14 +33,17 @@ class Profile:
     position: str = "barope"          # ape | rope | barope (Table 4)
     rho: float = 0.2                  # item mask probability ρ (Fig. 8a: small is best)
     sigma: float = 0.2                # behavior mask probability σ (Fig. 8b: small is best)
+    last_only_prob: float = 0.0       # share of Cloze rows masking only their last item (BERT4Rec)
     # latent diffusion (Section 3.2) and denoiser (Section 3.3)
     T: int = 200
     stride: int = 20                  # Δt
     omega: float = 1.0                # ω, guidance strength (Eq. 17)
     eta: float = 0.0                  # DDIM stochasticity; 0 = deterministic (Eq. 5)
-    schedule: str = "linear"
+    schedule: str = "exp"             # the authors' VP schedule; see notebook 03
     prediction: str = "eps"           # eps (the paper, Eq. 16) | x0
     p_uncond: float = 0.2             # classifier-free guidance drop rate
+    prefixes_per_user: int | None = None  # stages 2-3 train on each user's most recent
+                                          # training prefixes (None: all of them)
     denoiser: str = "mcgln"           # mlp | adaln | mcgln (Table 4)
     n_denoiser_layers: int = 2
     n_shared: int = 2                 # m_s
@@ -64,12 +70,12 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", dataset="synthetic-tiny", d_model=32, max_len=20,
-        stage1_epochs=3, stage2_epochs=3, stage3_epochs=2, baseline_epochs=3, patience=2,
+        stage1_epochs=30, stage2_epochs=10, stage3_epochs=4, baseline_epochs=30, patience=10,
         batch_size=128, T=50, stride=10,
     ),
     "default": Profile(
-        name="default", dataset="ml100k",
-        stage1_epochs=150, stage2_epochs=60, stage3_epochs=20, baseline_epochs=150, patience=10,
+        name="default", dataset="ml100k", prefixes_per_user=20,
+        stage1_epochs=60, stage2_epochs=15, stage3_epochs=10, baseline_epochs=40, patience=8,
     ),
     "paper": Profile(
         name="paper", dataset="yelp",
