@@ -11,12 +11,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def save(fig: plt.Figure, run_dir: Path, name: str) -> Path:
-    """Write ``fig`` as ``<run_dir>/<name>.png`` (150 dpi) and return the path."""
+def save(fig: plt.Figure, run_dir: Path, name: str) -> None:
+    """Write ``fig`` as ``<run_dir>/<name>.png`` (150 dpi); the notebook still shows it."""
     path = Path(run_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, bbox_inches="tight")
-    return path
 
 
 def behavior_shares(counts: dict[str, int], title: str) -> plt.Figure:
@@ -148,5 +147,29 @@ def similarity_boxes(similarity: dict[str, np.ndarray], title: str) -> plt.Figur
     ax.boxplot(list(similarity.values()), showfliers=False)
     ax.set_xticks(range(1, len(similarity) + 1), list(similarity))
     ax.set_ylabel("cos(z_∅, z_b)")
+    ax.set_title(title)
+    return fig
+
+
+def noise_schedules(alpha_bars: dict[str, np.ndarray], title: str) -> plt.Figure:
+    """ᾱ_t of several β schedules against t (notebook 03, Eq. 15)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for name, alpha_bar in alpha_bars.items():
+        ax.plot(np.arange(len(alpha_bar)), alpha_bar, label=name)
+    ax.set_xlabel("t")
+    ax.set_ylabel("ᾱ_t (signal kept)")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def sweep(values: list, metrics: dict[str, list[float]], xlabel: str, title: str) -> plt.Figure:
+    """A metric (or several) against one hyperparameter (Figure 8 style)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, ys in metrics.items():
+        ax.plot([str(v) for v in values], ys, marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=8)
     ax.set_title(title)
     return fig
