@@ -68,20 +68,30 @@ class FatsMB(nn.Module):
         z_0 = self.generate(batch["z_null"], batch["behavior"], generator)  # (B, D)
         return F.cross_entropy(self.mbae.decode(z_0), batch["target"] - 1)
 
-    @torch.no_grad()
-    def recommend(self, items: torch.Tensor, behaviors: torch.Tensor, behavior: int, k: int = 10,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Top-k item ids (k,) for ONE history (items/behaviors (L_hist,), no padding needed)
-        under the target ``behavior``. Items already in the history are not removed."""
-        L = self.mbae.config.max_len
-        device = next(self.parameters()).device
-        items = torch.as_tensor(items, device=device)[-(L - 1):]
-        behaviors = torch.as_tensor(behaviors, device=device)[-(L - 1):]
-        pad = torch.zeros(L - 1 - len(items), dtype=torch.long, device=device)
-        last = lambda value: torch.tensor([value], device=device)  # noqa: E731
-        batch = {  # left padding, then the [mask] item carrying the target behavior: (1, L)
-            "items": torch.cat([pad, items.long(), last(self.mbae.mask_item)])[None],
-            "behaviors": torch.cat([pad, behaviors.long(), last(behavior)])[None],
-            "target_behavior": last(behavior),
-        }
-        return recommend_topk(self.score_all(batch, generator), k)[0]
+
+@torch.no_grad()
+def recommend(model: nn.Module, items, behaviors, behavior: int, *, n_items: int,
+              n_behaviors: int, max_len: int, k: int = 10,
+              titles: list[str] | None = None) -> list[tuple[int, str]]:
+    """Top-k (item id, name) for ONE history under the target ``behavior``, for any model with
+    ``score_all`` (FatsMB, the MBAE, the baselines).
+
+    ``items``/``behaviors`` (L_hist,) are the history, oldest first, without padding; the last
+    L-1 are kept, then the [mask] item carrying the target behavior (Algorithm 2's input).
+    Names come from ``titles`` (indexed by item id − 1) or are the ids. Items already in the
+    history are not removed. Sampling models draw from torch's global generator: seed it.
+    """
+    device = next(iter(model.state_dict().values())).device
+    items = torch.as_tensor(items, device=device).long()[-(max_len - 1):]
+    behaviors = torch.as_tensor(behaviors, device=device).long()[-(max_len - 1):]
+    pad = torch.zeros(max_len - 1 - len(items), dtype=torch.long, device=device)
+    last = torch.tensor([[n_items + 1, behavior]], device=device)   # [mask] item, target behavior
+    assert 1 <= behavior <= n_behaviors, f"behavior must be in 1..{n_behaviors}, got {behavior}"
+    batch = {  # (1, L), left padding
+        "items": torch.cat([pad, items, last[:, 0]])[None],
+        "behaviors": torch.cat([pad, behaviors, last[:, 1]])[None],
+        "target_behavior": last[:, 1],
+    }
+    model.eval()
+    top = recommend_topk(model.score_all(batch), k)[0].tolist()
+    return [(i, titles[i - 1] if titles else str(i)) for i in top]

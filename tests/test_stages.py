@@ -7,6 +7,7 @@ import torch
 
 from fatsmb_lib.batches import PrefixView
 from fatsmb_lib.config import get_profile
+from fatsmb_lib.model import recommend
 from fatsmb_lib.latents import cosine_by_behavior, trajectory_distances
 from fatsmb_lib.preprocess import load_dataset
 from fatsmb_lib.stages import (Context, finetune_decoder, fit_pop, prefix_latents, train_denoiser,
@@ -74,13 +75,32 @@ def test_a_finished_stage_is_reloaded_not_retrained(trained):
 
 
 def test_recommend_gives_k_distinct_items_per_behavior(trained):
-    ctx, _, _, _, fatsmb = trained
+    ctx, mbae, _, _, fatsmb = trained
     data = ctx.data
-    items = torch.as_tensor(data.seq_items[:30]).long()
-    behaviors = torch.as_tensor(data.seq_behaviors[:30]).long()
-    for b in range(1, data.n_behaviors + 1):
-        top = fatsmb.recommend(items, behaviors, b, k=10, generator=torch.Generator().manual_seed(0))
-        assert len(set(top.tolist())) == 10 and top.min() >= 1 and top.max() <= data.n_items
+    sizes = dict(n_items=data.n_items, n_behaviors=data.n_behaviors, max_len=ctx.profile.max_len)
+    history = data.seq_items[:30], data.seq_behaviors[:30]
+    for model in (fatsmb, mbae, fit_pop(ctx)):
+        for b in range(1, data.n_behaviors + 1):
+            top = [item for item, _ in recommend(model, *history, b, **sizes)]
+            assert len(set(top)) == 10 and min(top) >= 1 and max(top) <= data.n_items
+    titles = [f"item {i}" for i in range(1, data.n_items + 1)]
+    named = recommend(mbae, *history, 1, **sizes, k=3, titles=titles)
+    assert [name for _, name in named] == [f"item {i}" for i, _ in named]
+
+
+def test_recommend_matches_score_all_on_the_same_row(trained):
+    ctx, mbae, _, _, _ = trained
+    data = ctx.data
+    batch = next(iter(ctx.loader("test")))
+    u = 0
+    history = slice(data.offsets[u], data.offsets[u + 1] - 1)
+    mbae.eval()
+    with torch.no_grad():
+        expected = mbae.score_all({k: v[:1] for k, v in batch.items()}).topk(5).indices[0] + 1
+    got = recommend(mbae, data.seq_items[history], data.seq_behaviors[history],
+                    int(batch["target_behavior"][0]), n_items=data.n_items,
+                    n_behaviors=data.n_behaviors, max_len=ctx.profile.max_len, k=5)
+    assert [item for item, _ in got] == expected.tolist()
 
 
 def test_prefix_latents_match_the_encoder(trained):
@@ -116,3 +136,13 @@ def test_latent_helpers_by_hand():
     traj = [torch.zeros(2, 2), torch.ones(2, 2)]
     d = trajectory_distances(traj, torch.ones(2, 2), torch.zeros(2, 2))
     assert d.shape == (2, 2) and d[0, 1] == 0 and abs(d[0, 0] - 2 ** 0.5) < 1e-6
+
+
+def test_stage2_on_cloze_positions_trains(trained, tmp_path):
+    """The paper's wording: (z_b, z_∅) at Cloze-masked positions, re-masked every epoch."""
+    ctx, mbae, _, _, _ = trained
+    fresh = Context(ctx.data, ctx.profile, tmp_path, ctx.device, log=ctx.log)
+    model, history = train_denoiser(mbae, fresh, source="cloze", epochs=2)
+    assert len(history.epochs) == 2 and all(loss == loss for loss in history.train_loss)
+    with pytest.raises(ValueError, match="source must be"):
+        train_denoiser(mbae, fresh, source="random")
