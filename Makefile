@@ -28,7 +28,10 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(PY) -m fatsmb_lib.pipeline --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE)
 
+# nbval executes the notebooks in place with their default parameters; start from a clean
+# scratch run folder so no checkpoint of an earlier code version is reused.
 test: install
+	rm -rf runs/ml100k-default
 	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 bench: install

@@ -85,7 +85,7 @@ def run_bench(dataset: str = "synthetic-yelp-like", device: str = "auto", n_batc
 
     # stage 2: denoiser on latent pairs
     model = build_fatsmb(mbae, ctx)
-    pairs = list(islice(_tensor_batches(latents, profile.batch_size, 0), n_batches))
+    pairs = list(islice(_tensor_batches(latents, profile.batch_size, make_generator(0)), n_batches))
     seconds, rows = _time_training(model, pairs, model.diffusion_loss,
                                    list(model.denoiser.parameters()), dev)
     result["stage2"] = {"sequences_per_s": rows / seconds, "epoch_s": view_rows * seconds / rows}

@@ -59,20 +59,28 @@ class Context:
         return evaluate(model, self.loader(split), behavior_names=self.data.behavior_names,
                         device=self.device)
 
-    def train_config(self, epochs: int) -> TrainConfig:
+    def train_config(self, epochs: int, min_epochs: int = 1) -> TrainConfig:
         p = self.profile
         return TrainConfig(lr=p.lr, weight_decay=p.weight_decay, batch_size=p.batch_size,
-                           max_epochs=epochs, patience=p.patience, seed=self.seed)
+                           max_epochs=epochs, patience=p.patience, min_epochs=min_epochs,
+                           seed=self.seed)
 
     def fit(self, model: nn.Module, name: str, params, train_batches, loss_fn, epochs: int,
-            config: dict) -> History:
+            config: dict, min_epochs: int = 1) -> History:
         """``train.fit`` with this run's checkpoint path, fingerprint and validation."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         return fit(model, params=params, train_batches=train_batches, loss_fn=loss_fn,
-                   validate=lambda: self.evaluate(model, "valid"), cfg=self.train_config(epochs),
+                   validate=lambda: self.evaluate(model, "valid"),
+                   cfg=self.train_config(epochs, min_epochs),
                    checkpoint_path=self.run_dir / f"{name}-seed{self.seed}.pt",
                    fingerprint=self.data.fingerprint, config=config, progress=self.progress,
                    log=self.log)
+
+
+def epoch_generator(ctx: Context, epoch: int) -> torch.Generator:
+    """The generator of one epoch's shuffling and masking: a function of (seed, epoch) only, so
+    a resumed run draws exactly what the uninterrupted run would have drawn."""
+    return make_generator(ctx.seed * 100_003 + epoch)
 
 
 def state_fingerprint(module: nn.Module) -> str:
@@ -100,7 +108,7 @@ def _cloze_batches(ctx: Context, rho: float, sigma: float) -> Callable[[int], ob
     view = ClozeView(ctx.data, ctx.profile.max_len)
 
     def batches(epoch: int):
-        generator = make_generator(ctx.seed * 100_003 + epoch)
+        generator = epoch_generator(ctx, epoch)
         collate = ClozeCollate(rho, sigma, ctx.data.mask_item, ctx.data.mask_behavior, generator,
                                ctx.profile.last_only_prob)
         return make_loader(view, ctx.profile.batch_size, True, generator, collate)
@@ -118,7 +126,7 @@ def train_mbae(ctx: Context, position: str | None = None, rho: float | None = No
     history = ctx.fit(model, name, model.parameters(),
                       _cloze_batches(ctx, rho, sigma), model.loss, epochs or p.stage1_epochs,
                       {"model": "MBAE", "encoder": vars(cfg), "rho": rho, "sigma": sigma,
-                       "last_only_prob": p.last_only_prob})
+                       "last_only_prob": p.last_only_prob}, min_epochs=p.min_epochs)
     return model, history
 
 
@@ -130,7 +138,7 @@ def train_bert4rec(ctx: Context) -> tuple[BERT4Rec, History]:
     history = ctx.fit(model, "bert4rec", model.parameters(), _cloze_batches(ctx, p.rho, 0.0),
                       model.loss, p.baseline_epochs,
                       {"model": "BERT4Rec", "encoder": vars(cfg), "rho": p.rho,
-                       "last_only_prob": p.last_only_prob})
+                       "last_only_prob": p.last_only_prob}, min_epochs=p.min_epochs)
     return model, history
 
 
@@ -141,9 +149,10 @@ def train_sasrec(ctx: Context) -> tuple[SASRec, History]:
     view = NextItemView(ctx.data, ctx.profile.max_len)
 
     def batches(epoch: int):
-        return make_loader(view, ctx.profile.batch_size, True, make_generator(ctx.seed * 100_003 + epoch))
+        return make_loader(view, ctx.profile.batch_size, True, epoch_generator(ctx, epoch))
     history = ctx.fit(model, "sasrec", model.parameters(), batches, model.loss,
-                      ctx.profile.baseline_epochs, {"model": "SASRec", "encoder": vars(cfg)})
+                      ctx.profile.baseline_epochs, {"model": "SASRec", "encoder": vars(cfg)},
+                      min_epochs=ctx.profile.min_epochs)
     return model, history
 
 
@@ -177,10 +186,10 @@ def prefix_latents(mbae: MBAE, ctx: Context, n_batches: int | None = None) -> di
     return {key: torch.cat(value) for key, value in parts.items()}
 
 
-def _tensor_batches(tensors: dict[str, torch.Tensor], batch_size: int, seed: int):
+def _tensor_batches(tensors: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator):
     """Shuffled mini-batches of equally long tensors (already on the device)."""
     n = len(next(iter(tensors.values())))
-    order = torch.randperm(n, generator=make_generator(seed)).to(next(iter(tensors.values())).device)
+    order = torch.randperm(n, generator=generator).to(next(iter(tensors.values())).device)
     for start in range(0, n, batch_size):
         index = order[start:start + batch_size]
         yield {key: value[index] for key, value in tensors.items()}
@@ -189,7 +198,7 @@ def _tensor_batches(tensors: dict[str, torch.Tensor], batch_size: int, seed: int
 def _cloze_latent_batches(mbae: MBAE, ctx: Context, epoch: int):
     """Stage-2 pairs as the paper states: z_b / z_∅ at Cloze-masked positions (behavior
     visible / masked), new masks every epoch."""
-    generator = make_generator(ctx.seed * 100_003 + epoch)
+    generator = epoch_generator(ctx, epoch)
     view = ClozeView(ctx.data, ctx.profile.max_len)
     mbae.eval()  # frozen: no dropout while it produces targets (fit() set train mode)
     for batch in make_loader(view, ctx.profile.batch_size, True, generator):
@@ -238,7 +247,7 @@ def train_denoiser(mbae: MBAE, ctx: Context, source: str = "prefix", epochs: int
     if source == "prefix":
         latents = latents if latents is not None else prefix_latents(model.mbae, ctx)
         batches = lambda epoch: _tensor_batches(latents, ctx.profile.batch_size,  # noqa: E731
-                                                ctx.seed * 100_003 + epoch)
+                                                epoch_generator(ctx, epoch))
     elif source == "cloze":
         batches = lambda epoch: _cloze_latent_batches(model.mbae, ctx, epoch)  # noqa: E731
     else:
@@ -268,7 +277,7 @@ def finetune_decoder(model: FatsMB, ctx: Context, epochs: int | None = None,
     name = "decoder-" + state_fingerprint(model.denoiser)
     return ctx.fit(model, name, model.mbae.decoder.parameters(),
                    lambda epoch: _tensor_batches(tensors, ctx.profile.batch_size,
-                                                 ctx.seed * 100_003 + epoch),
+                                                 epoch_generator(ctx, epoch)),
                    model.loss, epochs or ctx.profile.stage3_epochs,
                    {"stage": 3, "mbae": state_fingerprint(model.mbae.encoder),
                     "profile": ctx.profile.to_dict()})

@@ -63,13 +63,21 @@ def test_sync_outputs_copies_outputs_and_refuses_other_sources(tmp_path):
         pipeline.sync_outputs(tmp_path / "ran.ipynb", tmp_path / "src.ipynb")
 
 
-def test_smoke_run_of_the_first_notebook(tmp_path):
-    summary = pipeline.run_pipeline("synthetic-tiny", profile="smoke", only=["01"],
-                                    reports_dir=tmp_path, log=lambda line: None)
+def test_smoke_run_of_every_notebook(tmp_path):
+    """The whole sequence on tiny synthetic data: every notebook executes, exports HTML, and the
+    headline files are written and published one folder up."""
+    summary = pipeline.run_pipeline("synthetic-tiny", profile="smoke", reports_dir=tmp_path,
+                                    log=lambda line: None)
     run_dir = tmp_path / "synthetic-tiny" / "smoke"
-    assert (run_dir / "01_entropy_analysis.ipynb").exists()
-    assert (run_dir / "01_entropy_analysis.html").exists()
-    assert (run_dir / "item_long_tail.png").exists()
-    entropy = json.loads((tmp_path / "synthetic-tiny" / "entropy.json").read_text())
+    for notebook in pipeline.notebook_sequence():
+        assert (run_dir / notebook.name).exists() and (run_dir / notebook.with_suffix(".html").name).exists()
+    assert set(summary["seconds"]) == {nb.stem for nb in pipeline.notebook_sequence()}
+    for name in ("item_long_tail.png", "attention_ape_vs_barope.png", "latent_tsne.png", "comparison.png"):
+        assert (run_dir / name).exists(), name
+    published = tmp_path / "synthetic-tiny"
+    entropy = json.loads((published / "entropy.json").read_text())
     assert entropy["H(I|B)"] > entropy["H(B|I)"] > 0
-    assert set(summary["seconds"]) == {"01_entropy_analysis"}
+    metrics = json.loads((published / "metrics.json").read_text())
+    assert {"Pop", "SASRec", "BERT4Rec", "MBAE", "FatsMB"} <= set(metrics["models"])
+    assert set(metrics["models"]["FatsMB"]["per_behavior"]) <= {"pv", "fav", "cart", "buy"}
+    assert (published / "results.md").read_text().startswith("# synthetic-tiny")
