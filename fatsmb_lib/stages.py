@@ -25,14 +25,14 @@ from torch import nn
 
 from .baselines import SASRec, BERT4Rec, Pop
 from .batches import ClozeCollate, ClozeView, NextItemView, PrefixView, cloze_mask, make_loader
-from .config import Profile
+from .config import Profile, default_run_dir, get_profile, project_root
 from .denoiser import DenoiserConfig, build_denoiser
 from .diffusion import DiffusionConfig, LatentDiffusion
 from .encoder import MBAE, EncoderConfig
 from .evaluate import evaluate
 from .model import FatsMB
-from .preprocess import SequenceData
-from .train import History, TrainConfig, fit, make_generator, resolve_device
+from .preprocess import SequenceData, load_dataset
+from .train import History, TrainConfig, fit, make_generator, resolve_device, seed_everything
 
 EVAL_BATCH = 1024
 
@@ -75,6 +75,25 @@ class Context:
                    checkpoint_path=self.run_dir / f"{name}-seed{self.seed}.pt",
                    fingerprint=self.data.fingerprint, config=config, progress=self.progress,
                    log=self.log)
+
+
+def open_run(dataset: str, profile: str, device: str = "auto", run_dir: str | Path = "",
+             data_dir: str | Path = "", seed: int = 0, **overrides) -> Context:
+    """Everything a notebook derives from its papermill parameters, in one call.
+
+    The profile adjusted for the dataset, with ``overrides`` (profile field -> value; None
+    means "keep the profile's value"); ``data_dir`` empty -> ``<repo>/data``; ``run_dir``
+    empty -> ``runs/<dataset>-<profile>`` (created); the data loaded; all seeds set. Training logs
+    are silenced (notebooks print their own summaries).
+    """
+    settings = get_profile(profile, dataset)
+    settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
+    data = load_dataset(dataset, Path(data_dir) if data_dir else project_root() / "data")
+    seed_everything(seed)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(dataset, profile)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Context(data, settings, run_dir, device=resolve_device(device), seed=seed,
+                   progress=False, log=lambda line: None)
 
 
 def epoch_generator(ctx: Context, epoch: int) -> torch.Generator:

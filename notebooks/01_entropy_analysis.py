@@ -49,19 +49,17 @@ seed = 0
 
 # %%
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from fatsmb_lib import plots
-from fatsmb_lib.config import default_run_dir, project_root
 from fatsmb_lib.entropy import entropy_table
-from fatsmb_lib.preprocess import load_dataset, stats
+from fatsmb_lib.preprocess import stats
+from fatsmb_lib.stages import open_run
 
-data_dir = Path(data_dir) if data_dir else project_root() / "data"
-run_dir = Path(run_dir) if run_dir else default_run_dir(dataset, profile)
-run_dir.mkdir(parents=True, exist_ok=True)
+run = open_run(dataset, profile, device, run_dir, data_dir, seed)   # loads the data, makes run_dir
+run_dir = run.run_dir
 
 # %% [markdown]
 # ## 1 · The data
@@ -72,12 +70,12 @@ run_dir.mkdir(parents=True, exist_ok=True)
 # user's interactions are ordered by (timestamp, item id); the tie-break matters because many
 # ml100k users rate several films within the same second.
 #
-# `load_dataset` reads the raw file, builds dense ids and caches the prepared arrays, so the
-# second load takes milliseconds.
+# `open_run` derives everything from the parameters; its `load_dataset` reads the raw file,
+# builds dense ids and caches the prepared arrays, so the second load takes milliseconds.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-data = load_dataset(dataset, data_dir)
+data = run.data
 summary = stats(data)
 table2 = pd.DataFrame([{
     "dataset": dataset, "users": summary["users"], "items": summary["items"],

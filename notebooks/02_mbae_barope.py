@@ -42,7 +42,6 @@ epochs = None          # stage-1 epochs; None: the profile's value
 
 # %%
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,22 +49,13 @@ import torch
 
 from fatsmb_lib import plots
 from fatsmb_lib.batches import cloze_mask
-from fatsmb_lib.config import default_run_dir, get_profile, project_root
 from fatsmb_lib.encoder import BaRoPE, apply_rope, rope_cos_sin
 from fatsmb_lib.evaluate import format_metrics_table
-from fatsmb_lib.preprocess import load_dataset
-from fatsmb_lib.stages import Context, fit_pop, train_bert4rec, train_mbae, train_sasrec
-from fatsmb_lib.train import resolve_device, seed_everything
+from fatsmb_lib.stages import fit_pop, open_run, train_bert4rec, train_mbae, train_sasrec
 
-settings = get_profile(profile, dataset)
-settings = settings.replace(**{k: v for k, v in dict(position=position, rho=rho, sigma=sigma,
-                                                      stage1_epochs=epochs).items() if v is not None})
-data_dir = Path(data_dir) if data_dir else project_root() / "data"
-run_dir = Path(run_dir) if run_dir else default_run_dir(dataset, profile)
-data = load_dataset(dataset, data_dir)
-ctx = Context(data, settings, run_dir, device=resolve_device(device), seed=seed,
-              progress=False, log=lambda line: None)
-seed_everything(seed)
+ctx = open_run(dataset, profile, device, run_dir, data_dir, seed,
+               position=position, rho=rho, sigma=sigma, stage1_epochs=epochs)
+data, settings, run_dir = ctx.data, ctx.profile, ctx.run_dir
 print(f"{dataset}: {data.n_users} users, {data.n_items} items, behaviors {data.behavior_names}; "
       f"device {ctx.device.type}")
 
@@ -275,8 +265,8 @@ stage1 = {"dataset": dataset, "seed": seed, "profile": settings.to_dict(),
           "valid": results["valid"], "test": results["test"],
           "best_epoch": {"MBAE": mbae_history.best_epoch, "SASRec": sasrec_history.best_epoch,
                          "BERT4Rec": bert4rec_history.best_epoch}}
-(Path(run_dir) / "stage1_metrics.json").write_text(json.dumps(stage1, indent=2) + "\n")
-print(f"wrote {Path(run_dir).name}/stage1_metrics.json")
+(run_dir / "stage1_metrics.json").write_text(json.dumps(stage1, indent=2) + "\n")
+print(f"wrote {run_dir.name}/stage1_metrics.json")
 
 # %% [markdown]
 # ## Summary

@@ -42,7 +42,6 @@ epochs = None          # stage-2 epochs; None: the profile's value
 
 # %%
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,25 +49,16 @@ import torch
 
 from fatsmb_lib import plots
 from fatsmb_lib.compare import DENOISERS
-from fatsmb_lib.config import default_run_dir, get_profile, project_root
 from fatsmb_lib.denoiser import DenoiserConfig, build_denoiser
 from fatsmb_lib.diffusion import DiffusionConfig, LatentDiffusion
 from fatsmb_lib.evaluate import format_metrics_table
 from fatsmb_lib.latents import cosine_by_behavior, trajectory_distances, tsne_2d, user_latents
-from fatsmb_lib.preprocess import load_dataset
-from fatsmb_lib.stages import Context, prefix_latents, train_denoiser, train_mbae
-from fatsmb_lib.train import count_parameters, make_generator, resolve_device, seed_everything
+from fatsmb_lib.stages import open_run, prefix_latents, train_denoiser, train_mbae
+from fatsmb_lib.train import count_parameters, make_generator
 
-settings = get_profile(profile, dataset)
-settings = settings.replace(**{k: v for k, v in dict(denoiser=denoiser, prediction=prediction,
-                                                      omega=omega, stage2_epochs=epochs).items()
-                               if v is not None})
-data_dir = Path(data_dir) if data_dir else project_root() / "data"
-run_dir = Path(run_dir) if run_dir else default_run_dir(dataset, profile)
-data = load_dataset(dataset, data_dir)
-ctx = Context(data, settings, run_dir, device=resolve_device(device), seed=seed,
-              progress=False, log=lambda line: None)
-seed_everything(seed)
+ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, denoiser=denoiser,
+               prediction=prediction, omega=omega, stage2_epochs=epochs)
+data, settings, run_dir = ctx.data, ctx.profile, ctx.run_dir
 mbae, _ = train_mbae(ctx)   # notebook 02's checkpoint, or trained now if it is missing
 print(f"stage-1 MBAE ({settings.position}) loaded; denoiser {settings.denoiser}, "
       f"prediction {settings.prediction}, T={settings.T}, stride={settings.stride}, omega={settings.omega}")
@@ -256,8 +246,8 @@ pd.DataFrame({"generated z_0^b": cosines.mean(1).numpy(), "encoder z_b": encoder
 # %%
 stage2 = {"dataset": dataset, "seed": seed, "profile": settings.to_dict(),
           "ablation_valid": ablation, "best_epoch": history.best_epoch}
-(Path(run_dir) / "stage2_metrics.json").write_text(json.dumps(stage2, indent=2) + "\n")
-print(f"wrote {Path(run_dir).name}/stage2_metrics.json")
+(run_dir / "stage2_metrics.json").write_text(json.dumps(stage2, indent=2) + "\n")
+print(f"wrote {run_dir.name}/stage2_metrics.json")
 
 # %% [markdown]
 # ## Summary

@@ -39,28 +39,18 @@ epochs = None          # stage-3 epochs; None: the profile's value
 
 # %%
 import json
-from pathlib import Path
 
 import pandas as pd
 import torch
 
 from fatsmb_lib import plots
-from fatsmb_lib.config import default_run_dir, get_profile, project_root
 from fatsmb_lib.evaluate import format_metrics_table
 from fatsmb_lib.model import recommend
-from fatsmb_lib.preprocess import load_dataset
-from fatsmb_lib.stages import (Context, finetune_decoder, fit_pop, prefix_latents, train_bert4rec,
+from fatsmb_lib.stages import (finetune_decoder, fit_pop, open_run, prefix_latents, train_bert4rec,
                                train_denoiser, train_mbae, train_sasrec)
-from fatsmb_lib.train import resolve_device, seed_everything
 
-settings = get_profile(profile, dataset)
-settings = settings.replace(**({"stage3_epochs": epochs} if epochs is not None else {}))
-data_dir = Path(data_dir) if data_dir else project_root() / "data"
-run_dir = Path(run_dir) if run_dir else default_run_dir(dataset, profile)
-data = load_dataset(dataset, data_dir)
-ctx = Context(data, settings, run_dir, device=resolve_device(device), seed=seed,
-              progress=False, log=lambda line: None)
-seed_everything(seed)
+ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, stage3_epochs=epochs)
+data, settings, run_dir = ctx.data, ctx.profile, ctx.run_dir
 mbae, _ = train_mbae(ctx)                                   # stage 1 (notebook 02)
 latents = prefix_latents(mbae, ctx)
 fatsmb, _ = train_denoiser(mbae, ctx, latents=latents)      # stage 2 (notebook 03)
@@ -186,13 +176,13 @@ metrics = {"dataset": dataset, "split": "test", "seeds": [seed], "profile": sett
                              "per_behavior": {b: {k: pb[k] for k in (*keys, "n")}
                                               for b, pb in m["per_behavior"].items()}}
                       for name, m in test.items()}}
-(Path(run_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+(run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 lines = [f"# {dataset}: test results (full ranking over {data.n_items} items, seed {seed}, "
          f"profile `{settings.name}`)", "", format_metrics_table(test), "",
          "Per target behavior (NDCG@10):", "",
          format_metrics_table({name: {b: m["per_behavior"][b]["NDCG@10"] for b in m["per_behavior"]}
                                for name, m in test.items()}, keys=tuple(data.behavior_names)), ""]
-(Path(run_dir) / "results.md").write_text("\n".join(lines))
+(run_dir / "results.md").write_text("\n".join(lines))
 print("\n".join(lines))
 
 # %% [markdown]
