@@ -110,7 +110,8 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, run_dir.parent / name)
 
-    summary = {"dataset": dataset, "profile": profile, "device": device, "run_dir": str(run_dir),
+    shown_dir = run_dir.relative_to(root) if run_dir.is_relative_to(root) else run_dir
+    summary = {"dataset": dataset, "profile": profile, "device": device, "run_dir": str(shown_dir),
                "seconds": timings, "total_seconds": round(sum(timings.values()), 1)}
     (run_dir / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(_summary_text(summary, run_dir))
