@@ -1,4 +1,5 @@
-"""Baselines under the same contract as FatsMB: ``loss(batch)`` and ``score_all(batch) -> (B, N)``
+"""Baselines under the same contract as FatsMB: ``loss(batch)`` and
+``score_all(batch, generator=None) -> (B, N)``
 (column j = item id j+1). Pop (overall or behavior-specific popularity), BERT4Rec (the MBAE
 without behaviors, APE, Cloze; paper Appendix D) and SASRec (causal Transformer, next-item
 softmax over all items at every position).
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fatsmb_lib.encoder import MBAE, EncoderConfig, SequenceEncoder
+from .encoder import MBAE, EncoderConfig, SequenceEncoder
 
 
 class Pop(nn.Module):
@@ -56,7 +57,8 @@ class Pop(nn.Module):
         """Pop is fitted by counting (``Pop.fit``), not by gradient descent."""
         raise NotImplementedError("Pop has no training loss: build it with Pop.fit(...) and skip training")
 
-    def score_all(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def score_all(self, batch: dict[str, torch.Tensor],
+                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Counts of all items (B, N): overall, or under each row's ``target_behavior``."""
         B = batch["items"].shape[0]
         if self.per_behavior:
@@ -98,7 +100,8 @@ class SASRec(nn.Module):
         ce = F.cross_entropy(logits, batch["targets"][selected] - 1, reduction="sum")
         return ce / selected.sum().clamp(min=1)
 
-    def score_all(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def score_all(self, batch: dict[str, torch.Tensor],
+                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Scores (B, N) of a prefix batch from the hidden state at column L-2 (the newest real
         item); causal attention keeps the [mask] column L-1 out of it."""
         h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)

@@ -15,7 +15,8 @@ masking collate.
 Views (batch keys as in the shared contract):
 
 - :class:`ClozeView` -- windows of length L over each TRAINING part, ending at the last
-  training item and stepping back by L; masked by :class:`ClozeCollate` (rho, sigma).
+  training item and stepping back by ``stride`` (default L: non-overlapping windows; 1: a
+  window ending at every training item); masked by :class:`ClozeCollate` (rho, sigma).
 - :class:`NextItemView` -- causal windows: inputs and targets shifted by one.
 - :class:`PrefixView` -- one prediction per row: history, then the [mask] item carrying the
   target behavior (Algorithm 2's input); ``split`` = "train" (every training position),
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fatsmb_lib.preprocess import SequenceData
+from .preprocess import SequenceData
 
 Batch = dict[str, torch.Tensor]
 
@@ -83,11 +84,15 @@ class _CSRView(Dataset):
 
 class ClozeView(_CSRView):
     """Length-L windows over each user's training part, the newest ending at the last
-    training item (the validation and test items are never included)."""
+    training item and each next one ``stride`` items earlier (None: L); the validation and
+    test items are never included."""
 
-    def __init__(self, data: SequenceData, max_len: int = 50) -> None:
+    def __init__(self, data: SequenceData, max_len: int, stride: int | None = None) -> None:
         split = data.split()
-        super().__init__(data, max_len, *_windows(split.train_end, split.train_start, max_len))
+        step = max_len if stride is None else stride
+        if step < 1:
+            raise ValueError(f"window stride must be >= 1 (1 = every prefix), got {stride}")
+        super().__init__(data, max_len, *_windows(split.train_end, split.train_start, step))
 
     def __getitems__(self, indices: list[int]) -> Batch:
         user, end = self._rows(indices)
@@ -217,6 +222,12 @@ def _identity(batch: Batch) -> Batch:
 def make_loader(view: Dataset, batch_size: int, shuffle: bool,
                 generator: torch.Generator | None = None,
                 collate: Callable[[Batch], Batch] | None = None) -> DataLoader:
-    """A single-process DataLoader whose batches come from ``view.__getitems__``."""
-    return DataLoader(view, batch_size=batch_size, shuffle=shuffle, generator=generator,
+    """A single-process DataLoader whose batches come from ``view.__getitems__``.
+
+    It always has a generator of its own (an unseeded one when none is given): a DataLoader
+    without one draws its base seed from torch's global generator on every iteration, which
+    would let evaluation disturb training's random stream.
+    """
+    return DataLoader(view, batch_size=batch_size, shuffle=shuffle,
+                      generator=generator if generator is not None else torch.Generator(),
                       collate_fn=collate or _identity, num_workers=0)

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import torch
 
-from .config import get_profile, project_root
 from .batches import PrefixView
-from .preprocess import load_dataset
-from .stages import (Context, _cloze_batches, _tensor_batches, build_fatsmb, encoder_config,
-                     prefix_latents)
+from .config import project_root
 from .encoder import MBAE
-from .evaluate import evaluate
-from .train import make_generator, resolve_device, train_one_epoch
+from .run import open_run
+from .runtime import make_generator
+from .stages import build_fatsmb, cloze_batches, prefix_latents, tensor_batches
+from .train import train_one_epoch
 
 
 def _peak_memory_mib(device: torch.device) -> float:
@@ -55,11 +54,10 @@ def run_bench(dataset: str = "synthetic-yelp-like", device: str = "auto", n_batc
               data_dir: str = "data", out_dir: Path | None = None, log=print) -> dict:
     """Time every stage and inference; write ``<out_dir>/<dataset>-<device type>.json``
     (default out_dir: ``<repo>/reports/bench``)."""
-    dev = resolve_device(device)
-    profile = get_profile("default", dataset)
-    data = load_dataset(dataset, project_root() / data_dir)
-    ctx = Context(data, profile, run_dir=project_root() / "runs" / "bench", device=dev)
-    mbae = MBAE(encoder_config(ctx)).to(dev)
+    ctx = open_run(dataset, "default", device, project_root() / "runs" / "bench",
+                   project_root() / data_dir)
+    dev, profile, data = ctx.device, ctx.profile, ctx.data
+    mbae = MBAE(profile.encoder_config(data.n_items, data.n_behaviors)).to(dev)
     result = {"dataset": dataset, "device": str(dev), "n_batches": n_batches,
               "batch_size": profile.batch_size, "users": data.n_users, "items": data.n_items,
               "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -67,10 +65,10 @@ def run_bench(dataset: str = "synthetic-yelp-like", device: str = "auto", n_batc
               "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
 
     # stage 1: Cloze batches through the MBAE
-    cloze = list(islice(_cloze_batches(ctx, profile.rho, profile.sigma)(1), n_batches))
-    cloze = [{k: v.to(dev) for k, v in b.items()} for b in cloze]
+    loader = cloze_batches(ctx, profile.sigma)(1)
+    cloze = [{k: v.to(dev) for k, v in b.items()} for b in islice(loader, n_batches)]
     seconds, rows = _time_training(mbae, cloze, mbae.loss, list(mbae.parameters()), dev)
-    windows = len(_cloze_batches(ctx, profile.rho, profile.sigma)(1).dataset)
+    windows = len(loader.dataset)
     result["stage1"] = {"sequences_per_s": rows / seconds, "epoch_s": windows * seconds / rows}
 
     # latents of the training prefixes (encoder forward of both variants, once per stage-2/3 run)
@@ -85,7 +83,7 @@ def run_bench(dataset: str = "synthetic-yelp-like", device: str = "auto", n_batc
 
     # stage 2: denoiser on latent pairs
     model = build_fatsmb(mbae, ctx)
-    pairs = list(islice(_tensor_batches(latents, profile.batch_size, make_generator(0)), n_batches))
+    pairs = list(islice(tensor_batches(latents, profile.batch_size, make_generator(0)), n_batches))
     seconds, rows = _time_training(model, pairs, model.diffusion_loss,
                                    list(model.denoiser.parameters()), dev)
     result["stage2"] = {"sequences_per_s": rows / seconds, "epoch_s": view_rows * seconds / rows}
@@ -98,8 +96,7 @@ def run_bench(dataset: str = "synthetic-yelp-like", device: str = "auto", n_batc
     # inference: all users, full ranking, default DDIM steps (T/Δt) and guidance ω
     _sync(dev)
     start = time.perf_counter()
-    torch.manual_seed(0)
-    evaluate(model, ctx.loader("test"), device=dev)
+    ctx.evaluate(model, "test")
     _sync(dev)
     seconds = time.perf_counter() - start
     result["inference"] = {"users_per_s": data.n_users / seconds, "seconds": seconds,

@@ -13,15 +13,13 @@ import argparse
 import json
 import time
 
-from .config import get_profile, project_root
+from .config import project_root
+from .denoiser import ABLATION
+from .encoder import POSITIONS
 from .evaluate import format_metrics_table, mean_std
-from .preprocess import load_dataset
-from .stages import (Context, finetune_decoder, fit_pop, prefix_latents, train_bert4rec,
-                     train_denoiser, train_mbae, train_sasrec)
-from .train import resolve_device
-
-POSITIONS = ("ape", "rope", "barope")
-DENOISERS = (("mcgln", "eps"), ("mcgln", "x0"), ("adaln", "eps"), ("mlp", "eps"))
+from .run import Context, open_run
+from .stages import (finetune_decoder, fit_pop, prefix_latents, train_bert4rec, train_denoiser,
+                     train_mbae, train_sasrec)
 
 
 def run_seed(ctx: Context, log=print) -> dict[str, dict[str, dict]]:
@@ -37,34 +35,34 @@ def run_seed(ctx: Context, log=print) -> dict[str, dict[str, dict]]:
     record("Pop", fit_pop(ctx))
     record("SASRec", train_sasrec(ctx)[0])
     record("BERT4Rec", train_bert4rec(ctx)[0])
-    mbae = {}
+    mbae = {position: train_mbae(ctx.replace(position=position))[0] for position in POSITIONS}
     for position in POSITIONS:
-        mbae[position] = train_mbae(ctx, position=position)[0]
         record(f"MBAE {position}", mbae[position])
     base = mbae[ctx.profile.position]
     latents = prefix_latents(base, ctx)
-    for kind, prediction in DENOISERS:
-        model, _ = train_denoiser(base, ctx, latents=latents, denoiser=kind, prediction=prediction)
+    for kind, prediction in ABLATION:
+        variant = ctx.replace(denoiser=kind, prediction=prediction)
+        model, _ = train_denoiser(base, variant, latents=latents)
         record(f"FatsMB {kind} {prediction} (stage 2)", model)
-        finetune_decoder(model, ctx, latents=latents)
+        finetune_decoder(model, variant, latents=latents)
         record(f"FatsMB {kind} {prediction}", model)
     return results
 
 
 def run_comparison(dataset: str, seeds: list[int], profile: str = "default", device: str = "auto",
                    data_dir: str = "data", log=print) -> dict:
+    """Every model of :func:`run_seed` for each seed, aggregated as mean ± std; checkpoints in
+    ``runs/compare-<dataset>-<profile>/`` (an interrupted comparison resumes)."""
     root = project_root()
-    settings = get_profile(profile, dataset)
-    data = load_dataset(dataset, root / data_dir)
+    run_dir = root / "runs" / f"compare-{dataset}-{profile}"
     per_seed = []
     start = time.perf_counter()
     for seed in seeds:
-        ctx = Context(data, settings, root / "runs" / f"compare-{dataset}-{profile}",
-                      device=resolve_device(device), seed=seed, log=lambda line: None)
+        ctx = open_run(dataset, profile, device, run_dir, root / data_dir, seed)
         per_seed.append(run_seed(ctx, log))
     summary = {split: {name: mean_std([r[split][name] for r in per_seed]) for name in per_seed[0][split]}
                for split in ("valid", "test")}
-    report = {"dataset": dataset, "profile": settings.to_dict(), "seeds": seeds,
+    report = {"dataset": dataset, "profile": ctx.profile.to_dict(), "seeds": seeds,
               "minutes": round((time.perf_counter() - start) / 60, 1),
               "mean_std": summary, "per_seed": per_seed}
     out = root / "reports" / dataset

@@ -17,10 +17,24 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from .datasets import profile_changes
+from .denoiser import DenoiserConfig
+from .diffusion import DiffusionConfig
+from .encoder import EncoderConfig
+from .train import TrainConfig
+
+STAGES = ("stage1", "baseline", "stage2", "stage3")
+
 
 @dataclass(frozen=True)
 class Profile:
-    """Every knob a notebook run needs; notebooks read these instead of literals."""
+    """Every hyperparameter of a run, and the only place any of them has a default.
+
+    Flat, so that papermill parameters and ``open_run(**overrides)`` map onto fields one to
+    one. The component configs are built from it by :meth:`encoder_config`,
+    :meth:`diffusion_config`, :meth:`denoiser_config` and :meth:`train_config`; they carry no
+    defaults of their own.
+    """
 
     name: str
     dataset: str                      # the dataset this profile is meant for
@@ -31,9 +45,13 @@ class Profile:
     n_layers: int = 2                 # l
     dropout: float = 0.1
     position: str = "barope"          # ape | rope | barope (Table 4)
+    rope_base: float = 10000.0        # base of θ_i (Eq. 11)
+    # the Cloze task (stage 1 and BERT4Rec)
     rho: float = 0.2                  # item mask probability ρ (Fig. 8a: small is best)
     sigma: float = 0.2                # behavior mask probability σ (Fig. 8b: small is best)
     last_only_prob: float = 0.0       # share of Cloze rows masking only their last item (BERT4Rec)
+    window_stride: int | None = None  # Cloze windows end every this many training items
+                                      # (None: every L items, non-overlapping; 1: every prefix)
     # latent diffusion (Section 3.2) and denoiser (Section 3.3)
     T: int = 200
     stride: int = 20                  # Δt
@@ -43,16 +61,24 @@ class Profile:
     prediction: str = "x0"            # x0 | eps (the paper, Eq. 16); x0 measured better on
                                       # ml100k validation (notebook 03, compare report)
     p_uncond: float = 0.2             # classifier-free guidance drop rate
+    stage2_source: str = "prefix"     # prefix | cloze: where stage 2's (z_b, z_∅) pairs come from
     prefixes_per_user: int | None = None  # stages 2-3 train on each user's most recent
                                           # training prefixes (None: all of them)
     denoiser: str = "mcgln"           # mlp | adaln | mcgln (Table 4)
     n_denoiser_layers: int = 2
     n_shared: int = 2                 # m_s
     n_private: int = 1                # m_p
+    denoiser_hidden_mult: int = 4     # expert / MLP width = this × d
+    denoiser_dropout: float = 0.0
     # optimisation (Section 4.1.4)
     lr: float = 2e-3
     weight_decay: float = 0.01
     batch_size: int = 256
+    grad_clip: float = 1.0            # max gradient norm; <= 0 disables clipping
+    warmup_epochs: int = 0            # linear learning-rate warm-up (epochs)
+    lr_decay: str = "none"            # none | cosine (to 0 at the stage's last epoch)
+    monitor: str = "NDCG@10"          # validation metric for early stopping and selection
+    eval_every: int = 1               # validate every this many epochs
     stage1_epochs: int = 200
     stage2_epochs: int = 100
     stage3_epochs: int = 30
@@ -60,14 +86,52 @@ class Profile:
     patience: int = 10
     min_epochs: int = 1               # no early stop before this epoch (stage 1, baselines):
                                       # Cloze models plateau for many epochs before improving
-    seeds: tuple[int, ...] = (0,)
 
     def replace(self, **changes) -> "Profile":
-        """A copy with some fields changed (unknown names raise TypeError)."""
+        """A copy with some fields changed (unknown names raise TypeError naming them)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"Profile has no field(s) {unknown}; see fatsmb_lib.config.Profile")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def encoder_config(self, n_items: int, n_behaviors: int) -> EncoderConfig:
+        """The MBAE's encoder (baselines switch behaviors/positions/causality off themselves)."""
+        return EncoderConfig(n_items=n_items, n_behaviors=n_behaviors, d_model=self.d_model,
+                             n_heads=self.n_heads, n_layers=self.n_layers, dropout=self.dropout,
+                             max_len=self.max_len, position=self.position,
+                             rope_base=self.rope_base)
+
+    def diffusion_config(self) -> DiffusionConfig:
+        return DiffusionConfig(T=self.T, schedule=self.schedule, stride=self.stride,
+                               eta=self.eta, prediction=self.prediction,
+                               p_uncond=self.p_uncond, omega=self.omega)
+
+    def denoiser_config(self, n_behaviors: int) -> DenoiserConfig:
+        return DenoiserConfig(kind=self.denoiser, d_model=self.d_model,
+                              n_layers=self.n_denoiser_layers, n_behaviors=n_behaviors,
+                              n_shared=self.n_shared, n_private=self.n_private,
+                              hidden_mult=self.denoiser_hidden_mult,
+                              dropout=self.denoiser_dropout)
+
+    def train_config(self, stage: str, seed: int) -> TrainConfig:
+        """``fit``'s settings for ``stage`` = "stage1" | "baseline" | "stage2" | "stage3".
+
+        Stages 1 and the baselines keep training at least ``min_epochs``; stages 2-3 may stop
+        as soon as their patience runs out.
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        epochs = {"stage1": self.stage1_epochs, "baseline": self.baseline_epochs,
+                  "stage2": self.stage2_epochs, "stage3": self.stage3_epochs}[stage]
+        min_epochs = self.min_epochs if stage in ("stage1", "baseline") else 1
+        return TrainConfig(lr=self.lr, weight_decay=self.weight_decay, max_epochs=epochs,
+                           patience=self.patience, min_epochs=min_epochs,
+                           grad_clip=self.grad_clip, monitor=self.monitor, seed=seed,
+                           eval_every=self.eval_every, warmup_epochs=self.warmup_epochs,
+                           decay=self.lr_decay)
 
 
 PROFILES: dict[str, Profile] = {
@@ -90,13 +154,11 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str, dataset: str | None = None) -> Profile:
-    """The named profile, adjusted for ``dataset`` (IJCAI uses batch 64, Section 4.1.4)."""
+    """The named profile, adjusted for ``dataset`` (``datasets.profile_changes``)."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}: choose one of {sorted(PROFILES)}")
     profile = PROFILES[name]
-    if dataset == "ijcai":
-        profile = profile.replace(batch_size=64)
-    return profile
+    return profile.replace(**profile_changes(dataset)) if dataset else profile
 
 
 def project_root(start: Path | None = None) -> Path:

@@ -33,6 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 DENOISER_KINDS = ("mcgln", "adaln", "mlp")
+# the denoiser ablation (Table 4) as (kind, prediction) pairs: MCGLN with both targets, the
+# ablations with the paper's ε
+ABLATION = (("mcgln", "eps"), ("mcgln", "x0"), ("adaln", "eps"), ("mlp", "eps"))
 
 
 # ----------------------------------------------------------------------------- small blocks
@@ -193,16 +196,17 @@ class MCGLNBlock(nn.Module):
 
 @dataclass(kw_only=True)
 class DenoiserConfig:
-    """Denoiser hyperparameters (paper: d = 64, 2 MCGLN layers); ``n_behaviors`` from the data."""
+    """Denoiser hyperparameters, built by ``Profile.denoiser_config`` (paper: d = 64, 2 MCGLN
+    layers); ``n_behaviors`` comes from the data."""
 
-    kind: str = "mcgln"  # "mcgln" | "adaln" | "mlp" (Table 4)
-    d_model: int = 64  # D, equal to the encoder width
-    n_layers: int = 2  # MCGLN/AdaLN blocks, or hidden layers of the MLP denoiser
+    kind: str  # "mcgln" | "adaln" | "mlp" (Table 4)
+    d_model: int  # D, equal to the encoder width
+    n_layers: int  # MCGLN/AdaLN blocks, or hidden layers of the MLP denoiser
     n_behaviors: int
-    n_shared: int = 2  # m_s
-    n_private: int = 1  # m_p
-    hidden_mult: int = 4  # Dh = hidden_mult · D
-    dropout: float = 0.0
+    n_shared: int  # m_s
+    n_private: int  # m_p
+    hidden_mult: int  # Dh = hidden_mult · D
+    dropout: float
 
     def __post_init__(self) -> None:
         if self.kind not in DENOISER_KINDS:

@@ -99,11 +99,12 @@ def extract(a: Tensor, t: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor
 # ----------------------------------------------------------------------------- config
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class DiffusionConfig:
-    """Latent diffusion hyperparameters (paper defaults: T = 200, Δt = 20, p = 0.2).
+    """Latent diffusion hyperparameters, built by ``Profile.diffusion_config`` (paper: T = 200,
+    Δt = 20, p = 0.2). ``stride``, ``eta`` and ``omega`` act only when sampling.
 
-    NOTE: the paper does not name its β schedule; the default is the authors' ``"exp"``. It
+    NOTE: the paper does not name its β schedule; the profiles use the authors' ``"exp"``. It
     ends at ᾱ_{T−1} ≈ 6e−3, where ``"linear"`` ends at 3e−5 and ``"cosine"`` at 6e−8; with
     ε-prediction, x̂_0 = (z_t − sqrt(1−ᾱ_t) ε̂)/sqrt(ᾱ_t) multiplies ε̂'s error at the first
     sampling step by 13, 180 and 4000 respectively. On the toy task of tests/test_denoiser.py,
@@ -112,13 +113,13 @@ class DiffusionConfig:
     smooth-L1 loss). Both are first-class here (``prediction="eps"|"x0"``, MSE in both cases).
     """
 
-    T: int = 200
-    schedule: str = "exp"  # "exp" | "linear" | "cosine"
-    stride: int = 20  # Δt
-    eta: float = 0.0  # η; 0 = deterministic DDIM (Eq. 5)
-    prediction: str = "eps"  # "eps" (Eq. 16) | "x0"
-    p_uncond: float = 0.2  # p, classifier-free guidance dropout
-    omega: float = 1.0  # ω in Eq. 17
+    T: int
+    schedule: str  # "exp" | "linear" | "cosine"
+    stride: int  # Δt
+    eta: float  # η; 0 = deterministic DDIM (Eq. 5)
+    prediction: str  # "eps" (Eq. 16) | "x0"
+    p_uncond: float  # p, classifier-free guidance dropout
+    omega: float  # ω in Eq. 17
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -144,9 +145,9 @@ class LatentDiffusion(nn.Module):
     ``.to(device)`` / ``.double()`` move and cast them with the model. The denoiser is passed in.
     """
 
-    def __init__(self, cfg: DiffusionConfig | None = None) -> None:
+    def __init__(self, cfg: DiffusionConfig) -> None:
         super().__init__()
-        self.cfg = cfg if cfg is not None else DiffusionConfig()
+        self.cfg = cfg
         betas = _SCHEDULE_FNS[self.cfg.schedule](self.cfg.T).double()
         alphas = 1.0 - betas
         alpha_bar = torch.cumprod(alphas, dim=0)

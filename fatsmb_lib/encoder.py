@@ -207,21 +207,23 @@ class TransformerBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Config and models
 # ---------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(kw_only=True)
 class EncoderConfig:
-    """Sizes of the sequence encoder; defaults are the paper's (l = 2, d = 64, 2 heads, L = 50)."""
+    """Sizes of the sequence encoder, built by ``Profile.encoder_config`` (the profile owns the
+    values: paper l = 2, d = 64, 2 heads, L = 50). ``use_behavior`` and ``causal`` say which
+    model this is (BERT4Rec and SASRec switch them), not hyperparameters."""
 
     n_items: int
     n_behaviors: int
-    d_model: int = 64
-    n_heads: int = 2
-    n_layers: int = 2
-    dropout: float = 0.1
-    max_len: int = 50
-    position: str = "barope"  # "ape" | "rope" | "barope" (Table 4 ablation)
+    d_model: int
+    n_heads: int
+    n_layers: int
+    dropout: float
+    max_len: int
+    position: str  # "ape" | "rope" | "barope" (Table 4 ablation)
+    rope_base: float
     use_behavior: bool = True  # False: behaviors ignored entirely (BERT4Rec)
     causal: bool = False  # True: left-to-right attention (SASRec)
-    rope_base: float = 10000.0
 
     def __post_init__(self):
         assert self.position in POSITIONS, f"position={self.position!r}; choose one of {POSITIONS}"
@@ -373,20 +375,29 @@ class MBAE(nn.Module):
         ce = F.cross_entropy(logits, batch["labels"][selected] - 1, reduction="sum")
         return ce / selected.sum().clamp(min=1)
 
+    def _last_behavior(self, behaviors: torch.Tensor, value: torch.Tensor | int) -> torch.Tensor:
+        """A copy of ``behaviors`` (B, L) whose last column (the [mask] item's) is ``value``."""
+        out = behaviors.clone()
+        out[:, -1] = value
+        return out
+
+    def behavior_agnostic(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
+        """z_∅ (B, D): the output at the last column of a prefix batch (last item = [mask]) with
+        that column's behavior replaced by [mask] (Algorithm 1 line 18, Algorithm 2 line 1)."""
+        return self.encode(items, self._last_behavior(behaviors, self.mask_behavior))[:, -1]
+
     def latents(
         self, items: torch.Tensor, behaviors: torch.Tensor, target_behaviors: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_b, z_∅) at the last column of a prefix batch (last item = [mask]), each (B, D).
 
-        z_b: target behavior visible at the last column; z_∅: behavior replaced by [mask]
-        (Algorithm 1 line 18, Algorithm 2 line 1). One encoder pass over both variants stacked
-        along the batch dimension.
+        z_b: target behavior visible at the last column; z_∅ as in :meth:`behavior_agnostic`.
+        One encoder pass over both variants stacked along the batch dimension.
         """
         B = items.shape[0]
-        b_visible, b_null = behaviors.clone(), behaviors.clone()
-        b_visible[:, -1] = target_behaviors
-        b_null[:, -1] = self.mask_behavior
-        h = self.encode(torch.cat([items, items]), torch.cat([b_visible, b_null]))  # (2B, L, D)
+        variants = torch.cat([self._last_behavior(behaviors, target_behaviors),
+                              self._last_behavior(behaviors, self.mask_behavior)])  # (2B, L)
+        h = self.encode(torch.cat([items, items]), variants)  # (2B, L, D)
         return h[:B, -1], h[B:, -1]
 
     def latents_at(
@@ -408,9 +419,11 @@ class MBAE(nn.Module):
         h = self.encode(torch.cat([masked_items, masked_items]), torch.cat([behaviors, b_null]))  # (2B, L, D)
         return h[:B][positions_mask], h[B:][positions_mask], items[positions_mask], behaviors[positions_mask]
 
-    def score_all(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def score_all(self, batch: dict[str, torch.Tensor],
+                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Scores (B, N) of all items for a prefix batch: decode the output at the [mask] column,
-        whose behavior is the target behavior (stage-1 prediction, i.e. decode(z_b))."""
+        whose behavior is the target behavior (stage-1 prediction, i.e. decode(z_b)).
+        Deterministic: ``generator`` is accepted for the shared contract and unused."""
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
         return self.decode(h[:, -1])
 

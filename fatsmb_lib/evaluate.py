@@ -1,6 +1,6 @@
 """Full-ranking evaluation: Recall@K and NDCG@K over all N items (paper Section 4.1.2, Table 3).
 
-Every model implements ``score_all(batch) -> (B, N)`` (column j scores item id j+1), so this
+Every model implements ``score_all(batch, generator=None) -> (B, N)`` (column j scores item id j+1), so this
 module has no per-model special cases. Each row of a prefix batch is one prediction: the
 target item ``target`` under its own behavior ``target_behavior``. We rank the target among
 ALL N items (no sampled candidates) and report, besides the overall averages, the same
@@ -21,13 +21,14 @@ import torch
 from torch import nn
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from .train import model_device, to_device
+from .runtime import model_device, to_device
 
 __all__ = [
     "rank_of_target",
     "recall_ndcg",
     "evaluate",
     "recommend_topk",
+    "recommend",
     "format_metrics_table",
     "mean_std",
 ]
@@ -103,6 +104,7 @@ def evaluate(
     behavior_names: Sequence[str] | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
+    generator: torch.Generator | None = None,
 ) -> dict:
     """Average Recall@K / NDCG@K of ``model`` over prefix batches, overall and per behavior.
 
@@ -117,8 +119,9 @@ def evaluate(
         {"Recall@K": float, "NDCG@K": float, ..., "n": users,
          "per_behavior": {name: {"Recall@K": ..., "NDCG@K": ..., "n": count}}}
 
-    ``per_behavior`` lists only behaviors that occur as a target. The model's training mode
-    is restored afterwards.
+    ``per_behavior`` lists only behaviors that occur as a target. Sampling models draw from
+    ``generator`` (on the model's device), never from the global generators. The model's
+    training mode is restored afterwards.
     """
     dev = model_device(model, default=device)
     was_training = model.training
@@ -128,7 +131,7 @@ def evaluate(
     try:
         for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
             batch = to_device(batch, dev)
-            scores = model.score_all(batch)  # (B, N)
+            scores = model.score_all(batch, generator)  # (B, N)
             ranks_parts.append(rank_of_target(scores, batch["target"]).cpu())  # (B,)
             behavior_parts.append(batch["target_behavior"].long().cpu())  # (B,)
     finally:
@@ -163,6 +166,39 @@ def recommend_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     if not 1 <= k <= N:
         raise ValueError(f"k must lie in 1..N = 1..{N}, got {k}")
     return torch.topk(scores, k, dim=1).indices + 1  # (B, k) column j -> item id j+1
+
+
+@torch.no_grad()
+def recommend(model: nn.Module, items, behaviors, behavior: int, *, n_items: int,
+              n_behaviors: int, max_len: int, k: int = 10, titles: Sequence[str] | None = None,
+              generator: torch.Generator | None = None) -> list[tuple[int, str]]:
+    """Top-k (item id, name) for ONE history under the target ``behavior``, for any model with
+    ``score_all`` (FatsMB, the MBAE, the baselines).
+
+    ``items``/``behaviors`` (L_hist,) are the history, oldest first, without padding; the last
+    L-1 are kept, then the [mask] item carrying the target behavior (Algorithm 2's input).
+    Names come from ``titles`` (indexed by item id − 1) or are the ids. Items already in
+    the history are not removed. Sampling models draw from ``generator``.
+    """
+    if not 1 <= behavior <= n_behaviors:
+        raise ValueError(f"behavior must be in 1..{n_behaviors}, got {behavior}")
+    device = model_device(model)
+    items = torch.as_tensor(items, device=device).long()[-(max_len - 1):]
+    behaviors = torch.as_tensor(behaviors, device=device).long()[-(max_len - 1):]
+    pad = torch.zeros(max_len - 1 - len(items), dtype=torch.long, device=device)
+    last = torch.tensor([[n_items + 1, behavior]], device=device)   # [mask] item, target behavior
+    batch = {  # (1, L), left padding
+        "items": torch.cat([pad, items, last[:, 0]])[None],
+        "behaviors": torch.cat([pad, behaviors, last[:, 1]])[None],
+        "target_behavior": last[:, 1],
+    }
+    was_training = model.training
+    model.eval()
+    try:
+        top = recommend_topk(model.score_all(batch, generator), k)[0].tolist()
+    finally:
+        model.train(was_training)
+    return [(i, titles[i - 1] if titles else str(i)) for i in top]
 
 
 def _format_cell(value) -> str:

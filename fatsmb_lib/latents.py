@@ -33,7 +33,7 @@ def user_latents(model: FatsMB, loader, n_batches: int | None = None,
     for batch in islice(loader, n_batches):
         items, behaviors = batch["items"].to(device), batch["behaviors"].to(device)
         B = items.shape[0]
-        z_null = model.behavior_agnostic(items, behaviors)                      # (B, D)
+        z_null = model.mbae.behavior_agnostic(items, behaviors)                 # (B, D)
         z_b, z_gen = [], []
         for b in range(1, n_behaviors + 1):                                     # a few behaviors
             target = torch.full((B,), b, device=device)

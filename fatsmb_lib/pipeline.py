@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from .config import PROFILES, get_profile, project_root
-from .readers import raw_file
-from .train import resolve_device
+from .datasets import raw_file
+from .runtime import resolve_device
 
 PUBLISHED = ("stats.json", "entropy.json", "metrics.json", "results.md")
 COMMON_PARAMETERS = ("dataset", "profile", "device", "run_dir", "data_dir", "seed")

@@ -25,21 +25,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from fatsmb_lib import readers
-from fatsmb_lib.readers import DataError, Interactions
+from . import datasets
+from .checkpoints import atomic_write
+from .readers import DataError, Interactions
 
 RECIPE_VERSION = 1
-HASH_BYTES = 1 << 20  # bytes hashed at each end of a raw file for the cache key
 
 
 @dataclass
@@ -86,6 +84,7 @@ class SequenceData:
     seq_behaviors: np.ndarray
     fingerprint: str
     source: str = ""
+    _split: Split | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_users(self) -> int:
@@ -115,7 +114,12 @@ class SequenceData:
 
     def split(self) -> Split:
         """Leave-one-out by time: training = all but the last 2, validation = second-last,
-        test = last."""
+        test = last. Computed on the first call, then reused (the arrays never change)."""
+        if self._split is None:
+            self._split = self._compute_split()
+        return self._split
+
+    def _compute_split(self) -> Split:
         start, last = self.offsets[:-1], self.offsets[1:] - 1
         end = last - 1
         train_len = end - start
@@ -184,33 +188,10 @@ def prepare(interactions: Interactions, min_uc: int = 3) -> SequenceData:
 
 # --------------------------------------------------------------------------- cache
 
-def file_fingerprint(path: Path) -> str:
-    """Size + mtime + a hash of the first and last MiB of ``path``.
-
-    Why not a full hash: IJCAI is ~1 GB, and hashing it on every load would cost more than
-    reading the cache. Replacing or editing a file changes its size or mtime (and almost
-    always its head or tail); a false "changed" (e.g. after `touch`) only costs a rebuild.
-    """
-    st = path.stat()
-    h = hashlib.blake2b(digest_size=8)
-    with open(path, "rb") as f:
-        h.update(f.read(HASH_BYTES))
-        if st.st_size > HASH_BYTES:
-            f.seek(max(HASH_BYTES, st.st_size - HASH_BYTES))
-            h.update(f.read(HASH_BYTES))
-    return f"{st.st_size}-{st.st_mtime_ns}-{h.hexdigest()}"
-
-
 def cache_key(dataset: str, data_dir: str | Path = "data", min_uc: int = 3,
               synthetic_seed: int = 0) -> str:
     """Key of the cached arrays: the raw data's identity plus every option of the recipe."""
-    path = readers.raw_file(dataset, data_dir)
-    if path is None:
-        from fatsmb_lib import synthetic  # only synthetic datasets need their config
-        preset = synthetic.PRESETS[dataset.removeprefix(readers.SYNTHETIC_PREFIX)]
-        source = {"config": asdict(preset), "seed": synthetic_seed}
-    else:
-        source = {"file": file_fingerprint(path)}
+    source = datasets.source_identity(dataset, data_dir, synthetic_seed)
     options = {"dataset": dataset, "min_uc": min_uc, "recipe": RECIPE_VERSION, "source": source}
     return _fingerprint(json.dumps(options, sort_keys=True))
 
@@ -221,23 +202,14 @@ def _as_storable(keys: np.ndarray) -> np.ndarray:
 
 
 def save_cache(data: SequenceData, path: Path) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to ``path`` atomically (``checkpoints.atomic_write``)."""
     meta = {"behavior_names": list(data.behavior_names), "fingerprint": data.fingerprint,
             "source": data.source, "has_titles": data.item_titles is not None}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), item_keys=_as_storable(data.item_keys),
-                     item_titles=np.array(data.item_titles or [], dtype=str),
-                     user_keys=_as_storable(data.user_keys), offsets=data.offsets,
-                     seq_items=data.seq_items, seq_behaviors=data.seq_behaviors)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(
+        f, meta=np.array(json.dumps(meta)), item_keys=_as_storable(data.item_keys),
+        item_titles=np.array(data.item_titles or [], dtype=str),
+        user_keys=_as_storable(data.user_keys), offsets=data.offsets,
+        seq_items=data.seq_items, seq_behaviors=data.seq_behaviors))
 
 
 def read_cache(path: Path) -> SequenceData:
@@ -257,7 +229,7 @@ def load_dataset(dataset: str, data_dir: str | Path = "data", cache_dir: str | P
     """Read (or reuse from the cache) a named dataset, prepared by :func:`prepare`.
 
     Args:
-        dataset: one of ``readers.KNOWN_DATASETS``.
+        dataset: one of ``datasets.KNOWN_DATASETS``.
         data_dir: where ``yelp.txt`` / ``retail.txt`` / ``ijcai.txt`` live.
         cache_dir: where prepared arrays are cached; None -> ``<data_dir>/.cache``.
         min_uc: minimum interactions per user.
@@ -276,7 +248,7 @@ def load_dataset(dataset: str, data_dir: str | Path = "data", cache_dir: str | P
                 warnings.warn(f"ignoring unreadable cache {path} ({exc!r}); rebuilding it",
                               stacklevel=2)
         bar.set_postfix_str("reading")
-        interactions = readers.load_interactions(dataset, data_dir, synthetic_seed)
+        interactions = datasets.load_interactions(dataset, data_dir, synthetic_seed)
         bar.update()
         bar.set_postfix_str("preparing")
         data = prepare(interactions, min_uc)

@@ -12,7 +12,8 @@ dense ids and time-ordered sequences. Readers:
   turned multi-behavior by the project's fixed recipe (rating 1-2 -> neg, 3 -> neutral,
   4-5 -> pos).
 - :func:`read_table` -- a user's own CSV/TSV with a column mapping.
-- :func:`load_interactions` -- dispatch by dataset name (including the synthetic presets).
+
+Which dataset NAME means which file and reader is decided in :mod:`fatsmb_lib.datasets`.
 
 Fast path: pandas' C parser with fixed dtypes. Only when that fails (or a value is out of
 range) is the file scanned line by line, to report the first bad line exactly: every
@@ -30,17 +31,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-MBSTR_BEHAVIORS: dict[str, tuple[str, ...]] = {
-    "yelp": ("tip", "neg", "neutral", "pos"),
-    "retail": ("pv", "fav", "cart", "buy"),
-    "ijcai": ("pv", "fav", "cart", "buy"),
-}
 ML100K_BEHAVIORS: tuple[str, ...] = ("neg", "neutral", "pos")
-SYNTHETIC_PREFIX = "synthetic-"
-KNOWN_DATASETS: tuple[str, ...] = (
-    "ml100k", "yelp", "retail", "ijcai",
-    "synthetic-tiny", "synthetic-yelp-like", "synthetic-retail-like",
-)
 PAPER_DATA_HINT = (
     "The paper's data come from the MB-STR / authors' repositories: "
     "https://github.com/yuanenming/mb-str (download link in its README) and "
@@ -162,7 +153,7 @@ def _csv_records(path: Path, sep: str) -> Iterator[tuple[int, list[str], str]]:
             yield reader.line_num, fields, sep.join(fields)
 
 
-def _require_file(path: Path, what: str) -> None:
+def require_file(path: Path, what: str) -> None:
     if not path.is_file():
         raise DataError(f"{path} not found. {what}")
 
@@ -198,7 +189,7 @@ def read_mbstr(path: str | Path, behavior_names: tuple[str, ...]) -> Interaction
     path = Path(path)
     names = tuple(behavior_names)
     assert len(set(names)) == len(names), f"behavior_names has duplicates: {names}"
-    _require_file(path, f"Put the MB-STR file there (e.g. data/yelp.txt). {PAPER_DATA_HINT}")
+    require_file(path, f"Put the MB-STR file there (e.g. data/yelp.txt). {PAPER_DATA_HINT}")
     layout = "uid<TAB>sid<TAB>behavior<TAB>timestamp with integer ids and timestamp"
     known = set(names)
     checks: list[Check] = [
@@ -238,7 +229,7 @@ def ml100k_path() -> Path:
         raise DataError(f"The package `recbole` is not installed, so MovieLens-100K "
                         f"(dataset 'ml100k') cannot be found. {RECBOLE_HINT}")
     path = Path(list(spec.submodule_search_locations)[0]) / "dataset_example/ml-100k/ml-100k.inter"
-    _require_file(path, f"The installed recbole lacks its example data. {RECBOLE_HINT}")
+    require_file(path, f"The installed recbole lacks its example data. {RECBOLE_HINT}")
     return path
 
 
@@ -266,7 +257,7 @@ def read_ml100k(path: str | Path | None = None) -> Interactions:
             inside the installed ``recbole`` package (see :func:`ml100k_path`).
     """
     path = ml100k_path() if path is None else Path(path)
-    _require_file(path, f"Give the path to an ml-100k.inter file, or pass None. {RECBOLE_HINT}")
+    require_file(path, f"Give the path to an ml-100k.inter file, or pass None. {RECBOLE_HINT}")
     layout = "user_id<TAB>item_id<TAB>rating<TAB>timestamp under a typed header"
     with open(path, encoding="utf-8", errors="replace") as f:
         header = f.readline().rstrip("\r\n")
@@ -333,7 +324,7 @@ def read_table(path: str | Path, columns: dict[str, str], sep: str | None = None
             raise DataError(f"{path}: cannot tell the separator from the extension "
                             f"{path.suffix!r}; pass sep=',' or sep='\\t'.")
         sep = seps[path.suffix.lower()]
-    _require_file(path, "Check the path (relative paths start from the working directory).")
+    require_file(path, "Check the path (relative paths start from the working directory).")
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         header = next(csv.reader(f, delimiter=sep), [])
     absent = [columns[k] for k in needed if columns[k] not in header]
@@ -365,38 +356,3 @@ def read_table(path: str | Path, columns: dict[str, str], sep: str | None = None
     return Interactions(
         users=_keys(df[columns["user"]]), items=_keys(df[columns["item"]]), behaviors=codes + 1,
         timestamps=ts, behavior_names=names, source=str(path))
-
-
-# --------------------------------------------------------------------------- dispatch
-
-def raw_file(dataset: str, data_dir: str | Path = "data") -> Path | None:
-    """The raw file behind a named dataset (None for the synthetic ones); raises if missing."""
-    if dataset == "ml100k":
-        return ml100k_path()
-    if dataset in MBSTR_BEHAVIORS:
-        path = Path(data_dir) / f"{dataset}.txt"
-        _require_file(path, f"Put the MB-STR file for {dataset!r} there "
-                            f"(uid<TAB>sid<TAB>behavior<TAB>timestamp). {PAPER_DATA_HINT}")
-        return path
-    if dataset in KNOWN_DATASETS:
-        return None
-    raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(KNOWN_DATASETS)}. "
-                    f"For your own CSV/TSV call read_table(path, columns=...).")
-
-
-def load_interactions(dataset: str, data_dir: str | Path = "data",
-                      synthetic_seed: int = 0) -> Interactions:
-    """Read a dataset by name: one of :data:`KNOWN_DATASETS`.
-
-    ``yelp`` / ``retail`` / ``ijcai`` read ``<data_dir>/<name>.txt`` (MB-STR format);
-    ``ml100k`` reads the copy inside ``recbole``; ``synthetic-<preset>`` generates
-    ``synthetic.PRESETS[<preset>]`` with ``synthetic_seed``.
-    """
-    path = raw_file(dataset, data_dir)
-    if dataset == "ml100k":
-        return read_ml100k(path)
-    if dataset in MBSTR_BEHAVIORS:
-        return read_mbstr(path, MBSTR_BEHAVIORS[dataset])
-    from fatsmb_lib import synthetic  # synthetic imports Interactions from this module
-    return synthetic.generate(synthetic.PRESETS[dataset.removeprefix(SYNTHETIC_PREFIX)],
-                              seed=synthetic_seed)

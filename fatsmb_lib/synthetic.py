@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fatsmb_lib.readers import Interactions
+from .readers import Interactions
 
 
 @dataclass

@@ -56,7 +56,7 @@ import pandas as pd
 from fatsmb_lib import plots
 from fatsmb_lib.entropy import entropy_table
 from fatsmb_lib.preprocess import stats
-from fatsmb_lib.stages import open_run
+from fatsmb_lib.run import open_run
 
 run = open_run(dataset, profile, device, run_dir, data_dir, seed)   # loads the data, makes run_dir
 run_dir = run.run_dir

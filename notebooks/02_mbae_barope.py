@@ -51,7 +51,8 @@ from fatsmb_lib import plots
 from fatsmb_lib.batches import cloze_mask
 from fatsmb_lib.encoder import BaRoPE, apply_rope, rope_cos_sin
 from fatsmb_lib.evaluate import format_metrics_table
-from fatsmb_lib.stages import fit_pop, open_run, train_bert4rec, train_mbae, train_sasrec
+from fatsmb_lib.run import open_run
+from fatsmb_lib.stages import fit_pop, train_bert4rec, train_mbae, train_sasrec
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed,
                position=position, rho=rho, sigma=sigma, stage1_epochs=epochs)
@@ -222,7 +223,7 @@ per_behavior.round(4)
 
 # %%
 other = "ape" if settings.position != "ape" else "barope"
-mbae_other, _ = train_mbae(ctx, position=other, epochs=min(20, settings.stage1_epochs))
+mbae_other, _ = train_mbae(ctx.replace(position=other, stage1_epochs=min(20, settings.stage1_epochs)))
 row = split.train_end[u]
 window = slice(max(split.train_start[u], row - 20), row)
 seq_items = torch.as_tensor(data.seq_items[window]).long().to(ctx.device)

@@ -48,13 +48,13 @@ import pandas as pd
 import torch
 
 from fatsmb_lib import plots
-from fatsmb_lib.compare import DENOISERS
-from fatsmb_lib.denoiser import DenoiserConfig, build_denoiser
-from fatsmb_lib.diffusion import DiffusionConfig, LatentDiffusion
+from fatsmb_lib.denoiser import ABLATION, build_denoiser
+from fatsmb_lib.diffusion import LatentDiffusion
 from fatsmb_lib.evaluate import format_metrics_table
 from fatsmb_lib.latents import cosine_by_behavior, trajectory_distances, tsne_2d, user_latents
-from fatsmb_lib.stages import open_run, prefix_latents, train_denoiser, train_mbae
-from fatsmb_lib.train import count_parameters, make_generator
+from fatsmb_lib.run import open_run
+from fatsmb_lib.runtime import count_parameters, make_generator
+from fatsmb_lib.stages import prefix_latents, train_denoiser, train_mbae
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, denoiser=denoiser,
                prediction=prediction, omega=omega, stage2_epochs=epochs)
@@ -80,7 +80,7 @@ print(f"stage-1 MBAE ({settings.position}) loaded; denoiser {settings.denoiser},
 # ε-prediction: the first sampling step divides by sqrt(ᾱ_T).
 
 # %%
-curves = {name: LatentDiffusion(DiffusionConfig(T=settings.T, schedule=name)).alpha_bar.numpy()
+curves = {name: LatentDiffusion(settings.replace(schedule=name).diffusion_config()).alpha_bar.numpy()
           for name in ("linear", "cosine", "exp")}
 fig = plots.noise_schedules(curves, f"T = {settings.T}")
 plots.save(fig, run_dir, "noise_schedules")
@@ -102,8 +102,7 @@ pd.Series({name: f"{curve[-1]:.2e}" for name, curve in curves.items()}, name="�
 # returns the true noise for a known z_0, and it lands on z_0 from pure noise in T/Δt steps.
 
 # %%
-diffusion = LatentDiffusion(DiffusionConfig(T=settings.T, schedule=settings.schedule,
-                                            stride=settings.stride))
+diffusion = LatentDiffusion(settings.diffusion_config())
 z_0 = torch.randn(4, settings.d_model, generator=make_generator(seed))
 
 
@@ -133,10 +132,7 @@ print(f"{len(diffusion.timesteps())} DDIM steps; max |z_0 - sampled| = {(sampled
 # ablation variants: **MLP** (concatenate everything) and **AdaLN** (MCGLN without the MoE).
 
 # %%
-variants = {kind: build_denoiser(DenoiserConfig(kind=kind, d_model=settings.d_model,
-                                                n_layers=settings.n_denoiser_layers,
-                                                n_behaviors=data.n_behaviors,
-                                                n_shared=settings.n_shared, n_private=settings.n_private))
+variants = {kind: build_denoiser(settings.replace(denoiser=kind).denoiser_config(data.n_behaviors))
             for kind in ("mlp", "adaln", "mcgln")}
 z = torch.randn(3, settings.d_model)
 block = variants["mcgln"].blocks[0]
@@ -160,8 +156,8 @@ pd.DataFrame({"parameters": {k: count_parameters(v) for k, v in variants.items()
 # below, and over three seeds in `reports/ml100k/comparison.md`), so the profiles use it;
 # `-p prediction eps` trains the paper's version.
 #
-# **Note:** the paper's wording takes the pairs at Cloze-masked positions; `train_denoiser(...,
-# source="cloze")` does that. The frozen encoder lets us compute the prefix latents once.
+# **Note:** the paper's wording takes the pairs at Cloze-masked positions;
+# `train_denoiser(mbae, ctx.replace(stage2_source="cloze"))` does that. The frozen encoder lets us compute the prefix latents once.
 # Validation decodes the sampled z_0 with the stage-1 decoder and reports NDCG@10.
 
 # %%
@@ -181,11 +177,11 @@ print(f"stage 2 ({settings.denoiser}, {settings.prediction}): best validation ND
 
 # %%
 ablation = {"MBAE (stage 1, decode z_b)": ctx.evaluate(mbae, "valid")}
-for kind, pred in DENOISERS:     # (mcgln, eps), (mcgln, x0), (adaln, eps), (mlp, eps)
+for kind, pred in ABLATION:      # (mcgln, eps), (mcgln, x0), (adaln, eps), (mlp, eps)
     if (kind, pred) == (settings.denoiser, settings.prediction):
         model = fatsmb
     else:
-        model, _ = train_denoiser(mbae, ctx, latents=latents, denoiser=kind, prediction=pred)
+        model, _ = train_denoiser(mbae, ctx.replace(denoiser=kind, prediction=pred), latents=latents)
     ablation[f"{kind}, {pred}"] = ctx.evaluate(model, "valid")
 print(format_metrics_table(ablation))
 fig = plots.metric_bars(ablation, ("NDCG@10", "NDCG@20"), "stage 2, validation")
@@ -261,7 +257,8 @@ print(f"wrote {run_dir.name}/stage2_metrics.json")
 # ## Exercises
 # 1. Re-run with `-p omega 0` and `-p omega 5`. What happens to the validation NDCG@10 and to
 #    the distance between the generated z_0 and z_∅?
-# 2. Train with `source="cloze"` (the paper's wording) instead of prefix latents. Which one
-#    matches inference better, and does it show in validation?
-# 3. Build a linear-schedule diffusion and compare ε- and x0-prediction. Explain the result
-#    with the value of ᾱ_T from section 1.
+# 2. Train with `train_denoiser(mbae, ctx.replace(stage2_source="cloze"))` (the paper's
+#    wording) instead of prefix latents. Which one matches inference better, and does it show
+#    in validation?
+# 3. Train with `ctx.replace(schedule="linear", prediction=...)` for both predictions and
+#    compare. Explain the result with the value of ᾱ_T from section 1.

@@ -41,12 +41,12 @@ epochs = None          # stage-3 epochs; None: the profile's value
 import json
 
 import pandas as pd
-import torch
 
 from fatsmb_lib import plots
-from fatsmb_lib.evaluate import format_metrics_table
-from fatsmb_lib.model import recommend
-from fatsmb_lib.stages import (finetune_decoder, fit_pop, open_run, prefix_latents, train_bert4rec,
+from fatsmb_lib.evaluate import format_metrics_table, recommend
+from fatsmb_lib.run import open_run
+from fatsmb_lib.runtime import make_generator
+from fatsmb_lib.stages import (finetune_decoder, fit_pop, prefix_latents, train_bert4rec,
                                train_denoiser, train_mbae, train_sasrec)
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, stage3_epochs=epochs)
@@ -132,16 +132,13 @@ per_behavior.round(4).rename_axis("NDCG@10 by target behavior")
 # %%
 omegas = [0.0, 1.0, 2.0, 5.0]
 strides = [s for s in (10, 20, 50, 100) if s <= settings.T]
-by_omega = []
+by_omega, by_stride = [], []
 for w in omegas:
-    fatsmb.omega = w
-    by_omega.append(ctx.evaluate(fatsmb, "valid")["NDCG@10"])
-fatsmb.omega = settings.omega
-by_stride = []
+    with fatsmb.sampler(omega=w):        # inference only: the trained weights are unchanged
+        by_omega.append(ctx.evaluate(fatsmb, "valid")["NDCG@10"])
 for s in strides:
-    fatsmb.stride = s
-    by_stride.append(ctx.evaluate(fatsmb, "valid")["NDCG@10"])
-fatsmb.stride = settings.stride
+    with fatsmb.sampler(stride=s):
+        by_stride.append(ctx.evaluate(fatsmb, "valid")["NDCG@10"])
 plots.save(plots.sweep(omegas, {"NDCG@10": by_omega}, "ω", "guidance strength (validation)"),
            run_dir, "sweep_omega")
 plots.save(plots.sweep(strides, {"NDCG@10": by_stride}, "Δt (T = 200)", "step interval (validation)"),
@@ -160,10 +157,10 @@ u = 0
 past = slice(data.offsets[u], data.offsets[u + 1] - 1)    # everything before the test item
 lists = {}
 for b, behavior in enumerate(data.behavior_names, start=1):
-    torch.manual_seed(seed)
     lists[behavior] = [name for _, name in recommend(
         fatsmb, data.seq_items[past], data.seq_behaviors[past], b, n_items=data.n_items,
-        n_behaviors=data.n_behaviors, max_len=settings.max_len, titles=data.item_titles)]
+        n_behaviors=data.n_behaviors, max_len=settings.max_len, titles=data.item_titles,
+        generator=make_generator(seed, ctx.device))]
 print(f"user {data.user_keys[u]}, FatsMB top 10 under each target behavior:")
 pd.DataFrame(lists, index=range(1, 11))
 

@@ -12,7 +12,7 @@ N_ITEMS, N_BEH = 12, 2
 
 def _config(**kw):
     base = dict(n_items=N_ITEMS, n_behaviors=N_BEH, d_model=16, n_heads=2, n_layers=2,
-                dropout=0.0, max_len=8)
+                dropout=0.0, max_len=8, position="barope", rope_base=10000.0)
     base.update(kw)
     return EncoderConfig(**base)
 

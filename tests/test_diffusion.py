@@ -26,8 +26,11 @@ def hand_alpha_bar(betas):
     return torch.tensor(out, dtype=torch.float64)
 
 
+PAPER = dict(T=200, schedule="exp", stride=20, eta=0.0, prediction="eps", p_uncond=0.2, omega=1.0)
+
+
 def make_diffusion(**kw):
-    return LatentDiffusion(DiffusionConfig(**kw)).double()
+    return LatentDiffusion(DiffusionConfig(**{**PAPER, **kw})).double()
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -84,7 +87,7 @@ def test_extract_broadcasts_per_sample():
                                  dict(eta=-0.1), dict(eta=1.5)])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
-        DiffusionConfig(**bad)
+        DiffusionConfig(**{**PAPER, **bad})
 
 
 # ----------------------------------------------------------------------------- Eq. 15
@@ -330,7 +333,5 @@ def test_schedules_are_valid_variances():
         assert np.isfinite(betas).all() and (betas > 0).all() and (betas < 1).all()
 
 
-def test_defaults_are_the_papers():
-    cfg = DiffusionConfig()
-    assert (cfg.T, cfg.stride, cfg.p_uncond, cfg.prediction) == (200, 20, 0.2, "eps")
-    assert LatentDiffusion(cfg).timesteps() == list(range(199, 0, -20))
+def test_paper_timesteps_are_ten_jumps_from_the_noisiest_state():
+    assert make_diffusion().timesteps() == list(range(199, 0, -20))

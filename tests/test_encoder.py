@@ -21,7 +21,7 @@ N_ITEMS, N_BEH = 30, 3
 
 def _config(**kw):
     base = dict(n_items=N_ITEMS, n_behaviors=N_BEH, d_model=16, n_heads=2, n_layers=2,
-                dropout=0.0, max_len=10)
+                dropout=0.0, max_len=10, position="barope", rope_base=10000.0)
     base.update(kw)
     return EncoderConfig(**base)
 

@@ -35,5 +35,8 @@ def test_jupytext_version_kept_out_of_metadata(source):
     assert "jupytext_version:" not in source.read_text(), "jupytext version in the header churns between machines"
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS, "no notebooks/NN_*.py found"
+def test_the_pipeline_runs_every_paired_notebook_in_order():
+    from fatsmb_lib.pipeline import notebook_sequence
+
+    assert [p.stem for p in notebook_sequence()] == [p.stem for p in NOTEBOOKS]
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, len(NOTEBOOKS) + 1)]

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fatsmb_lib import preprocess, readers, synthetic
+from fatsmb_lib import datasets, preprocess, readers, synthetic
 from fatsmb_lib.preprocess import load_dataset, prepare, stats
 from fatsmb_lib.readers import DataError, Interactions
 
@@ -107,7 +107,7 @@ def count_reads(monkeypatch):
     def counting(*args, **kwargs):
         calls.append(args)
         return original(*args, **kwargs)
-    monkeypatch.setattr(readers, "read_mbstr", counting)
+    monkeypatch.setattr(datasets, "read_mbstr", counting)
     return calls
 
 
@@ -134,18 +134,18 @@ def test_cache_invalidated_when_the_file_or_options_change(retail_dir, monkeypat
 
 def test_file_fingerprint_hashes_head_and_tail(tmp_path, monkeypatch):
     import os
-    monkeypatch.setattr(preprocess, "HASH_BYTES", 4)
+    monkeypatch.setattr(datasets, "HASH_BYTES", 4)
     path = tmp_path / "f.txt"
     path.write_bytes(b"0123456789")
     st = path.stat()
-    before = preprocess.file_fingerprint(path)
+    before = datasets.file_fingerprint(path)
     for edited in (b"X123456789", b"012345678X"):      # same size, mtime put back
         path.write_bytes(edited)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-        assert preprocess.file_fingerprint(path) != before
+        assert datasets.file_fingerprint(path) != before
     path.write_bytes(b"0123456789")
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert preprocess.file_fingerprint(path) == before
+    assert datasets.file_fingerprint(path) == before
 
 
 def test_interrupted_cache_write_leaves_no_cache(retail_dir, monkeypatch):

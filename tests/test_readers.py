@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from fatsmb_lib import readers
-from fatsmb_lib.readers import (DataError, KNOWN_DATASETS, MBSTR_BEHAVIORS, load_interactions,
-                                read_mbstr, read_ml100k, read_table)
+from fatsmb_lib.datasets import KNOWN_DATASETS, load_interactions, spec
+from fatsmb_lib.readers import DataError, read_mbstr, read_ml100k, read_table
 
-YELP = MBSTR_BEHAVIORS["yelp"]
+YELP = spec("yelp").behaviors
 GOOD_LINES = ["7\t100\tpos\t1500", "7\t101\ttip\t1400", "3\t100\tneg\t1600", "3\t102\tneutral\t10"]
 needs_recbole = pytest.mark.skipif(importlib.util.find_spec("recbole") is None,
                                    reason="recbole not installed: pip install --no-deps recbole==1.2.1")
@@ -32,7 +32,7 @@ def test_read_mbstr_values_and_behavior_order(tmp_path):
 def test_read_mbstr_skips_blank_lines_and_crlf(tmp_path):
     path = tmp_path / "retail.txt"
     path.write_bytes(b"1\t2\tpv\t5\r\n\r\n1\t3\tbuy\t6\r\n")
-    x = read_mbstr(path, MBSTR_BEHAVIORS["retail"])
+    x = read_mbstr(path, spec("retail").behaviors)
     assert x.behaviors.tolist() == [1, 4] and x.items.tolist() == [2, 3]
 
 

@@ -1,17 +1,17 @@
 """The three stages and FatsMB end to end on tiny synthetic data: what moves, what stays
 frozen, what is reloaded, and that the models learn (beat popularity)."""
-from pathlib import Path
+import dataclasses
 
 import pytest
 import torch
 
 from fatsmb_lib.batches import PrefixView
 from fatsmb_lib.config import get_profile
-from fatsmb_lib.model import recommend
+from fatsmb_lib.evaluate import recommend
 from fatsmb_lib.latents import cosine_by_behavior, trajectory_distances
 from fatsmb_lib.preprocess import load_dataset
-from fatsmb_lib.stages import (Context, finetune_decoder, fit_pop, prefix_latents, train_denoiser,
-                               train_mbae)
+from fatsmb_lib.run import Context
+from fatsmb_lib.stages import finetune_decoder, fit_pop, prefix_latents, train_denoiser, train_mbae
 
 SETTINGS = get_profile("smoke").replace(stage3_epochs=3)
 
@@ -53,8 +53,7 @@ def test_stage3_moves_only_the_decoder(trained, tmp_path):
     fatsmb, _ = train_denoiser(mbae, ctx, latents=latents)     # reloaded from its checkpoint
     encoder, denoiser, decoder = (_state(m) for m in (fatsmb.mbae.encoder, fatsmb.denoiser,
                                                      fatsmb.mbae.decoder))
-    finetune_decoder(fatsmb, Context(ctx.data, ctx.profile, tmp_path, ctx.device, log=ctx.log),
-                     latents=latents)
+    finetune_decoder(fatsmb, dataclasses.replace(ctx, run_dir=tmp_path), latents=latents)
     assert _same(encoder, _state(fatsmb.mbae.encoder))
     assert _same(denoiser, _state(fatsmb.denoiser))
     assert not _same(decoder, _state(fatsmb.mbae.decoder)), "stage 3 did not train the decoder"
@@ -115,8 +114,8 @@ def test_prefix_latents_match_the_encoder(trained):
     assert torch.equal(latents["target"][:5], batch["target"])
 
 
-def test_prefixes_per_user_keeps_the_most_recent_targets():
-    data = load_dataset("synthetic-tiny", Path("data"))
+def test_prefixes_per_user_keeps_the_most_recent_targets(trained):
+    data = trained[0].data
     split = data.split()
     every = PrefixView(data, 20, "train")
     recent = PrefixView(data, 20, "train", per_user=3)
@@ -138,11 +137,78 @@ def test_latent_helpers_by_hand():
     assert d.shape == (2, 2) and d[0, 1] == 0 and abs(d[0, 0] - 2 ** 0.5) < 1e-6
 
 
-def test_stage2_on_cloze_positions_trains(trained, tmp_path):
+def test_stage2_on_cloze_positions_learns(trained, tmp_path):
     """The paper's wording: (z_b, z_∅) at Cloze-masked positions, re-masked every epoch."""
     ctx, mbae, _, _, _ = trained
-    fresh = Context(ctx.data, ctx.profile, tmp_path, ctx.device, log=ctx.log)
-    model, history = train_denoiser(mbae, fresh, source="cloze", epochs=2)
-    assert len(history.epochs) == 2 and all(loss == loss for loss in history.train_loss)
-    with pytest.raises(ValueError, match="source must be"):
-        train_denoiser(mbae, fresh, source="random")
+    fresh = dataclasses.replace(ctx, run_dir=tmp_path).replace(stage2_source="cloze",
+                                                               stage2_epochs=4)
+    model, history = train_denoiser(mbae, fresh)
+    assert len(history.epochs) == 4
+    assert history.train_loss[-1] < 0.8 * history.train_loss[0]
+    with pytest.raises(ValueError, match="stage2_source must be"):
+        train_denoiser(mbae, fresh.replace(stage2_source="random"))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "adaln"])
+def test_ablation_denoisers_learn_like_mcgln(trained, tmp_path, kind):
+    ctx, mbae, _, latents, _ = trained
+    run = dataclasses.replace(ctx, run_dir=tmp_path).replace(denoiser=kind, stage2_epochs=4)
+    _, history = train_denoiser(mbae, run, latents=latents)
+    assert history.train_loss[-1] < 0.8 * history.train_loss[0]
+
+
+def test_stage3_improves_the_validation_metric_of_a_stage2_model(trained, tmp_path):
+    ctx, mbae, _, latents, _ = trained
+    run = dataclasses.replace(ctx, run_dir=tmp_path).replace(stage3_epochs=10)
+    fatsmb, _ = train_denoiser(mbae, run, latents=latents)
+    before = run.evaluate(fatsmb, "valid")["NDCG@10"]
+    finetune_decoder(fatsmb, run, latents=latents)
+    assert run.evaluate(fatsmb, "valid")["NDCG@10"] > before + 0.005
+
+
+def test_evaluating_a_sampling_model_is_repeatable_and_leaves_the_global_rng_alone(trained):
+    ctx, _, _, _, fatsmb = trained
+    state = torch.get_rng_state()
+    first = ctx.evaluate(fatsmb, "valid")
+    assert torch.equal(torch.get_rng_state(), state)
+    assert ctx.evaluate(fatsmb, "valid") == first
+    other_seed = dataclasses.replace(ctx, seed=ctx.seed + 1).evaluate(fatsmb, "valid")
+    assert other_seed["NDCG@10"] != first["NDCG@10"]  # z_T comes from the run's generator
+
+
+def test_checkpoints_are_keyed_by_what_changes_the_weights(trained, tmp_path):
+    ctx, mbae, _, latents, _ = trained
+    run = dataclasses.replace(ctx, run_dir=tmp_path).replace(stage2_epochs=1)
+    train_denoiser(mbae, run, latents=latents)
+    files = set(tmp_path.iterdir())
+    _, history = train_denoiser(mbae, run.replace(omega=3.0, stride=5, eta=0.5),
+                                latents=latents)        # sampler-only: reloaded, not retrained
+    assert set(tmp_path.iterdir()) == files
+    train_denoiser(mbae, run.replace(p_uncond=0.5), latents=latents)   # trains a new file
+    new = set(tmp_path.iterdir()) - files
+    assert len(new) == 1 and next(iter(new)).name.startswith("denoiser-mcgln-x0-")
+
+
+def test_sampler_settings_change_inference_only_inside_the_context(trained):
+    ctx, _, _, _, fatsmb = trained
+    base = ctx.evaluate(fatsmb, "valid")["NDCG@10"]
+    with fatsmb.sampler(omega=0.0, stride=ctx.profile.T):
+        assert fatsmb.diffusion.cfg.omega == 0.0
+        changed = ctx.evaluate(fatsmb, "valid")["NDCG@10"]
+    assert fatsmb.diffusion.cfg.omega == ctx.profile.omega
+    assert changed != base and ctx.evaluate(fatsmb, "valid")["NDCG@10"] == base
+    with pytest.raises(TypeError, match="sampler"):
+        with fatsmb.sampler(T=10):
+            pass
+
+
+def test_initial_weights_and_training_are_a_function_of_the_seed(trained, tmp_path):
+    ctx, mbae, _, _, _ = trained
+    run = dataclasses.replace(ctx, run_dir=tmp_path).replace(stage1_epochs=2)
+    torch.manual_seed(1)
+    first, _ = train_mbae(dataclasses.replace(run, run_dir=tmp_path / "a"))
+    torch.manual_seed(2)  # whatever the global state before the call
+    second, _ = train_mbae(dataclasses.replace(run, run_dir=tmp_path / "b"))
+    assert _same(_state(first), _state(second))
+    third, _ = train_mbae(dataclasses.replace(run, run_dir=tmp_path / "c", seed=1))
+    assert not _same(_state(first), _state(third))

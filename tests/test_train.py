@@ -1,30 +1,20 @@
-"""The training loop: seeds, device, atomic checkpoints, exact resume, NaN guard, early stopping."""
-import random
+"""The training loop: randomness per epoch, exact resume, NaN guard, early stopping, lr schedule."""
+import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fatsmb_lib import train as train_module
+from fatsmb_lib.checkpoints import CheckpointMismatchError
 from fatsmb_lib.evaluate import evaluate
-from fatsmb_lib.train import (
-    CheckpointMismatchError,
-    History,
-    NonFiniteLossError,
-    TrainConfig,
-    count_parameters,
-    fit,
-    load_checkpoint,
-    make_generator,
-    resolve_device,
-    save_checkpoint,
-    seed_everything,
-)
+from fatsmb_lib.runtime import epoch_generator, make_generator
+from fatsmb_lib.train import History, NonFiniteLossError, TrainConfig, fit
 
 N, L, D = 20, 6, 8
 CONFIG = {"model": "toy", "d": D, "ks": (10, 20)}
+TRAIN = dict(lr=2e-3, weight_decay=0.01, max_epochs=4, patience=100, min_epochs=1, grad_clip=1.0,
+             monitor="NDCG@10", seed=0, eval_every=1, warmup_epochs=0, decay="none")
 
 
 class ToyModel(nn.Module):
@@ -36,7 +26,7 @@ class ToyModel(nn.Module):
         self.bias = nn.Parameter(torch.zeros(N))
         self.drop = nn.Dropout(0.2)
 
-    def score_all(self, batch):
+    def score_all(self, batch, generator=None):
         h = self.drop(self.item(batch["items"]).mean(dim=1))  # (B, D)
         return h @ self.item.weight[1 : N + 1].T + self.bias  # (B, N)
 
@@ -58,7 +48,7 @@ DATA = make_data()
 
 
 def batches(epoch, batch_size=16):
-    perm = torch.randperm(DATA["items"].shape[0])  # global RNG: restored on resume
+    perm = torch.randperm(DATA["items"].shape[0], generator=epoch_generator(0, epoch))
     for start in range(0, len(perm), batch_size):
         rows = perm[start : start + batch_size]
         yield {k: v[rows] for k, v in DATA.items()}
@@ -69,11 +59,11 @@ def validate_fn(model):
 
 
 def run_fit(model, tmp_path, name="ck.pt", train_batches=batches, validate=None, loss_fn=None, **cfg):
-    cfg = TrainConfig(**{"max_epochs": 4, "patience": 100, "monitor": "NDCG@10", **cfg})
+    cfg = TrainConfig(**{**TRAIN, **cfg})
     return fit(model, params=model.parameters(), train_batches=train_batches,
                loss_fn=loss_fn or model.loss, validate=validate or validate_fn(model), cfg=cfg,
-               checkpoint_path=tmp_path / name, fingerprint="fp-A", config=CONFIG,
-               progress=False, log=lambda s: None)
+               checkpoint_path=tmp_path / name if tmp_path else None, fingerprint="fp-A",
+               config=CONFIG, progress=False, log=lambda s: None)
 
 
 def states_equal(a, b):
@@ -84,98 +74,82 @@ def snapshot(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-# ----------------------------------------------------------------------------- seeds and device
+# ----------------------------------------------------------------------------- randomness
 
 
-def test_seed_everything_seeds_all_three_generators():
-    seed_everything(3)
-    first = (random.random(), np.random.rand(), torch.rand(1).item())
-    seed_everything(3)
-    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+def test_each_epoch_draws_new_dropout_masks(tmp_path):
+    seen = {}
+
+    def train_batches(epoch):
+        for i, batch in enumerate(batches(epoch)):
+            if i == 0:  # the first draw of the epoch's global stream, before any dropout
+                seen[epoch] = torch.rand(8)
+            yield batch
+
+    run_fit(ToyModel(), tmp_path, train_batches=train_batches, max_epochs=3)
+    assert not torch.equal(seen[1], seen[2]) and not torch.equal(seen[2], seen[3])
 
 
-def test_make_generator_is_independent_of_global_rng():
-    a = torch.rand(3, generator=make_generator(5))
-    torch.manual_seed(123)
-    assert torch.equal(torch.rand(3, generator=make_generator(5)), a)
+def test_validation_does_not_change_the_training_stream(tmp_path):
+    torch.manual_seed(0)
+    quiet = ToyModel()
+    torch.manual_seed(0)
+    noisy = ToyModel()
+
+    def noisy_validate():
+        torch.rand(1000)  # a validation that consumes the global generator
+        torch.manual_seed(123)  # or even re-seeds it, as the old Context.evaluate did
+        return evaluate(noisy, [DATA], ks=(10,))
+
+    run_fit(quiet, tmp_path, name="quiet.pt")
+    run_fit(noisy, tmp_path, name="noisy.pt", validate=noisy_validate)
+    assert states_equal(quiet.state_dict(), noisy.state_dict())
 
 
-def test_resolve_device_auto_and_cpu():
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    assert resolve_device("cpu") == torch.device("cpu")
+def test_same_seed_twice_gives_identical_runs_and_another_seed_does_not(tmp_path):
+    histories, states = [], []
+    for name, seed in (("a.pt", 0), ("b.pt", 0), ("c.pt", 1)):
+        torch.manual_seed(7)  # same initial weights for all three
+        model = ToyModel()
+        histories.append(run_fit(model, tmp_path, name=name, seed=seed))
+        states.append(snapshot(model))
+    assert histories[0].val_metrics == histories[1].val_metrics
+    assert states_equal(states[0], states[1])
+    assert not states_equal(states[0], states[2])  # the seed drives dropout
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
-@pytest.mark.parametrize("name", ["cuda", "cuda:1"])
-def test_resolve_device_cuda_without_gpu_says_what_to_do(name):
-    with pytest.raises(RuntimeError, match=r"torch.cuda.is_available\(\) is False: use device='cpu' or 'auto'"):
-        resolve_device(name)
+def test_learning_rate_warmup_and_cosine_decay():
+    cfg = TrainConfig(**{**TRAIN, "lr": 1.0, "max_epochs": 12, "warmup_epochs": 3, "decay": "cosine"})
+    assert [cfg.lr_at(e) for e in (1, 2, 3)] == [0.25, 0.5, 0.75]
+    assert cfg.lr_at(4) == pytest.approx(1.0)
+    assert cfg.lr_at(12) == pytest.approx(0.5 * (1 + math.cos(math.pi * 8 / 9)))  # near 0
+    flat = TrainConfig(**TRAIN)
+    assert {flat.lr_at(e) for e in range(1, 5)} == {TRAIN["lr"]}
+    with pytest.raises(ValueError, match="decay must be"):
+        TrainConfig(**{**TRAIN, "decay": "linear"})
 
 
-def test_count_parameters_respects_requires_grad():
+def test_fit_applies_the_schedule_to_the_optimizer(tmp_path):
+    seen = []
     model = ToyModel()
-    assert count_parameters(model) == (N + 2) * D + N
-    model.item.weight.requires_grad_(False)
-    assert count_parameters(model) == N
-    assert count_parameters(model, trainable_only=False) == (N + 2) * D + N
 
+    def train_batches(epoch):
+        yield from batches(epoch)
 
-# ----------------------------------------------------------------------------- checkpoints
+    original = torch.optim.AdamW.step
 
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
 
-def test_checkpoint_round_trip(tmp_path):
-    model = ToyModel()
-    payload = {"model": model.state_dict(), "epoch": 3, "fingerprint": "fp-A", "config": CONFIG,
-               "rng": train_module._rng_states()}
-    save_checkpoint(tmp_path / "a" / "ck.pt", payload)
-    loaded = load_checkpoint(tmp_path / "a" / "ck.pt", fingerprint="fp-A", config=CONFIG)
-    assert loaded["epoch"] == 3
-    assert states_equal(loaded["model"], model.state_dict())
-
-
-def test_rng_states_round_trip():
-    states = train_module._rng_states()
-    expected = (random.random(), np.random.rand(), np.random.randn(), torch.rand(1).item())
-    train_module._set_rng_states(states)
-    assert (random.random(), np.random.rand(), np.random.randn(), torch.rand(1).item()) == expected
-
-
-def test_save_is_atomic(tmp_path, monkeypatch):
-    path = tmp_path / "ck.pt"
-    save_checkpoint(path, {"epoch": 1, "fingerprint": "fp-A", "config": CONFIG})
-
-    def crash(obj, f):
-        f.write(b"half a checkpoint")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(train_module.torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, {"epoch": 2, "fingerprint": "fp-A", "config": CONFIG})
-    monkeypatch.undo()
-    assert load_checkpoint(path, fingerprint="fp-A", config=CONFIG)["epoch"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temp file left behind
-
-
-def test_mismatched_fingerprint_is_refused(tmp_path):
-    path = tmp_path / "ck.pt"
-    save_checkpoint(path, {"fingerprint": "fp-A", "config": CONFIG})
-    with pytest.raises(CheckpointMismatchError, match=r"ck\.pt was trained on dataset fingerprint fp-A, this run uses fp-B"):
-        load_checkpoint(path, fingerprint="fp-B", config=CONFIG)
-
-
-def test_mismatched_config_is_refused_naming_the_key(tmp_path):
-    path = tmp_path / "ck.pt"
-    save_checkpoint(path, {"fingerprint": "fp-A", "config": CONFIG})
-    with pytest.raises(CheckpointMismatchError, match=r"d: 8 -> 16.*delete it or use another run_dir"):
-        load_checkpoint(path, fingerprint="fp-A", config={**CONFIG, "d": 16})
-    assert issubclass(CheckpointMismatchError, ValueError)
-
-
-def test_fit_refuses_a_checkpoint_from_another_train_config(tmp_path):
-    run_fit(ToyModel(), tmp_path, max_epochs=1)
-    with pytest.raises(CheckpointMismatchError, match=r"train_config\.lr"):
-        run_fit(ToyModel(), tmp_path, max_epochs=1, lr=1e-3)
+    torch.optim.AdamW.step = spy
+    try:
+        run_fit(model, None, train_batches=train_batches, max_epochs=3, lr=0.3, warmup_epochs=2)
+    finally:
+        torch.optim.AdamW.step = original
+    per_epoch = len(seen) // 3
+    assert seen[0] == pytest.approx(0.1) and seen[per_epoch] == pytest.approx(0.2)
+    assert seen[-1] == pytest.approx(0.3)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -200,6 +174,7 @@ def test_interrupted_run_resumes_exactly(tmp_path):
     assert ck["epoch"] == 2 and not ck["finished"]
 
     torch.manual_seed(99)  # a different init and global RNG: everything must come from the checkpoint
+    torch.rand(17)
     resumed = ToyModel()
     h_resumed = run_fit(resumed, tmp_path, name="resumed.pt")
     assert states_equal(resumed.state_dict(), straight.state_dict())
@@ -293,7 +268,13 @@ def test_frozen_parameters_do_not_change(tmp_path):
     frozen = model.item.weight.detach().clone()
     bias = model.bias.detach().clone()
     fit(model, params=[model.bias], train_batches=batches, loss_fn=model.loss,
-        validate=validate_fn(model), cfg=TrainConfig(max_epochs=2, lr=1e-2, weight_decay=0.1),
+        validate=validate_fn(model), cfg=TrainConfig(**{**TRAIN, "max_epochs": 2, "lr": 1e-2}),
         checkpoint_path=None, fingerprint="fp-A", config=CONFIG, progress=False, log=lambda s: None)
     assert torch.equal(model.item.weight, frozen)
     assert not torch.equal(model.bias, bias)
+
+
+def test_fit_refuses_a_checkpoint_from_another_train_config(tmp_path):
+    run_fit(ToyModel(), tmp_path, max_epochs=1)
+    with pytest.raises(CheckpointMismatchError, match=r"train_config\.lr: 0\.002 -> 0\.001"):
+        run_fit(ToyModel(), tmp_path, max_epochs=1, lr=1e-3)

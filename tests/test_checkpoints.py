@@ -1,0 +1,76 @@
+"""Atomic writes, checkpoint round trips and the mismatch errors, digests and fingerprints."""
+import pytest
+import torch
+from torch import nn
+
+from fatsmb_lib import checkpoints
+from fatsmb_lib.checkpoints import (CheckpointMismatchError, atomic_write, load_checkpoint,
+                                    save_checkpoint, settings_digest, state_fingerprint)
+
+CONFIG = {"model": "toy", "d": 8, "ks": (10, 20)}
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = nn.Linear(3, 2)
+    save_checkpoint(tmp_path / "a" / "ck.pt", {"model": model.state_dict(), "epoch": 3,
+                                               "fingerprint": "fp-A", "config": CONFIG})
+    loaded = load_checkpoint(tmp_path / "a" / "ck.pt", fingerprint="fp-A", config=CONFIG)
+    assert loaded["epoch"] == 3
+    assert all(torch.equal(loaded["model"][k], v) for k, v in model.state_dict().items())
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"epoch": 1, "fingerprint": "fp-A", "config": CONFIG})
+
+    def crash(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"epoch": 2, "fingerprint": "fp-A", "config": CONFIG})
+    monkeypatch.undo()
+    assert load_checkpoint(path, fingerprint="fp-A", config=CONFIG)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temp file left behind
+
+
+def test_atomic_write_creates_folders_and_replaces(tmp_path):
+    path = tmp_path / "deep" / "file.bin"
+    atomic_write(path, lambda f: f.write(b"one"))
+    atomic_write(path, lambda f: f.write(b"two"))
+    assert path.read_bytes() == b"two" and len(list(path.parent.iterdir())) == 1
+
+
+def test_mismatched_fingerprint_is_refused_with_the_way_out(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"fingerprint": "fp-A", "config": CONFIG})
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"ck\.pt was trained on other data \(dataset fingerprint fp-A -> fp-B\)"
+                             r".*rm '.*ck\.pt'"):
+        load_checkpoint(path, fingerprint="fp-B", config=CONFIG)
+
+
+def test_mismatched_config_is_refused_naming_the_key(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"fingerprint": "fp-A", "config": CONFIG})
+    with pytest.raises(CheckpointMismatchError, match=r"d: 8 -> 16.*delete the file"):
+        load_checkpoint(path, fingerprint="fp-A", config={**CONFIG, "d": 16})
+    assert issubclass(CheckpointMismatchError, ValueError)
+
+
+def test_settings_digest_ignores_key_order_and_tuples_but_not_values():
+    a = settings_digest({"x": 1, "y": (1, 2), "z": {"p": 0.1}})
+    assert a == settings_digest({"z": {"p": 0.1}, "y": [1, 2], "x": 1})
+    assert a != settings_digest({"x": 1, "y": (1, 2), "z": {"p": 0.2}})
+    assert len(a) == 8
+
+
+def test_state_fingerprint_follows_the_weights():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    before = state_fingerprint(model)
+    assert state_fingerprint(model) == before
+    with torch.no_grad():
+        model.bias[0] += 1e-6
+    assert state_fingerprint(model) != before

@@ -1,0 +1,58 @@
+"""The profile owns every hyperparameter; the component configs are built from it and carry no
+defaults of their own."""
+import dataclasses
+
+import pytest
+
+from fatsmb_lib.config import PROFILES, Profile, get_profile
+from fatsmb_lib.denoiser import DenoiserConfig
+from fatsmb_lib.diffusion import DiffusionConfig
+from fatsmb_lib.encoder import EncoderConfig
+from fatsmb_lib.train import TrainConfig
+
+MODEL_KIND_FLAGS = {"use_behavior", "causal"}  # which model it is, not a hyperparameter
+
+
+@pytest.mark.parametrize("config", [EncoderConfig, DiffusionConfig, DenoiserConfig, TrainConfig])
+def test_component_configs_have_no_defaults_of_their_own(config):
+    with_default = [f.name for f in dataclasses.fields(config)
+                    if f.default is not dataclasses.MISSING and f.name not in MODEL_KIND_FLAGS]
+    assert with_default == []
+
+
+def test_profile_defaults_are_the_papers():
+    p = Profile(name="x", dataset="yelp")
+    assert (p.d_model, p.max_len, p.n_layers, p.dropout, p.lr, p.batch_size) == (64, 50, 2, 0.1, 2e-3, 256)
+    assert (p.T, p.stride, p.p_uncond, p.n_denoiser_layers) == (200, 20, 0.2, 2)
+
+
+def test_builders_carry_every_profile_value():
+    p = get_profile("smoke").replace(d_model=48, n_heads=3, rope_base=500.0, T=77, stride=7,
+                                     omega=2.5, prediction="eps", n_shared=3,
+                                     denoiser_dropout=0.3, lr=1e-4, stage2_epochs=9,
+                                     warmup_epochs=2, lr_decay="cosine", monitor="Recall@20")
+    enc = p.encoder_config(n_items=10, n_behaviors=4)
+    assert (enc.d_model, enc.n_heads, enc.rope_base, enc.n_items, enc.n_behaviors) == (48, 3, 500.0, 10, 4)
+    diff = p.diffusion_config()
+    assert (diff.T, diff.stride, diff.omega, diff.prediction) == (77, 7, 2.5, "eps")
+    den = p.denoiser_config(n_behaviors=4)
+    assert (den.d_model, den.n_shared, den.dropout, den.n_behaviors) == (48, 3, 0.3, 4)
+    train = p.train_config("stage2", seed=5)
+    assert (train.lr, train.max_epochs, train.seed, train.warmup_epochs, train.decay,
+            train.monitor) == (1e-4, 9, 5, 2, "cosine", "Recall@20")
+    assert p.train_config("stage1", 0).min_epochs == p.min_epochs
+    assert p.train_config("stage3", 0).min_epochs == 1
+    with pytest.raises(ValueError, match="stage must be one of"):
+        p.train_config("stage4", 0)
+
+
+def test_replace_names_unknown_fields():
+    with pytest.raises(TypeError, match=r"no field\(s\) \['omgea'\]"):
+        PROFILES["default"].replace(omgea=2.0)
+
+
+def test_dataset_adjustments_come_from_the_registry():
+    assert get_profile("paper", "ijcai").batch_size == 64
+    assert get_profile("paper", "yelp").batch_size == 256
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("fast")
