@@ -61,6 +61,8 @@ class Profile:
     prediction: str = "x0"            # x0 | eps (the paper, Eq. 16); x0 measured better on
                                       # ml100k validation (notebook 03, compare report)
     p_uncond: float = 0.2             # classifier-free guidance drop rate
+    diffusion_target: str = "z_b"     # z_b (the paper) | offset: z_b − z_∅ (notebook 03)
+    latent_scaling: str = "none"      # none (the paper) | standard: per-dimension z-scores
     stage2_source: str = "prefix"     # prefix | cloze: where stage 2's (z_b, z_∅) pairs come from
     prefixes_per_user: int | None = None  # stages 2-3 train on each user's most recent
                                           # training prefixes (None: all of them)

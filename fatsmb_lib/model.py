@@ -28,14 +28,75 @@ from .diffusion import LatentDiffusion
 from .encoder import MBAE
 
 SAMPLER_SETTINGS = ("omega", "stride", "eta")  # act only when sampling: never retrain for them
+DIFFUSION_TARGETS = ("z_b", "offset")
+LATENT_SCALINGS = ("none", "standard")
+
+
+class LatentSpace(nn.Module):
+    """The coordinates the diffusion runs in, and the way back to the MBAE's latent space.
+
+    The paper diffuses z_b itself (``target="z_b"``, ``scaling="none"``): x_0 = z_b, with z_∅
+    as the condition. Two options, measured against it in notebook 03:
+
+    - ``scaling="standard"``: diffusion assumes data of roughly unit variance (the forward
+      process of Eq. 15 mixes x_0 with N(0, I)), while the MBAE's latents have a large shared
+      mean and per-dimension spread far from 1. Standardise per dimension with the mean μ and
+      standard deviation s of the training latents: x_0 = (z − μ)/s; the condition z_∅ is
+      standardised with its own statistics.
+    - ``target="offset"``: diffuse the behavior-specific part only, z_b − z_∅ (cosine of z_b
+      and z_∅ is about 0.98 on ml100k: the offset is small next to the shared vector), and add
+      z_∅ back after sampling. A sampler that predicts nothing then returns z_∅, not noise.
+
+    Statistics are buffers: they travel with the model's state dict and its checkpoints.
+    Shapes: (B, D) latents, (D,) statistics.
+    """
+
+    def __init__(self, d_model: int, target: str, scaling: str):
+        super().__init__()
+        if target not in DIFFUSION_TARGETS:
+            raise ValueError(f"diffusion_target must be one of {DIFFUSION_TARGETS}, got {target!r}")
+        if scaling not in LATENT_SCALINGS:
+            raise ValueError(f"latent_scaling must be one of {LATENT_SCALINGS}, got {scaling!r}")
+        self.target, self.scaling = target, scaling
+        for name, value in (("mean", 0.0), ("std", 1.0), ("null_mean", 0.0), ("null_std", 1.0)):
+            self.register_buffer(name, torch.full((d_model,), value))
+
+    def _raw(self, z_b: torch.Tensor, z_null: torch.Tensor) -> torch.Tensor:
+        return z_b - z_null if self.target == "offset" else z_b
+
+    @torch.no_grad()
+    def fit_(self, z_b: torch.Tensor, z_null: torch.Tensor) -> "LatentSpace":
+        """Set μ and s from training latents (N, D) when ``scaling="standard"``."""
+        if self.scaling == "standard":
+            raw = self._raw(z_b, z_null)
+            self.mean.copy_(raw.mean(0))
+            self.std.copy_(raw.std(0).clamp(min=1e-6))
+            self.null_mean.copy_(z_null.mean(0))
+            self.null_std.copy_(z_null.std(0).clamp(min=1e-6))
+        return self
+
+    def encode(self, z_b: torch.Tensor, z_null: torch.Tensor) -> torch.Tensor:
+        """x_0 (B, D), what the diffusion learns to generate."""
+        return (self._raw(z_b, z_null) - self.mean) / self.std
+
+    def condition(self, z_null: torch.Tensor) -> torch.Tensor:
+        """The denoiser's primary condition (B, D) from z_∅."""
+        return (z_null - self.null_mean) / self.null_std
+
+    def decode(self, x_0: torch.Tensor, z_null: torch.Tensor) -> torch.Tensor:
+        """Back to the MBAE's latent space: z_b (B, D) from a generated x_0."""
+        raw = x_0 * self.std + self.mean
+        return raw + z_null if self.target == "offset" else raw
 
 
 class FatsMB(nn.Module):
-    """Encoder + denoiser + decoder; the sampler's ω, Δt and η are those of ``diffusion.cfg``."""
+    """Encoder + denoiser + decoder; the sampler's ω, Δt and η are those of ``diffusion.cfg``;
+    ``space`` maps latents to the diffusion's coordinates and back (the identity by default)."""
 
-    def __init__(self, mbae: MBAE, denoiser: nn.Module, diffusion: LatentDiffusion):
+    def __init__(self, mbae: MBAE, denoiser: nn.Module, diffusion: LatentDiffusion,
+                 space: LatentSpace):
         super().__init__()
-        self.mbae, self.denoiser, self.diffusion = mbae, denoiser, diffusion
+        self.mbae, self.denoiser, self.diffusion, self.space = mbae, denoiser, diffusion, space
 
     @contextmanager
     def sampler(self, **settings) -> Iterator["FatsMB"]:
@@ -59,9 +120,14 @@ class FatsMB(nn.Module):
                  generator: torch.Generator | None = None,
                  return_trajectory: bool = False) -> torch.Tensor:
         """z_0 (B, D) under target ``behavior`` (B,) from z_∅ (Algorithm 2, lines 2–5), with the
-        sampler settings of ``diffusion.cfg``; with ``return_trajectory`` also [z_T, …, z_0]."""
-        return self.diffusion.sample(self.denoiser, z_null, behavior, generator=generator,
-                                     return_trajectory=return_trajectory)
+        sampler settings of ``diffusion.cfg``; with ``return_trajectory`` also the list
+        [z_T, …, z_0], every step mapped back to the MBAE's latent space."""
+        out = self.diffusion.sample(self.denoiser, self.space.condition(z_null), behavior,
+                                    generator=generator, return_trajectory=return_trajectory)
+        if not return_trajectory:
+            return self.space.decode(out, z_null)
+        x_0, steps = out
+        return self.space.decode(x_0, z_null), [self.space.decode(x, z_null) for x in steps]
 
     def score_all(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """Scores (B, N) of all items for the target behavior of each row (Algorithm 2); z_T
@@ -74,8 +140,9 @@ class FatsMB(nn.Module):
         """Stage 2 (Eq. 16): denoise z_b given z_∅ and b, on precomputed latent batches
         with keys ``z_b``, ``z_null``, ``behavior`` (t, ε and the guidance drop come from the
         global generator, which ``fit`` seeds per epoch)."""
-        return self.diffusion.training_loss(self.denoiser, batch["z_b"], batch["z_null"],
-                                            batch["behavior"])
+        x_0 = self.space.encode(batch["z_b"], batch["z_null"])                    # (B, D)
+        return self.diffusion.training_loss(self.denoiser, x_0,
+                                            self.space.condition(batch["z_null"]), batch["behavior"])
 
     def loss(self, batch: dict) -> torch.Tensor:
         """Stage 3 (Algorithm 1, lines 23–28): next-item cross-entropy over all N items of the

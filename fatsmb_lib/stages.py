@@ -34,7 +34,7 @@ from .checkpoints import state_fingerprint, tensor_fingerprint
 from .denoiser import build_denoiser
 from .diffusion import LatentDiffusion
 from .encoder import MBAE
-from .model import SAMPLER_SETTINGS, FatsMB
+from .model import SAMPLER_SETTINGS, FatsMB, LatentSpace
 from .run import EVAL_BATCH, Context
 from .runtime import epoch_generator
 from .train import History
@@ -174,9 +174,11 @@ def cloze_latent_batches(mbae: MBAE, ctx: Context) -> Batches:
 def build_fatsmb(mbae: MBAE, ctx: Context) -> FatsMB:
     """FatsMB around a COPY of the stage-1 MBAE (stage 3 then changes only the copy's decoder,
     so the MBAE row of the comparison stays the stage-1 model)."""
-    diffusion = LatentDiffusion(ctx.profile.diffusion_config())
-    denoiser = ctx.build(build_denoiser, ctx.profile.denoiser_config(ctx.data.n_behaviors))
-    return FatsMB(copy.deepcopy(mbae), denoiser, diffusion).to(ctx.device)
+    p = ctx.profile
+    diffusion = LatentDiffusion(p.diffusion_config())
+    denoiser = ctx.build(build_denoiser, p.denoiser_config(ctx.data.n_behaviors))
+    space = LatentSpace(p.d_model, p.diffusion_target, p.latent_scaling)
+    return FatsMB(copy.deepcopy(mbae), denoiser, diffusion, space).to(ctx.device)
 
 
 def _freeze(module: nn.Module) -> None:
@@ -192,13 +194,15 @@ def train_denoiser(mbae: MBAE, ctx: Context, latents: dict | None = None) -> tup
     ``profile.stage2_source`` = "prefix" trains on (z_b, z_∅) at the appended [mask] of the
     training prefixes (``latents`` from :func:`prefix_latents`, computed here if not given:
     the encoder is frozen, so once is enough); "cloze" on Cloze-masked positions, the paper's
-    wording.
+    wording. The latent space's statistics (``profile.latent_scaling``) come from the prefix
+    latents either way.
     """
     p = ctx.profile
     model = build_fatsmb(mbae, ctx)
     _freeze(model.mbae)
+    latents = latents if latents is not None else prefix_latents(model.mbae, ctx)
+    model.space.fit_(latents["z_b"], latents["z_null"])
     if p.stage2_source == "prefix":
-        latents = latents if latents is not None else prefix_latents(model.mbae, ctx)
         batches = lambda epoch: tensor_batches(latents, p.batch_size,  # noqa: E731
                                                epoch_generator(ctx.seed, epoch))
         source = {"source": "prefix", "rows": _rows_fingerprint(latents)}
@@ -210,6 +214,7 @@ def train_denoiser(mbae: MBAE, ctx: Context, latents: dict | None = None) -> tup
     trained = {k: v for k, v in dataclasses.asdict(p.diffusion_config()).items()
                if k not in SAMPLER_SETTINGS}  # sampler-only settings: see the module docstring
     settings = {"stage": 2, "mbae": state_fingerprint(mbae), "diffusion": trained,
+                "space": {"target": p.diffusion_target, "scaling": p.latent_scaling},
                 "denoiser": dataclasses.asdict(p.denoiser_config(ctx.data.n_behaviors)),
                 "batch_size": p.batch_size, **source}
     history = ctx.fit(model, f"denoiser-{p.denoiser}-{p.prediction}", "stage2",

@@ -212,3 +212,15 @@ def test_initial_weights_and_training_are_a_function_of_the_seed(trained, tmp_pa
     assert _same(_state(first), _state(second))
     third, _ = train_mbae(dataclasses.replace(run, run_dir=tmp_path / "c", seed=1))
     assert not _same(_state(first), _state(third))
+
+
+def test_offset_diffusion_with_standard_scaling_learns_and_keeps_its_statistics(trained, tmp_path):
+    ctx, mbae, _, latents, _ = trained
+    run = dataclasses.replace(ctx, run_dir=tmp_path).replace(
+        diffusion_target="offset", latent_scaling="standard", stage2_epochs=4)
+    model, history = train_denoiser(mbae, run, latents=latents)
+    assert history.train_loss[-1] < 0.8 * history.train_loss[0]
+    offset = latents["z_b"] - latents["z_null"]
+    assert torch.allclose(model.space.mean, offset.mean(0), atol=1e-5)
+    reloaded, _ = train_denoiser(mbae, run, latents=latents)       # from the checkpoint
+    assert torch.equal(reloaded.space.std, model.space.std)
