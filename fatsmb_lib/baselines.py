@@ -120,7 +120,8 @@ class BehaviorSASRec(SASRec):
     NOTE: we inject the target behavior with an MLP on the concatenation [h; e_b] (residual on
     h), not by adding e_b to h: an added e_b only shifts every score by e_b·E[v], a per-behavior
     item bias independent of the history, while the MLP lets the behavior re-weight what the
-    history says. The encoder never sees the target behavior, so causality is SASRec's.
+    history says. The target behavior enters after the causal encoder, so the query at j
+    still sees only the tokens up to j.
     """
 
     def __init__(self, config: EncoderConfig):

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fatsmb_lib.denoiser import BehaviorMoE
+from fatsmb_lib.encoder import _init_weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,9 +229,6 @@ class MBSTR(nn.Module):
         c = self.config = config
         D = c.d_model
         self.item_embedding = nn.Embedding(c.n_items + 2, D, padding_idx=0)  # 0 pad, N+1 [mask]
-        nn.init.trunc_normal_(self.item_embedding.weight, std=0.02, a=-0.04, b=0.04)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             MBTransBlock(D, c.n_heads, c.n_behaviors, c.dropout, c.n_buckets, c.max_distance)
@@ -239,6 +237,7 @@ class MBSTR(nn.Module):
         self.ln_f = nn.LayerNorm(D)
         self.head_moe = BehaviorMoE(D, D, c.n_behaviors, c.n_shared, c.n_private, c.dropout)
         self.head_ln = nn.LayerNorm(D)
+        self.apply(_init_weights)  # nn.Linear / nn.Embedding only: bases, mixtures, experts keep theirs
 
     def item_weight(self) -> torch.Tensor:
         """Tied output table: embeddings of item ids 1..N, (N, D)."""
