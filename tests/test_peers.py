@@ -15,7 +15,8 @@ from fatsmb_lib.diffusion import linear_betas
 from fatsmb_lib.encoder import EncoderConfig
 from fatsmb_lib.evaluate import evaluate
 from fatsmb_lib.gru4rec import GRU4Rec, GRU4RecConfig
-from fatsmb_lib.mbstr import MBSTR, BehaviorLinear, MBSTRConfig, PairPositionBias, relative_buckets
+from fatsmb_lib.mbstr import (MBSTR, BehaviorLinear, MBSTRConfig, MultiBehaviorAttention,
+                              PairPositionBias, relative_buckets)
 from fatsmb_lib.preprocess import load_dataset
 from fatsmb_lib.train import TrainConfig, fit, make_generator
 
@@ -207,6 +208,34 @@ def test_mbstr_behavior_weights_get_gradient_only_from_their_tokens():
         for mix in (block.attn.score_mix, block.attn.value_mix, block.attn.position_bias.table):
             assert torch.count_nonzero(mix.grad[absent_pairs]) == 0
             assert torch.count_nonzero(mix.grad) > 0
+
+
+def test_multi_behavior_attention_matches_its_equations_written_out():
+    """s_ij = q_i W_p k_j / sqrt(d_k) + β, o_i = Σ_j softmax_j(s_ij) v_j W'_p with the pair maps
+    W_p = Σ_m α^m_p W^m formed explicitly, one (i, j) at a time."""
+    torch.manual_seed(0)
+    attn = MultiBehaviorAttention(8, 2, N_BEH, 0.0, 8, L)
+    torch.nn.init.normal_(attn.position_bias.table)
+    x = torch.randn(1, 5, 8)
+    behaviors = torch.tensor([[0, 3, 1, 3, 2]])  # one padded key
+    with torch.no_grad():
+        y = attn(x, behaviors, behaviors == 0)
+        q, k, v = (t.view(5, 2, 4).transpose(0, 1) for t in attn.qkv(x, behaviors)[0].split(8, -1))
+        bias = attn.position_bias(behaviors)[0]  # (H, L, L)
+        heads = torch.zeros(2, 5, 4)
+        for h in range(2):
+            for i in range(5):
+                keys = [j for j in range(5) if behaviors[0, j] > 0 or j == i]
+                pair = [(max(int(behaviors[0, i]), 1) - 1) * N_BEH + max(int(behaviors[0, j]), 1) - 1
+                        for j in keys]
+                W = [torch.einsum("m,mde->de", attn.score_mix[p, :, h].softmax(0), attn.score_basis[:, h])
+                     for p in pair]
+                V = [torch.einsum("m,mde->de", attn.value_mix[p, :, h].softmax(0), attn.value_basis[:, h])
+                     for p in pair]
+                s = torch.stack([q[h, i] @ W[n] @ k[h, j] / 2.0 + bias[h, i, j] for n, j in enumerate(keys)])
+                a = s.softmax(0)
+                heads[h, i] = sum(a[n] * (v[h, j] @ V[n]) for n, j in enumerate(keys))
+        torch.testing.assert_close(y[0], attn.out(heads.transpose(0, 1).reshape(5, 8)))
 
 
 def test_relative_buckets_are_exact_near_and_split_by_direction():
