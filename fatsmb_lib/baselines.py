@@ -106,3 +106,52 @@ class SASRec(nn.Module):
         item); causal attention keeps the [mask] column L-1 out of it."""
         h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
         return h[:, -2] @ self.item_weight().T
+
+
+class BehaviorSASRec(SASRec):
+    """Behavior-aware SASRec: behaviors of the input tokens in the embedding (Eq. 9) AND the
+    target behavior at the query, i.e. "which item next, under behavior b?".
+
+    For position j of a causal window the target behavior is that of the next item,
+    ``target_behaviors[:, j]``; for a prefix batch it is the one carried by the [mask] column,
+    ``behaviors[:, -1]``. The query is
+
+        q_j = h_j + MLP([h_j ; e_tgt(b_{j+1})]),   scores_j = q_j · E[1..N]^T
+
+    with h_j the causal encoder state at j and e_tgt a target-behavior table of its own.
+
+    NOTE: we inject the target behavior with an MLP on the concatenation [h; e_b] (residual on
+    h), not by adding e_b to h: an added e_b only shifts every score by e_b·E[v], a per-behavior
+    item bias independent of the history, while the MLP lets the behavior re-weight what the
+    history says. The target behavior enters after the causal encoder, so the query at j
+    still sees only the tokens up to j.
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__(config, use_behavior=True)
+        D = self.config.d_model
+        self.target_behavior_embedding = nn.Embedding(self.config.n_behaviors + 1, D, padding_idx=0)
+        self.query = nn.Sequential(nn.Linear(2 * D, D), nn.GELU(), nn.Linear(D, D))
+
+    def scores(self, h: torch.Tensor, target_behavior: torch.Tensor) -> torch.Tensor:
+        """h (M, D) encoder states, target_behavior (M,) ids 1..n_behaviors -> scores (M, N)."""
+        e = self.target_behavior_embedding(target_behavior)  # (M, D)
+        q = h + self.query(torch.cat([h, e], dim=-1))  # (M, D)
+        return q @ self.item_weight().T
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean next-item cross-entropy over all N items at positions with targets > 0, each
+        position queried with the behavior of its target (a ``NextItemView`` batch)."""
+        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        selected = batch["targets"] > 0  # (B, L)
+        logits = self.scores(h[selected], batch["target_behaviors"][selected])  # (M, N)
+        ce = F.cross_entropy(logits, batch["targets"][selected] - 1, reduction="sum")
+        return ce / selected.sum().clamp(min=1)
+
+    def score_all(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+                  ) -> torch.Tensor:
+        """Scores (B, N) of a prefix batch: the state at column L-2 (newest real item; causal
+        attention keeps the [mask] column out of it) queried with the target behavior
+        ``behaviors[:, -1]``. ``generator`` is unused."""
+        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        return self.scores(h[:, -2], batch["behaviors"][:, -1])

@@ -1,0 +1,123 @@
+"""DiffuRec (Li et al., TOIS 2023): the next item as a distribution, recovered by diffusion.
+
+Training (one prefix S = v_1..v_n per row, target v_{n+1}):
+
+    x_0 = E[v_{n+1}]                                    target item embedding
+    x_t = sqrt(ᾱ_t)·x_0 + sqrt(1 − ᾱ_t)·ε,  t ~ U{0..T−1}, ε ~ N(0, I)   forward process
+    x̂_0 = f_θ(S, x_t, t) = Transformer(E[S] + λ ⊙ (x_t + e_t))[newest]    approximator
+    loss = CE(x̂_0 · E[1..N]^T, v_{n+1})                full softmax over all N items
+
+The noised target, shifted by a timestep embedding e_t = MLP(sinusoid(t)), is added to every
+position of the sequence, scaled by λ ~ N(δ, δ²) drawn per element ("uncertainty" of the
+item representation); the approximator reads x̂_0 at the newest position. Inference starts
+from x_T ~ N(0, I) and runs the reverse process with x̂_0 = f_θ(S, x_t, t) at each step (DDIM
+jumps of ``stride`` timesteps, ``eta`` as in ``fatsmb_lib.diffusion``), then scores x̂_0 against
+all items. Behaviors are ignored: DiffuRec is a single-behavior model.
+
+Symbol map (code ↔ paper): ``x0`` ↔ x_0, ``x_t`` ↔ x_t, ``lam`` ↔ λ, ``lambda_uncertainty`` ↔ δ,
+``T`` ↔ T, ``reconstruct`` ↔ f_θ. The schedule, q_sample and the DDIM step are those of
+:class:`fatsmb_lib.diffusion.LatentDiffusion` with x0-prediction.
+
+Shapes: B batch, L sequence length, D model width, N items.
+
+NOTE: trained on every training prefix (``PrefixView(data, L, "train")``), as the authors'
+code does (each prefix of a sequence with its next item as the target); the [mask] column of
+the view is dropped, the history alone is the approximator's input.
+NOTE: the authors sample t with a loss-aware sampler; we sample t uniformly.
+NOTE: the authors' schedule is "trunc_lin" (linear + 0.01) with ancestral sampling over all T
+steps; we use the library's "linear" schedule and DDIM jumps (stride = 1, eta = 1 is the
+ancestral sampler with the posterior variance).
+NOTE: the released code has no positional embeddings (they are commented out), so its
+bidirectional approximator sees the history as a set plus its newest item; we keep learned
+absolute positions, as SASRec does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fatsmb_lib.denoiser import timestep_embedding
+from fatsmb_lib.diffusion import DiffusionConfig, LatentDiffusion
+from fatsmb_lib.encoder import EncoderConfig, SequenceEncoder
+
+
+@dataclass
+class DiffuRecConfig:
+    """Diffusion settings of DiffuRec (the authors: T = 32 steps, δ = 0.001)."""
+
+    T: int = 32
+    schedule: str = "linear"
+    stride: int = 4  # inference: ceil(T / stride) approximator calls
+    eta: float = 0.0  # 0 = deterministic DDIM jumps
+    lambda_uncertainty: float = 0.001  # δ: λ ~ N(δ, δ²) per element
+
+
+class DiffuRec(nn.Module):
+    """Transformer approximator + forward/reverse diffusion of the target item embedding."""
+
+    def __init__(self, encoder: EncoderConfig, diffusion: DiffuRecConfig):
+        super().__init__()
+        self.config = replace(encoder, use_behavior=False, position="ape", causal=False)
+        self.diffusion_config = diffusion
+        self.encoder = SequenceEncoder(self.config)  # item + position embeddings, blocks, ln_f
+        D = self.config.d_model
+        self.time_mlp = nn.Sequential(nn.Linear(D, 4 * D), nn.SiLU(), nn.Linear(4 * D, D))
+        self.diffusion = LatentDiffusion(DiffusionConfig(
+            T=diffusion.T, schedule=diffusion.schedule, stride=diffusion.stride,
+            eta=diffusion.eta, prediction="x0", p_uncond=0.0, omega=0.0))
+
+    def item_weight(self) -> torch.Tensor:
+        """Tied item table: embeddings of item ids 1..N, (N, D)."""
+        return self.encoder.item_embedding.weight[1 : self.config.n_items + 1]
+
+    def reconstruct(self, history: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """f_θ(S, x_t, t): history (B, L') left-padded, x_t (B, D), t (B,) -> x̂_0 (B, D).
+
+        λ is drawn from ``generator`` (the global RNG when None)."""
+        B, L = history.shape
+        D = self.config.d_model
+        delta = self.diffusion_config.lambda_uncertainty
+        e_t = self.time_mlp(timestep_embedding(t * (1000.0 / self.diffusion.T), D))  # (B, D)
+        lam = torch.normal(delta, delta, (B, L, D), generator=generator, device=history.device)
+        x = self.encoder.drop(self.encoder.embed(history, None)) + lam * (x_t + e_t)[:, None, :]
+        pad = history == 0  # (B, L)
+        for block in self.encoder.blocks:
+            x, _ = block(x, None, pad)
+        return self.encoder.ln_f(x)[:, -1]  # (B, D) newest position
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """CE of x̂_0 against all N items, x̂_0 reconstructed from x_t at a random t
+        (a ``PrefixView`` batch: ``items`` ends with [mask], ``target`` (B,))."""
+        history, target = batch["items"][:, :-1], batch["target"]  # (B, L-1), (B,)
+        B = target.shape[0]
+        x0 = self.encoder.item_embedding(target)  # (B, D)
+        t = torch.randint(0, self.diffusion.T, (B,), device=target.device)
+        x_t = self.diffusion.q_sample(x0, t, torch.randn_like(x0))  # (B, D)
+        logits = self.reconstruct(history, x_t, t) @ self.item_weight().T  # (B, N)
+        return F.cross_entropy(logits, target - 1)
+
+    @torch.no_grad()
+    def sample(self, history: torch.Tensor, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+        """Reverse process from x_T ~ N(0, I) to x̂_0 (B, D), every draw from ``generator``."""
+        B, D = history.shape[0], self.config.d_model
+        eta = self.diffusion_config.eta
+        x = torch.randn(B, D, generator=generator, device=history.device)  # x_T
+        approximator = lambda x_t, t, *_: self.reconstruct(history, x_t, t, generator)  # noqa: E731
+        ts = self.diffusion.timesteps()
+        for t, t_prev in zip(ts, ts[1:] + [-1]):
+            t_batch = torch.full((B,), t, dtype=torch.long, device=history.device)
+            eps, x0 = self.diffusion.predict_eps_x0(approximator, x, t_batch, None, None)
+            noise = torch.randn(B, D, generator=generator, device=history.device) if eta > 0 else None
+            x = self.diffusion.ddim_step(x, eps, x0, t_batch, torch.full_like(t_batch, t_prev),
+                                         eta, noise)  # the last jump (t_prev = −1) lands on x̂_0
+        return x
+
+    def score_all(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+                  ) -> torch.Tensor:
+        """Scores (B, N) of a prefix batch: x̂_0 sampled from the history, dotted with all items."""
+        return self.sample(batch["items"][:, :-1], generator) @ self.item_weight().T
