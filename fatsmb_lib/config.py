@@ -19,8 +19,11 @@ from pathlib import Path
 
 from .datasets import profile_changes
 from .denoiser import DenoiserConfig
+from .diffurec import DiffuRecConfig
 from .diffusion import DiffusionConfig
 from .encoder import EncoderConfig
+from .gru4rec import GRU4RecConfig
+from .mbstr import MBSTRConfig
 from .train import TrainConfig
 
 STAGES = ("stage1", "baseline", "stage2", "stage3")
@@ -72,6 +75,16 @@ class Profile:
     n_private: int = 1                # m_p
     denoiser_hidden_mult: int = 4     # expert / MLP width = this × d
     denoiser_dropout: float = 0.0
+    # the paper's peers (Table 3), at their authors' settings where this profile has no say
+    gru4rec_lr: float = 5e-3          # GRU4Rec stalls at 2e-3 on ml100k (valid 0.033 vs 0.083)
+    mbstr_buckets: int = 32           # MB-STR relative-distance buckets ...
+    mbstr_max_distance: int = 40      # ... up to this distance (its authors' values)
+    mbstr_shared: int = 3             # MB-STR prediction head: shared experts
+    mbstr_private: int = 1            # ... and experts per behavior
+    diffurec_T: int = 32              # DiffuRec's diffusion steps (its authors' value)
+    diffurec_schedule: str = "linear"
+    diffurec_stride: int = 4          # DDIM jump at inference: T / stride approximator calls
+    diffurec_lambda: float = 0.001    # δ of λ ~ N(δ, δ²), its authors' value
     # optimisation (Section 4.1.4)
     lr: float = 2e-3
     weight_decay: float = 0.01
@@ -117,6 +130,20 @@ class Profile:
                               n_shared=self.n_shared, n_private=self.n_private,
                               hidden_mult=self.denoiser_hidden_mult,
                               dropout=self.denoiser_dropout)
+
+    def gru4rec_config(self, n_items: int) -> GRU4RecConfig:
+        return GRU4RecConfig(n_items=n_items, d_model=self.d_model, dropout=self.dropout)
+
+    def mbstr_config(self, n_items: int, n_behaviors: int) -> MBSTRConfig:
+        return MBSTRConfig(n_items=n_items, n_behaviors=n_behaviors, d_model=self.d_model,
+                           n_heads=self.n_heads, n_layers=self.n_layers, dropout=self.dropout,
+                           n_buckets=self.mbstr_buckets, max_distance=self.mbstr_max_distance,
+                           n_shared=self.mbstr_shared, n_private=self.mbstr_private)
+
+    def diffurec_config(self) -> DiffuRecConfig:
+        return DiffuRecConfig(T=self.diffurec_T, schedule=self.diffurec_schedule,
+                              stride=self.diffurec_stride, eta=self.eta,
+                              lambda_uncertainty=self.diffurec_lambda)
 
     def train_config(self, stage: str, seed: int) -> TrainConfig:
         """``fit``'s settings for ``stage`` = "stage1" | "baseline" | "stage2" | "stage3".

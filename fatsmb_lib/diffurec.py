@@ -39,20 +39,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fatsmb_lib.denoiser import timestep_embedding
-from fatsmb_lib.diffusion import DiffusionConfig, LatentDiffusion
-from fatsmb_lib.encoder import EncoderConfig, SequenceEncoder
+from .denoiser import timestep_embedding
+from .diffusion import DiffusionConfig, LatentDiffusion
+from .encoder import EncoderConfig, SequenceEncoder
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DiffuRecConfig:
-    """Diffusion settings of DiffuRec (the authors: T = 32 steps, δ = 0.001)."""
+    """Diffusion settings of DiffuRec, built by ``Profile.diffurec_config`` (the authors:
+    T = 32 steps, δ = 0.001)."""
 
-    T: int = 32
-    schedule: str = "linear"
-    stride: int = 4  # inference: ceil(T / stride) approximator calls
-    eta: float = 0.0  # 0 = deterministic DDIM jumps
-    lambda_uncertainty: float = 0.001  # δ: λ ~ N(δ, δ²) per element
+    T: int
+    schedule: str
+    stride: int  # inference: ceil(T / stride) approximator calls
+    eta: float  # 0 = deterministic DDIM jumps
+    lambda_uncertainty: float  # δ: λ ~ N(δ, δ²) per element
 
 
 class DiffuRec(nn.Module):

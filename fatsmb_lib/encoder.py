@@ -240,7 +240,7 @@ class EncoderConfig:
         )
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
     """BERT-style initialisation: N(0, 0.02) weights, zero biases (padding rows stay zero)."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
@@ -275,7 +275,7 @@ class SequenceEncoder(nn.Module):
             for _ in range(c.n_layers)
         )
         self.ln_f = nn.LayerNorm(c.d_model)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         for m in self.modules():  # the global init above overwrote the zero last layer
             if isinstance(m, BaRoPE):
                 m.zero_init_()
@@ -337,7 +337,7 @@ class MBAE(nn.Module):
         self.config = config
         self.encoder = SequenceEncoder(config)
         self.decoder = Decoder(config.d_model, config.n_items)
-        self.decoder.apply(_init_weights)
+        self.decoder.apply(init_weights)
 
     @property
     def mask_item(self) -> int:

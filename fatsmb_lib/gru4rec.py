@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fatsmb_lib.encoder import _init_weights
+from .encoder import init_weights
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GRU4RecConfig:
     """Sizes of GRU4Rec: N items, width D (embedding = GRU hidden), dropout on embeddings."""
 
@@ -46,8 +46,8 @@ class GRU4Rec(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.gru = nn.GRU(c.d_model, c.d_model, num_layers=1, bias=False, batch_first=True)
         self.dense = nn.Linear(c.d_model, c.d_model)  # W, c: GRU state -> item space
-        self.item_embedding.apply(_init_weights)
-        self.dense.apply(_init_weights)
+        self.item_embedding.apply(init_weights)
+        self.dense.apply(init_weights)
 
     def item_weight(self) -> torch.Tensor:
         """Tied output table: embeddings of item ids 1..N, (N, D)."""

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fatsmb_lib.denoiser import BehaviorMoE
-from fatsmb_lib.encoder import _init_weights
+from .denoiser import BehaviorMoE
+from .encoder import init_weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,11 +197,11 @@ class MBTransBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Config and model
 # ---------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(kw_only=True)
 class MBSTRConfig:
-    """Sizes of MB-STR. ``n_buckets``/``max_distance``: relative-distance buckets of MB-SPG
-    (the authors use 32 buckets up to distance 40); ``n_shared``/``n_private``: experts of
-    BA-Pred (the authors: 3 shared, 1 per behavior)."""
+    """Sizes of MB-STR, built by ``Profile.mbstr_config``. ``n_buckets``/``max_distance``:
+    relative-distance buckets of MB-SPG (the authors use 32 buckets up to distance 40);
+    ``n_shared``/``n_private``: experts of BA-Pred (the authors: 3 shared, 1 per behavior)."""
 
     n_items: int
     n_behaviors: int
@@ -209,10 +209,10 @@ class MBSTRConfig:
     n_heads: int
     n_layers: int
     dropout: float
-    n_buckets: int = 32
-    max_distance: int = 40
-    n_shared: int = 3
-    n_private: int = 1
+    n_buckets: int
+    max_distance: int
+    n_shared: int
+    n_private: int
 
 
 class MBSTR(nn.Module):
@@ -237,7 +237,7 @@ class MBSTR(nn.Module):
         self.ln_f = nn.LayerNorm(D)
         self.head_moe = BehaviorMoE(D, D, c.n_behaviors, c.n_shared, c.n_private, c.dropout)
         self.head_ln = nn.LayerNorm(D)
-        self.apply(_init_weights)  # nn.Linear / nn.Embedding only: bases, mixtures, experts keep theirs
+        self.apply(init_weights)  # nn.Linear / nn.Embedding only: bases, mixtures, experts keep theirs
 
     def item_weight(self) -> torch.Tensor:
         """Tied output table: embeddings of item ids 1..N, (N, D)."""

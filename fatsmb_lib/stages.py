@@ -28,12 +28,15 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from .baselines import BERT4Rec, Pop, SASRec
+from .baselines import BERT4Rec, BehaviorSASRec, Pop, SASRec
 from .batches import ClozeCollate, ClozeView, NextItemView, PrefixView, cloze_mask, make_loader
 from .checkpoints import state_fingerprint, tensor_fingerprint
 from .denoiser import build_denoiser
+from .diffurec import DiffuRec
 from .diffusion import LatentDiffusion
 from .encoder import MBAE
+from .gru4rec import GRU4Rec
+from .mbstr import MBSTR
 from .model import SAMPLER_SETTINGS, FatsMB, LatentSpace
 from .run import EVAL_BATCH, Context
 from .runtime import epoch_generator
@@ -88,17 +91,67 @@ def train_bert4rec(ctx: Context) -> tuple[BERT4Rec, History]:
     return model, history
 
 
+def next_item_batches(ctx: Context) -> Batches:
+    """Causal windows (``NextItemView``) of every epoch, shuffled by the epoch's generator."""
+    view = NextItemView(ctx.data, ctx.profile.max_len)
+    return lambda epoch: make_loader(view, ctx.profile.batch_size, True,
+                                     epoch_generator(ctx.seed, epoch))
+
+
+def _train_next_item(ctx: Context, name: str, model: nn.Module, config, **extra) -> History:
+    """A model trained on next-item windows (SASRec, its behavior-aware variant, GRU4Rec)."""
+    settings = {"model": name, "encoder": dataclasses.asdict(config),
+                "batch_size": ctx.profile.batch_size, **extra}
+    return ctx.fit(model, name.lower(), "baseline", model.parameters(), next_item_batches(ctx),
+                   model.loss, settings)
+
+
 def train_sasrec(ctx: Context) -> tuple[SASRec, History]:
     """SASRec: causal Transformer, next-item cross-entropy at every position of the window."""
     model = ctx.build(SASRec, ctx.profile.encoder_config(ctx.data.n_items, ctx.data.n_behaviors))
-    view = NextItemView(ctx.data, ctx.profile.max_len)
+    return model, _train_next_item(ctx, "SASRec", model, model.config)
 
-    def batches(epoch: int):
-        return make_loader(view, ctx.profile.batch_size, True, epoch_generator(ctx.seed, epoch))
-    settings = {"model": "SASRec", "encoder": dataclasses.asdict(model.config),
-                "batch_size": ctx.profile.batch_size}
-    history = ctx.fit(model, "sasrec", "baseline", model.parameters(), batches, model.loss,
-                      settings)
+
+def train_behavior_sasrec(ctx: Context) -> tuple[BehaviorSASRec, History]:
+    """SASRec with behaviors on its inputs and the target behavior at its query."""
+    model = ctx.build(BehaviorSASRec,
+                      ctx.profile.encoder_config(ctx.data.n_items, ctx.data.n_behaviors))
+    return model, _train_next_item(ctx, "BehaviorSASRec", model, model.config)
+
+
+def train_gru4rec(ctx: Context) -> tuple[GRU4Rec, History]:
+    """GRU4Rec (RecBole's next-item variant) at its own learning rate ``profile.gru4rec_lr``."""
+    ctx = ctx.replace(lr=ctx.profile.gru4rec_lr)
+    config = ctx.profile.gru4rec_config(ctx.data.n_items)
+    model = ctx.build(GRU4Rec, config)
+    return model, _train_next_item(ctx, "GRU4Rec", model, config, max_len=ctx.profile.max_len)
+
+
+def train_mbstr(ctx: Context) -> tuple[MBSTR, History]:
+    """MB-STR: behavior-aware Transformer with its Cloze objective (masked items keep their
+    behavior, which tells the prediction head the target behavior)."""
+    config = ctx.profile.mbstr_config(ctx.data.n_items, ctx.data.n_behaviors)
+    model = ctx.build(MBSTR, config)
+    settings = {"model": "MBSTR", "config": dataclasses.asdict(config),
+                "max_len": ctx.profile.max_len, **cloze_settings(ctx, 0.0)}
+    history = ctx.fit(model, "mbstr", "baseline", model.parameters(), cloze_batches(ctx, 0.0),
+                      model.loss, settings)
+    return model, history
+
+
+def train_diffurec(ctx: Context) -> tuple[DiffuRec, History]:
+    """DiffuRec on every training prefix (each user's ``prefixes_per_user`` most recent)."""
+    p = ctx.profile
+    encoder, diffusion = p.encoder_config(ctx.data.n_items, ctx.data.n_behaviors), p.diffurec_config()
+    model = ctx.build(DiffuRec, encoder, diffusion)
+    view = PrefixView(ctx.data, p.max_len, "train", p.prefixes_per_user)
+    settings = {"model": "DiffuRec", "encoder": dataclasses.asdict(model.config),
+                "diffusion": dataclasses.asdict(diffusion), "batch_size": p.batch_size,
+                "prefixes_per_user": p.prefixes_per_user}
+    history = ctx.fit(model, "diffurec", "baseline", model.parameters(),
+                      lambda epoch: make_loader(view, p.batch_size, True,
+                                                epoch_generator(ctx.seed, epoch)),
+                      model.loss, settings)
     return model, history
 
 

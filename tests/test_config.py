@@ -6,14 +6,18 @@ import pytest
 
 from fatsmb_lib.config import PROFILES, Profile, get_profile
 from fatsmb_lib.denoiser import DenoiserConfig
+from fatsmb_lib.diffurec import DiffuRecConfig
 from fatsmb_lib.diffusion import DiffusionConfig
 from fatsmb_lib.encoder import EncoderConfig
+from fatsmb_lib.gru4rec import GRU4RecConfig
+from fatsmb_lib.mbstr import MBSTRConfig
 from fatsmb_lib.train import TrainConfig
 
 MODEL_KIND_FLAGS = {"use_behavior", "causal"}  # which model it is, not a hyperparameter
 
 
-@pytest.mark.parametrize("config", [EncoderConfig, DiffusionConfig, DenoiserConfig, TrainConfig])
+@pytest.mark.parametrize("config", [EncoderConfig, DiffusionConfig, DenoiserConfig, TrainConfig,
+                                    GRU4RecConfig, MBSTRConfig, DiffuRecConfig])
 def test_component_configs_have_no_defaults_of_their_own(config):
     with_default = [f.name for f in dataclasses.fields(config)
                     if f.default is not dataclasses.MISSING and f.name not in MODEL_KIND_FLAGS]

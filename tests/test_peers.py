@@ -18,7 +18,8 @@ from fatsmb_lib.gru4rec import GRU4Rec, GRU4RecConfig
 from fatsmb_lib.mbstr import (MBSTR, BehaviorLinear, MBSTRConfig, MultiBehaviorAttention,
                               PairPositionBias, relative_buckets)
 from fatsmb_lib.preprocess import load_dataset
-from fatsmb_lib.train import TrainConfig, fit, make_generator
+from fatsmb_lib.runtime import make_generator
+from fatsmb_lib.train import TrainConfig, fit
 
 N_ITEMS, N_BEH, B, L = 12, 3, 3, 8
 
@@ -63,7 +64,7 @@ def _prefix_batch(seed=0):
 # ---------------------------------------------------------------- GRU4Rec
 def test_gru4rec_is_causal():
     torch.manual_seed(0)
-    model = GRU4Rec(GRU4RecConfig(N_ITEMS, 16, 0.0)).eval()
+    model = GRU4Rec(GRU4RecConfig(n_items=N_ITEMS, d_model=16, dropout=0.0)).eval()
     items, _ = _sequences()
     with torch.no_grad():
         h = model(items)
@@ -78,7 +79,7 @@ def test_gru4rec_is_causal():
 def test_gru4rec_left_padding_leaves_the_state_at_zero():
     """No biases: padding (zero input) keeps s = s_0 = 0, so more padding changes nothing."""
     torch.manual_seed(0)
-    model = GRU4Rec(GRU4RecConfig(N_ITEMS, 16, 0.0)).eval()
+    model = GRU4Rec(GRU4RecConfig(n_items=N_ITEMS, d_model=16, dropout=0.0)).eval()
     items = torch.tensor([[0, 0, 0, 3, 8, 1], [0, 0, 0, 0, 0, 0]])
     with torch.no_grad():
         states, _ = model.gru(model.item_embedding(items))
@@ -90,7 +91,7 @@ def test_gru4rec_loss_is_hand_computed_cross_entropy():
     """One row [0, 3, 7] with targets [0, 7, 2]: the GRU equations written out, then CE."""
     torch.manual_seed(0)
     D = 4
-    model = GRU4Rec(GRU4RecConfig(N_ITEMS, D, 0.0)).eval()
+    model = GRU4Rec(GRU4RecConfig(n_items=N_ITEMS, d_model=D, dropout=0.0)).eval()
     batch = {"items": torch.tensor([[0, 3, 7]]), "targets": torch.tensor([[0, 7, 2]])}
     E = model.item_embedding.weight
     W_ir, W_iz, W_in = model.gru.weight_ih_l0.detach().chunk(3)
@@ -112,7 +113,7 @@ def test_gru4rec_loss_is_hand_computed_cross_entropy():
 
 def test_gru4rec_score_all_reads_the_newest_real_item():
     torch.manual_seed(0)
-    model = GRU4Rec(GRU4RecConfig(N_ITEMS, 16, 0.0)).eval()
+    model = GRU4Rec(GRU4RecConfig(n_items=N_ITEMS, d_model=16, dropout=0.0)).eval()
     batch = _prefix_batch()
     with torch.no_grad():
         scores = model.score_all(batch)
@@ -172,8 +173,9 @@ def test_behavior_sasrec_loss_uses_the_next_items_behavior():
 
 # ---------------------------------------------------------------- MB-STR
 def _mbstr(n_layers=2):
-    return MBSTR(MBSTRConfig(N_ITEMS, N_BEH, d_model=16, n_heads=2, n_layers=n_layers, dropout=0.0,
-                             n_buckets=8, max_distance=L))
+    return MBSTR(MBSTRConfig(n_items=N_ITEMS, n_behaviors=N_BEH, d_model=16, n_heads=2,
+                             n_layers=n_layers, dropout=0.0, n_buckets=8, max_distance=L,
+                             n_shared=3, n_private=1))
 
 
 def test_behavior_linear_uses_the_weights_of_each_tokens_behavior():
@@ -373,14 +375,17 @@ def _learner(name, data):
     N, NB = data.n_items, data.n_behaviors
     config = _encoder_config(N, NB, d_model=32, n_layers=1, max_len=20, dropout=0.1)
     if name == "GRU4Rec":
-        return GRU4Rec(GRU4RecConfig(N, 32, 0.1)), NextItemView(data, 20), None, 15, 1e-2
+        return GRU4Rec(GRU4RecConfig(n_items=N, d_model=32, dropout=0.1)), NextItemView(data, 20), None, 15, 1e-2
     if name == "BehaviorSASRec":
         return BehaviorSASRec(config), NextItemView(data, 20), None, 8, 2e-3
     if name == "MBSTR":
         collate = ClozeCollate(0.2, 0.0, data.mask_item, data.mask_behavior, make_generator(0))
-        model = MBSTR(MBSTRConfig(N, NB, d_model=32, n_heads=2, n_layers=1, dropout=0.1))
+        model = MBSTR(MBSTRConfig(n_items=N, n_behaviors=NB, d_model=32, n_heads=2, n_layers=1,
+                                  dropout=0.1, n_buckets=32, max_distance=40, n_shared=3,
+                                  n_private=1))
         return model, ClozeView(data, 20), collate, 15, 2e-3
-    return DiffuRec(config, DiffuRecConfig()), PrefixView(data, 20, "train"), None, 3, 2e-3
+    diffusion = DiffuRecConfig(T=32, schedule="linear", stride=4, eta=0.0, lambda_uncertainty=0.001)
+    return DiffuRec(config, diffusion), PrefixView(data, 20, "train"), None, 3, 2e-3
 
 
 @pytest.mark.parametrize("name", ["GRU4Rec", "BehaviorSASRec", "MBSTR", "DiffuRec"])
@@ -391,6 +396,9 @@ def test_peer_learns_and_beats_popularity(tiny, name):
     history = fit(model, params=model.parameters(),
                   train_batches=lambda epoch: make_loader(view, 64, True, make_generator(epoch), collate),
                   loss_fn=model.loss, validate=lambda: evaluate(model, valid, ks=(10,)),
-                  cfg=TrainConfig(lr=lr, max_epochs=epochs, patience=epochs), checkpoint_path=None,
+                  cfg=TrainConfig(lr=lr, weight_decay=0.01, max_epochs=epochs, patience=epochs,
+                                  min_epochs=1, grad_clip=1.0, monitor="NDCG@10", seed=0,
+                                  eval_every=1, warmup_epochs=0, decay="none"),
+                  checkpoint_path=None,
                   fingerprint=data.fingerprint, config={}, progress=False, log=lambda line: None)
     assert history.best_value > 1.5 * pop_ndcg, f"{name}: {history.best_value:.4f} vs Pop {pop_ndcg:.4f}"

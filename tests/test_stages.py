@@ -224,3 +224,18 @@ def test_offset_diffusion_with_standard_scaling_learns_and_keeps_its_statistics(
     assert torch.allclose(model.space.mean, offset.mean(0), atol=1e-5)
     reloaded, _ = train_denoiser(mbae, run, latents=latents)       # from the checkpoint
     assert torch.equal(reloaded.space.std, model.space.std)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "behavior_sasrec", "gru4rec", "mbstr", "diffurec"])
+def test_every_baseline_trains_through_fit_and_is_reloaded(trained, tmp_path, name):
+    from fatsmb_lib import stages
+
+    ctx = dataclasses.replace(trained[0], run_dir=tmp_path).replace(baseline_epochs=2,
+                                                                    prefixes_per_user=3)
+    train = getattr(stages, f"train_{name}")
+    model, history = train(ctx)
+    (checkpoint,) = tmp_path.glob("*.pt")
+    assert len(history.epochs) == 2 and checkpoint.name.startswith(name.replace("_", ""))
+    again, _ = train(ctx)
+    assert _same(_state(model), _state(again))
+    assert ctx.evaluate(model, "valid")["n"] == ctx.data.n_users
