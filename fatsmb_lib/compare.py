@@ -1,6 +1,7 @@
 """Multi-seed comparison: ``python -m fatsmb_lib.compare --dataset ml100k --seeds 0 1 2``.
 
-Trains, for every seed, the baselines (Pop, SASRec, BERT4Rec), the MBAE with each position
+Trains, for every seed, the baselines (Pop, SASRec, BERT4Rec, GRU4Rec, the behavior-aware
+SASRec, MB-STR, DiffuRec), the MBAE with each position
 scheme (APE, RoPE, BaRoPE; Table 4's MBAE rows) and FatsMB with each denoiser and both
 parameterisations (Table 4's FatsMB rows; ε and x0), then reports validation and test
 Recall/NDCG@10/20 as mean ± std over seeds in ``reports/<dataset>/comparison.json`` and
@@ -18,34 +19,45 @@ from .denoiser import ABLATION
 from .encoder import POSITIONS
 from .evaluate import format_metrics_table, mean_std
 from .run import Context, open_run
-from .stages import (finetune_decoder, fit_pop, prefix_latents, train_bert4rec, train_denoiser,
-                     train_mbae, train_sasrec)
+from .stages import (finetune_decoder, fit_pop, prefix_latents, train_behavior_sasrec,
+                     train_bert4rec, train_denoiser, train_diffurec, train_gru4rec, train_mbae,
+                     train_mbstr, train_sasrec)
+
+
+BASELINES = {  # Table 3's peers that this project implements, in the paper's order
+    "SASRec": train_sasrec, "BERT4Rec": train_bert4rec, "GRU4Rec": train_gru4rec,
+    "BehaviorSASRec": train_behavior_sasrec, "MB-STR": train_mbstr, "DiffuRec": train_diffurec,
+}
 
 
 def run_seed(ctx: Context, log=print) -> dict[str, dict[str, dict]]:
-    """{split: {model name: metrics}} for one seed."""
+    """{split: {model name: metrics}} for one seed; metrics carry ``train_seconds``, the
+    wall time of the model's own training epochs (validation included)."""
     results: dict[str, dict] = {"valid": {}, "test": {}}
 
-    def record(name: str, model) -> None:
+    def record(name: str, model, seconds: float) -> None:
         for split in results:
-            results[split][name] = ctx.evaluate(model, split)
-        log(f"  seed {ctx.seed} {name:<22} valid NDCG@10 {results['valid'][name]['NDCG@10']:.4f}"
-            f"  test NDCG@10 {results['test'][name]['NDCG@10']:.4f}")
+            results[split][name] = {**ctx.evaluate(model, split), "train_seconds": round(seconds, 1)}
+        log(f"  seed {ctx.seed} {name:<28} valid NDCG@10 {results['valid'][name]['NDCG@10']:.4f}"
+            f"  test NDCG@10 {results['test'][name]['NDCG@10']:.4f}  ({seconds:.0f} s)")
 
-    record("Pop", fit_pop(ctx))
-    record("SASRec", train_sasrec(ctx)[0])
-    record("BERT4Rec", train_bert4rec(ctx)[0])
-    mbae = {position: train_mbae(ctx.replace(position=position))[0] for position in POSITIONS}
-    for position in POSITIONS:
-        record(f"MBAE {position}", mbae[position])
-    base = mbae[ctx.profile.position]
+    record("Pop", fit_pop(ctx), 0.0)
+    for name, train in BASELINES.items():
+        model, history = train(ctx)
+        record(name, model, sum(history.seconds))
+    mbae = {position: train_mbae(ctx.replace(position=position)) for position in POSITIONS}
+    for position, (model, history) in mbae.items():
+        record(f"MBAE {position}", model, sum(history.seconds))
+    base, base_history = mbae[ctx.profile.position]
     latents = prefix_latents(base, ctx)
     for kind, prediction in ABLATION:
         variant = ctx.replace(denoiser=kind, prediction=prediction)
-        model, _ = train_denoiser(base, variant, latents=latents)
-        record(f"FatsMB {kind} {prediction} (stage 2)", model)
-        finetune_decoder(model, variant, latents=latents)
-        record(f"FatsMB {kind} {prediction}", model)
+        model, stage2 = train_denoiser(base, variant, latents=latents)
+        record(f"FatsMB {kind} {prediction} (stage 2)", model,
+               sum(base_history.seconds) + sum(stage2.seconds))
+        stage3 = finetune_decoder(model, variant, latents=latents)
+        record(f"FatsMB {kind} {prediction}", model,
+               sum(base_history.seconds) + sum(stage2.seconds) + sum(stage3.seconds))
     return results
 
 
@@ -68,9 +80,17 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = "default", dev
     out = root / "reports" / dataset
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = [f"# {dataset}: mean ± std over seeds {seeds} (profile `{profile}`, full ranking)", ""]
+    text = [f"# {dataset}: mean ± std over seeds {seeds} (profile `{profile}`, full ranking)", "",
+            "`train_seconds`: wall time of the model's own training (FatsMB: stages 1-3).", ""]
+    keys = ("Recall@10", "NDCG@10", "Recall@20", "NDCG@20", "train_seconds")
     for split in ("valid", "test"):
-        text += [f"## {split}", "", format_metrics_table(summary[split]), ""]
+        text += [f"## {split}", "", format_metrics_table(summary[split], keys), ""]
+    behaviors = list(next(iter(summary["test"].values()))["per_behavior"])
+    for metric in ("NDCG@10", "Recall@10"):
+        per_behavior = {name: {b: m["per_behavior"][b][metric] for b in behaviors}
+                        for name, m in summary["test"].items()}
+        text += [f"## test {metric} per target behavior", "",
+                 format_metrics_table(per_behavior, tuple(behaviors)), ""]
     (out / "comparison.md").write_text("\n".join(text))
     log("\n".join(text))
     return report

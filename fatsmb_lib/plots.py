@@ -173,3 +173,25 @@ def sweep(values: list, metrics: dict[str, list[float]], xlabel: str, title: str
     ax.legend(fontsize=8)
     ax.set_title(title)
     return fig
+
+
+def recipe_curves(curves: dict[str, dict[str, tuple[list[float], list[float]]]],
+                  title: str) -> plt.Figure:
+    """Validation NDCG@10 against rows seen (millions), one panel per model and one line per
+    recipe (notebook 02, "what makes a Cloze model train").
+
+    ``curves[model][recipe] = (rows seen, validation values)``.
+    """
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.4), squeeze=False,
+                             sharey=True)
+    for ax, (model, lines) in zip(axes[0], curves.items()):
+        for recipe, (rows, values) in lines.items():
+            ax.plot(np.asarray(rows) / 1e6, values, label=recipe)
+        ax.set_xlabel("training rows seen (millions)")
+        ax.set_title(model)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("validation NDCG@10")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

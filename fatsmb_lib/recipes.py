@@ -47,7 +47,8 @@ def _row(history, rows_per_epoch: int) -> dict:
     epochs, values = history.metric(history.monitor)
     return {"best": history.best_value, "best_epoch": history.best_epoch,
             "epochs": len(history.epochs), "rows_seen": rows_per_epoch * len(history.epochs),
-            "seconds": float(np.sum(history.seconds)), "curve": [epochs, values]}
+            "seconds": float(np.sum(history.seconds)),
+            "curve": [[epoch * rows_per_epoch for epoch in epochs], values]}  # rows seen, NDCG
 
 
 def run_step(ctx: Context, model: str) -> dict:
