@@ -7,8 +7,8 @@ notebooks write their figures (PNG), JSON and Markdown results into the same fol
 headline files (``stats.json``, ``entropy.json``, ``metrics.json``, ``results.md``) are also
 copied to ``reports/<dataset>/``.
 
-Everything that can fail cheaply fails first, before any training: an unknown dataset, a
-missing data file, ``device=cuda`` without a GPU, an unknown parameter name (papermill itself
+Everything that can fail cheaply fails first, before any training: an unknown dataset (a
+registered one, ``data/<name>.dataset.json``, is known), a missing data file, ``device=cuda`` without a GPU, an unknown parameter name (papermill itself
 only warns about those).
 """
 from __future__ import annotations
@@ -87,15 +87,16 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
     """Run every notebook (or those whose names start with ``only``) for one dataset/profile
     into ``<reports_dir>/<dataset>/<run>`` (default reports_dir: ``<repo>/reports``)."""
     root = project_root()
-    get_profile(profile, dataset)                       # unknown profile -> clear error
-    raw_file(dataset, root / data_dir)                  # unknown dataset / missing file
+    data_path = root / data_dir
+    get_profile(profile, dataset, data_path)            # unknown profile or dataset
+    raw_file(dataset, data_path)                        # missing file
     resolve_device(device)                              # cuda without a GPU
     notebooks = [nb for nb in notebook_sequence(root)
                  if not only or any(nb.name.startswith(prefix) for prefix in only)]
     run_dir = Path(reports_dir or root / "reports") / dataset / (run or profile)
     run_dir.mkdir(parents=True, exist_ok=True)
     parameters = dict(dataset=dataset, profile=profile, device=device, run_dir=str(run_dir),
-                      data_dir=str(root / data_dir), seed=seed)
+                      data_dir=str(data_path), seed=seed)
     for notebook in notebooks:                           # fail on a bad name before any run
         check_parameters(notebook, parameters)
 
@@ -133,19 +134,23 @@ def _summary_text(summary: dict, run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="ml100k")
+    parser = argparse.ArgumentParser(prog="python -m fatsmb_lib.pipeline",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="ml100k",
+                        help="a built-in name, or one registered as data/<name>.dataset.json")
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--run", default=None, help="run folder name (default: the profile)")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
+    parser.add_argument("--reports-dir", default=None,
+                        help="where <dataset>/<run>/ goes (default: <repo>/reports)")
     parser.add_argument("--update-sources", action="store_true",
                         help="copy the outputs back into notebooks/*.ipynb (maintainers)")
     args = parser.parse_args(argv)
     run_pipeline(args.dataset, args.profile, args.device, args.run, args.data_dir, args.seed,
-                 args.only, args.update_sources)
+                 args.only, args.update_sources, Path(args.reports_dir) if args.reports_dir else None)
 
 
 if __name__ == "__main__":

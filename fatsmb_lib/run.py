@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
 from .batches import PrefixView, make_loader
 from .checkpoints import settings_digest
 from .config import Profile, default_run_dir, get_profile, project_root
-from .evaluate import evaluate
+from .evaluate import evaluate, recommend
 from .preprocess import SequenceData, load_dataset
 from .runtime import epoch_seed, make_generator, resolve_device, seed_everything
 from .train import History, fit
@@ -37,6 +38,7 @@ class Context:
     seed: int = 0
     progress: bool = False
     log: Callable[[str], object] = print
+    dataset: str = ""  # the name it was opened with (for messages)
 
     def replace(self, **overrides) -> "Context":
         """The same run (data, folder, seed) with some profile fields changed."""
@@ -81,6 +83,31 @@ class Context:
                    fingerprint=self.data.fingerprint, config=settings, progress=self.progress,
                    log=self.log)
 
+    def recommend(self, model: nn.Module, user, behavior: str | int, k: int = 10) -> list[tuple]:
+        """Top-k items for one user of this run's dataset under a target behavior, in the
+        dataset's own terms: ``user`` is a user id as in the raw file, ``behavior`` a name
+        (e.g. "buy") or an id; returns ``[(item id as in the raw file, title or that id), ...]``.
+
+        The history is the user's whole sequence (every interaction the data hold, test item
+        included). For internal ids use :func:`fatsmb_lib.evaluate.recommend` directly.
+        """
+        data = self.data
+        rows = np.flatnonzero(data.user_keys.astype(str) == str(user))
+        if len(rows) == 0:
+            raise KeyError(f"user {user!r} is not in {self.dataset or data.source} (users with "
+                           f"fewer than min_uc interactions are dropped); some users: "
+                           f"{', '.join(map(str, data.user_keys[:3].tolist()))}")
+        if isinstance(behavior, str):
+            if behavior not in data.behavior_names:
+                raise ValueError(f"behavior {behavior!r} is not one of {data.behavior_names}")
+            behavior = data.behavior_names.index(behavior) + 1
+        u = int(rows[0])
+        history = slice(data.offsets[u], data.offsets[u + 1])
+        return recommend(model, data.seq_items[history], data.seq_behaviors[history], behavior,
+                         n_items=data.n_items, n_behaviors=data.n_behaviors,
+                         max_len=self.profile.max_len, k=k, titles=data.item_titles,
+                         item_keys=data.item_keys, generator=make_generator(self.seed, self.device))
+
 
 def open_run(dataset: str, profile: str, device: str = "auto", run_dir: str | Path = "",
              data_dir: str | Path = "", seed: int = 0, **overrides) -> Context:
@@ -92,12 +119,18 @@ def open_run(dataset: str, profile: str, device: str = "auto", run_dir: str | Pa
     ``runs/<dataset>-<profile>`` (created); the data loaded; the global generators seeded
     (for the notebook's own demonstrations). Training logs are silenced (notebooks print
     their own summaries).
+
+    Validates the parameters cheapest first, before any data are read: the device (a
+    misspelling gets the same advice as a missing GPU), the profile and the dataset (built-in
+    or registered in ``data_dir``), then each override's name.
     """
-    settings = get_profile(profile, dataset)
+    torch_device = resolve_device(device)
+    data_dir = Path(data_dir) if data_dir else project_root() / "data"
+    settings = get_profile(profile, dataset, data_dir)
     settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
-    data = load_dataset(dataset, Path(data_dir) if data_dir else project_root() / "data")
+    data = load_dataset(dataset, data_dir)
     run_dir = Path(run_dir) if run_dir else default_run_dir(dataset, profile)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
-    return Context(data, settings, run_dir, device=resolve_device(device), seed=seed,
-                   progress=False, log=lambda line: None)
+    return Context(data, settings, run_dir, device=torch_device, seed=seed,
+                   progress=False, log=lambda line: None, dataset=dataset)
