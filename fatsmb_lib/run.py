@@ -18,11 +18,11 @@ from torch import nn
 
 from .batches import PrefixView, make_loader
 from .checkpoints import settings_digest
-from .config import Profile, default_run_dir, get_profile, project_root
+from .config import PROFILES, Profile, default_run_dir, get_profile, project_root
 from .evaluate import evaluate, recommend
 from .preprocess import SequenceData, load_dataset
 from .runtime import epoch_seed, make_generator, resolve_device, seed_everything
-from .train import History, fit
+from .train import History, NonFiniteError, fit
 
 EVAL_BATCH = 1024  # evaluation rows per batch (no gradients: memory is B × N scores)
 
@@ -77,11 +77,20 @@ class Context:
         cfg = self.profile.train_config(stage, self.seed)
         settings = {**settings, "train": dataclasses.asdict(cfg)}
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        return fit(model, params=params, train_batches=train_batches, loss_fn=loss_fn,
-                   validate=lambda: self.evaluate(model, "valid"), cfg=cfg,
-                   checkpoint_path=self.checkpoint_path(name, settings),
-                   fingerprint=self.data.fingerprint, config=settings, progress=self.progress,
-                   log=self.log)
+        path = self.checkpoint_path(name, settings)
+        try:
+            return fit(model, params=params, train_batches=train_batches, loss_fn=loss_fn,
+                       validate=lambda: self.evaluate(model, "valid"), cfg=cfg,
+                       checkpoint_path=path, fingerprint=self.data.fingerprint, config=settings,
+                       progress=self.progress, log=self.log)
+        except NonFiniteError as exc:
+            lower = min(cfg.lr / 10, PROFILES["default"].lr)
+            raise exc.explained(advice=(
+                f"Lower the learning rate (now {cfg.lr:g}) and re-run: ctx = ctx.replace(lr="
+                f"{lower:g}), then call the same stage function again (or open_run(..., lr="
+                f"{lower:g}) in a notebook's first cell). The lr is part of the checkpoint's file "
+                f"name, so this trains a new file beside {path.name} instead of being refused"
+            )) from None
 
     def recommend(self, model: nn.Module, user, behavior: str | int, k: int = 10) -> list[tuple]:
         """Top-k items for one user of this run's dataset under a target behavior, in the
