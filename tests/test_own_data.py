@@ -147,7 +147,7 @@ def test_pipeline_and_papermill_run_a_registered_dataset(shop, tmp_path):
                    "--only", "01"])
     run_dir = tmp_path / "reports" / "shop" / "smoke"
     summary = json.loads((run_dir / "run_summary.json").read_text())
-    assert list(summary["seconds"]) == ["01_entropy_analysis"]
+    assert summary["status"] == "finished" and list(summary["seconds"]) == ["01_entropy_analysis"]
     stats = json.loads((tmp_path / "reports" / "shop" / "stats.json").read_text())
     assert stats["dataset"] == "shop" and set(stats["behaviors"]) == set(BEHAVIORS)
 
