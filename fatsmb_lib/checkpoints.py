@@ -62,9 +62,21 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
+def _torch_save(payload: dict, f: BinaryIO) -> None:
+    """``torch.save``, except that a failed write surfaces as the ``OSError`` it is: torch's
+    zip writer turns it (e.g. a full disk) into a RuntimeError from its own cleanup, raised
+    while handling the OSError."""
+    try:
+        torch.save(payload, f)
+    except RuntimeError as exc:
+        if isinstance(exc.__context__, OSError):
+            raise exc.__context__ from None
+        raise
+
+
 def save_checkpoint(path: str | Path, payload: dict) -> None:
     """``torch.save(payload)`` to ``path`` atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda f: torch.save(payload, f))
+    atomic_write(path, lambda f: _torch_save(payload, f))
 
 
 def canonical(value):
@@ -148,10 +160,12 @@ def read_checkpoint(path: str | Path, required: tuple[str, ...] = ("fingerprint"
     except OSError:
         raise  # permissions, I/O: not the file's content
     except Exception as exc:  # truncated zip, garbage, foreign pickles: all unusable
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc):
-            reason = "it holds objects other than tensors and plain containers"
-        raise CorruptCheckpointError(f"checkpoint {path} is unreadable ({reason[:120]})") from None
+        text = str(exc).strip()
+        reason = text.split(". ")[0].splitlines()[0] if text else type(exc).__name__
+        if "weights_only" in text:   # torch's advice would run the file's code: not ours
+            reason = ("not a file of tensors and plain containers: garbage, or objects that only "
+                      "executing its code could load")
+        raise CorruptCheckpointError(f"checkpoint {path} is unreadable ({reason})") from None
     if not isinstance(payload, dict) or not set(required) <= set(payload):
         raise CorruptCheckpointError(
             f"checkpoint {path} is not a checkpoint of this project (no "

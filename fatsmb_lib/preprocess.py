@@ -278,8 +278,8 @@ def read_cache(path: Path) -> SequenceData:
         meta = json.loads(str(z["meta"]))
         arrays = {name: z[name] for name in z.files if name != "meta"}
     if _checksum(arrays) != meta.get("checksum"):
-        raise DataError(f"{path}: its arrays do not match the checksum stored with them "
-                        f"(edited or damaged)")
+        raise DataError("its arrays do not match the checksum stored with them (edited or "
+                        "damaged)")
     data = SequenceData(
         behavior_names=tuple(meta["behavior_names"]), item_keys=arrays["item_keys"],
         item_titles=arrays["item_titles"].tolist() if meta["has_titles"] else None,
@@ -287,8 +287,8 @@ def read_cache(path: Path) -> SequenceData:
         seq_behaviors=arrays["seq_behaviors"], fingerprint=meta["fingerprint"],
         source=meta["source"], notes=tuple(meta.get("notes", ())))
     if data_fingerprint(data) != data.fingerprint:
-        raise DataError(f"{path}: its arrays do not match the data fingerprint stored with them "
-                        f"(edited or damaged)")
+        raise DataError("its arrays do not match the data fingerprint stored with them "
+                        "(edited or damaged)")
     return data
 
 
@@ -327,7 +327,7 @@ def load_dataset(dataset: str, data_dir: str | Path = "data", cache_dir: str | P
         try:
             save_cache(data, path)
         except OSError as exc:
-            warnings.warn(f"could not write the cache {path} ({exc!r}); the data are fine, "
+            warnings.warn(f"could not write the cache {path} ({exc}); the data are fine, "
                           f"but the next load will re-read the raw file", stacklevel=2)
         bar.update()
     return data

@@ -106,7 +106,7 @@ class Context:
                 f"Lower the learning rate (now {cfg.lr:g}) and re-run: ctx = ctx.replace(lr="
                 f"{lower:g}), then call the same stage function again (or open_run(..., lr="
                 f"{lower:g}) in a notebook's first cell). The lr is part of the checkpoint's file "
-                f"name, so this trains a new file beside {path.name} instead of being refused"
+                f"name, so the new lr trains its own file instead of being refused by {path.name}"
             )) from None
 
     def recommend(self, model: nn.Module, user, behavior: str | int, k: int = 10) -> list[tuple]:
