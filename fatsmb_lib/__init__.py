@@ -12,14 +12,16 @@ on lines above it or to its left (``tests/test_imports.py`` checks there is no c
     figures    entropy, plots
 
 - ``readers`` parse files, ``synthetic`` generates data, ``datasets`` maps a name to its
-  source, ``preprocess`` makes dense time-ordered sequences and the leave-one-out split,
+  source (built in, or registered by ``data/<name>.dataset.json``), ``preprocess`` makes
+  dense time-ordered sequences and the leave-one-out split,
   ``batches`` serves them as Cloze / next-item / prefix batches.
 - ``encoder`` is the MBAE with BaRoPE, ``diffusion`` + ``denoiser`` (MCGLN) the latent
   diffusion, ``model`` FatsMB end to end.
 - ``runtime`` owns seeds and devices, ``checkpoints`` atomic files, ``train`` the loop,
   ``evaluate`` full-ranking metrics.
 - ``run.open_run`` turns a notebook's parameters into a ``Context``; ``stages`` trains the
-  three stages and the baselines from it.
+  three stages and the baselines from it. ``run.expect`` checks trained results (strict on
+  ml100k), ``run.lock_run_dir`` keeps one writer per run folder.
 """
 
 __version__ = "0.1.0"

@@ -4,8 +4,13 @@
   crash (or a full disk) mid-write leaves the previous file intact and no temp file behind.
   Checkpoints and the data cache (``preprocess.save_cache``) both go through it.
 - :func:`save_checkpoint` / :func:`load_checkpoint` — ``torch.save`` payloads, loaded with
-  ``weights_only=True`` (tensors and plain containers only, never arbitrary code), refused with
-  :class:`CheckpointMismatchError` when they were made from other data or another config.
+  ``weights_only=True`` (tensors and plain containers only, never arbitrary code: we never
+  load with ``weights_only=False``), refused with :class:`CheckpointMismatchError` when they
+  were made from other data or another config. A file that cannot be read (zero bytes,
+  truncated, garbage, not one of ours, non-finite numbers) raises
+  :class:`CorruptCheckpointError`; :func:`move_aside` puts it beside as
+  ``<name>.corrupt-<time>`` so training can start afresh without destroying the evidence.
+- :func:`non_finite` — the names of the tensors holding NaN or ±inf in a (nested) state.
 - :func:`settings_digest` and :func:`state_fingerprint` — short hashes of the settings that
   change a model's weights and of the weights themselves; stage functions put the first in
   the checkpoint's file name, so a changed setting trains a new checkpoint instead of
@@ -16,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +37,11 @@ CHECKPOINT_FORMAT = 2
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint exists but was made from other data or another config."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file exists but cannot be used: empty, truncated, garbage, not a
+    checkpoint of this project, or holding non-finite numbers."""
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
@@ -50,9 +62,21 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
+def _torch_save(payload: dict, f: BinaryIO) -> None:
+    """``torch.save``, except that a failed write surfaces as the ``OSError`` it is: torch's
+    zip writer turns it (e.g. a full disk) into a RuntimeError from its own cleanup, raised
+    while handling the OSError."""
+    try:
+        torch.save(payload, f)
+    except RuntimeError as exc:
+        if isinstance(exc.__context__, OSError):
+            raise exc.__context__ from None
+        raise
+
+
 def save_checkpoint(path: str | Path, payload: dict) -> None:
     """``torch.save(payload)`` to ``path`` atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda f: torch.save(payload, f))
+    atomic_write(path, lambda f: _torch_save(payload, f))
 
 
 def canonical(value):
@@ -95,15 +119,76 @@ def state_fingerprint(module: nn.Module) -> str:
     return tensor_fingerprint(module.state_dict())
 
 
-def load_checkpoint(path: str | Path, *, fingerprint: str, config: Mapping) -> dict:
+def non_finite(state, prefix: str = "") -> list[str]:
+    """Names (dotted paths) of the floating-point tensors and floats in ``state`` (a tensor,
+    or nested dicts / lists of them, e.g. a state_dict or an optimizer's) that hold NaN or ±inf."""
+    name = prefix.rstrip(".") or "value"
+    if isinstance(state, torch.Tensor):
+        return [name] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, float):
+        return [] if math.isfinite(state) else [name]
+    if isinstance(state, Mapping):
+        children = state.items()
+    elif isinstance(state, (list, tuple)):
+        children = enumerate(state)
+    else:
+        return []
+    return [bad for key, value in children for bad in non_finite(value, f"{prefix}{key}.")]
+
+
+def move_aside(path: str | Path) -> Path:
+    """Rename ``path`` to ``<name>.corrupt-<YYYYmmdd-HHMMSS>`` beside it (never overwriting an
+    earlier one) and return the new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = path.with_name(f"{path.name}.corrupt-{stamp}"), 1
+    while aside.exists():
+        aside, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
+    os.replace(path, aside)
+    return aside
+
+
+def read_checkpoint(path: str | Path, required: tuple[str, ...] = ("fingerprint", "config")) -> dict:
+    """``torch.load(path, weights_only=True)``, or :class:`CorruptCheckpointError` naming the
+    file and what is wrong with it (instead of torch's traceback, whose advice to pass
+    ``weights_only=False`` would run whatever code the file holds)."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise CorruptCheckpointError(f"checkpoint {path} is unreadable (zero bytes)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # permissions, I/O: not the file's content
+    except Exception as exc:  # truncated zip, garbage, foreign pickles: all unusable
+        text = str(exc).strip()
+        reason = text.split(". ")[0].splitlines()[0] if text else type(exc).__name__
+        if "weights_only" in text:   # torch's advice would run the file's code: not ours
+            reason = ("not a file of tensors and plain containers: garbage, or objects that only "
+                      "executing its code could load")
+        raise CorruptCheckpointError(f"checkpoint {path} is unreadable ({reason})") from None
+    if not isinstance(payload, dict) or not set(required) <= set(payload):
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is not a checkpoint of this project (no "
+            f"{', '.join(k for k in required if not isinstance(payload, dict) or k not in payload)})")
+    bad = non_finite({k: v for k, v in payload.items() if k != "history"})
+    if bad:
+        raise CorruptCheckpointError(f"checkpoint {path} holds non-finite numbers "
+                                     f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
+    return payload
+
+
+def load_checkpoint(path: str | Path, *, fingerprint: str, config: Mapping,
+                    required: tuple[str, ...] = ("fingerprint", "config")) -> dict:
     """Load a checkpoint written by ``fit`` and check it belongs to this run.
 
-    Raises ``CheckpointMismatchError`` naming the file, each field that differs (saved ->
-    wanted) and the one-line way out, when the data ``fingerprint`` or any ``config`` value
-    differs from what the checkpoint was trained with.
+    Raises :class:`CorruptCheckpointError` when the file cannot be used (see
+    :func:`read_checkpoint`; ``required`` lists the keys it must hold), and
+    ``CheckpointMismatchError`` naming the file, each field that differs (saved -> wanted)
+    and the one-line way out, when the data ``fingerprint`` or any ``config`` value differs
+    from what the checkpoint was trained with.
     """
     path = Path(path)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_checkpoint(path, required)
     fix = (f"to train it again, delete the file (rm '{path}') or pass another run_dir")
     if payload.get("fingerprint") != fingerprint:
         raise CheckpointMismatchError(

@@ -182,12 +182,19 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str, dataset: str | None = None) -> Profile:
-    """The named profile, adjusted for ``dataset`` (``datasets.profile_changes``)."""
+def get_profile(name: str, dataset: str | None = None, data_dir: str | Path = "data") -> Profile:
+    """The named profile, adjusted for ``dataset`` (``datasets.profile_changes``; a dataset
+    registered in ``data_dir`` may change fields too)."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}: choose one of {sorted(PROFILES)}")
     profile = PROFILES[name]
-    return profile.replace(**profile_changes(dataset)) if dataset else profile
+    if not dataset:
+        return profile
+    changes = profile_changes(dataset, data_dir)
+    try:
+        return profile.replace(**changes)
+    except TypeError as exc:
+        raise ValueError(f"dataset {dataset!r} changes profile fields that do not exist: {exc}") from None
 
 
 def project_root(start: Path | None = None) -> Path:

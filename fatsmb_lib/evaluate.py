@@ -171,14 +171,18 @@ def recommend_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
 @torch.no_grad()
 def recommend(model: nn.Module, items, behaviors, behavior: int, *, n_items: int,
               n_behaviors: int, max_len: int, k: int = 10, titles: Sequence[str] | None = None,
-              generator: torch.Generator | None = None) -> list[tuple[int, str]]:
-    """Top-k (item id, name) for ONE history under the target ``behavior``, for any model with
+              item_keys: Sequence | None = None,
+              generator: torch.Generator | None = None) -> list[tuple[object, str]]:
+    """Top-k (item, name) for ONE history under the target ``behavior``, for any model with
     ``score_all`` (FatsMB, the MBAE, the baselines).
 
-    ``items``/``behaviors`` (L_hist,) are the history, oldest first, without padding; the last
-    L-1 are kept, then the [mask] item carrying the target behavior (Algorithm 2's input).
-    Names come from ``titles`` (indexed by item id − 1) or are the ids. Items already in
-    the history are not removed. Sampling models draw from ``generator``.
+    ``items``/``behaviors`` (L_hist,) are the history in internal ids, oldest first, without
+    padding; the last L-1 are kept, then the [mask] item carrying the target behavior
+    (Algorithm 2's input). With ``item_keys`` (``SequenceData.item_keys``) each item is
+    returned as the dataset's own id (its raw key); without, as the internal id 1..N. Names
+    come from ``titles`` (indexed by item id − 1) or are those ids. Items already in the
+    history are not removed. Sampling models draw from ``generator``.
+    :meth:`fatsmb_lib.run.Context.recommend` does all this from a raw user id.
     """
     if not 1 <= behavior <= n_behaviors:
         raise ValueError(f"behavior must be in 1..{n_behaviors}, got {behavior}")
@@ -198,7 +202,8 @@ def recommend(model: nn.Module, items, behaviors, behavior: int, *, n_items: int
         top = recommend_topk(model.score_all(batch, generator), k)[0].tolist()
     finally:
         model.train(was_training)
-    return [(i, titles[i - 1] if titles else str(i)) for i in top]
+    ids = top if item_keys is None else np.asarray(item_keys)[np.asarray(top) - 1].tolist()
+    return [(key, titles[i - 1] if titles else str(key)) for i, key in zip(top, ids)]
 
 
 def _format_cell(value) -> str:

@@ -7,29 +7,57 @@ notebooks write their figures (PNG), JSON and Markdown results into the same fol
 headline files (``stats.json``, ``entropy.json``, ``metrics.json``, ``results.md``) are also
 copied to ``reports/<dataset>/``.
 
-Everything that can fail cheaply fails first, before any training: an unknown dataset, a
-missing data file, ``device=cuda`` without a GPU, an unknown parameter name (papermill itself
-only warns about those).
+Everything that can fail cheaply fails first, before any training: an unknown dataset (a
+registered one, ``data/<name>.dataset.json``, is known), a missing data file, a device that
+is misspelled or absent, an unknown parameter name (papermill itself only warns about
+those), ``--only`` matching no notebook, and another run already writing the same folder
+(``<run folder>/.lock``). A notebook that fails stops the sequence: ``run_summary.json`` then
+says which one, its error and where its partial output is, and the command exits non-zero;
+re-running it reloads every finished checkpoint and resumes an interrupted one.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 from .config import PROFILES, get_profile, project_root
 from .datasets import raw_file
+from .run import lock_run_dir
 from .runtime import resolve_device
 
 PUBLISHED = ("stats.json", "entropy.json", "metrics.json", "results.md")
 COMMON_PARAMETERS = ("dataset", "profile", "device", "run_dir", "data_dir", "seed")
 
 
-def notebook_sequence(root: Path | None = None) -> list[Path]:
-    """The course notebooks in order: notebooks/NN_*.ipynb."""
-    return sorted((root or project_root()).joinpath("notebooks").glob("[0-9][0-9]_*.ipynb"))
+class NotebookFailedError(RuntimeError):
+    """A notebook of the sequence raised; ``summary`` is what run_summary.json holds."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
+
+
+def notebook_sequence(root: Path | None = None, notebooks_dir: Path | None = None) -> list[Path]:
+    """The course notebooks in order: notebooks/NN_*.ipynb (or those in ``notebooks_dir``)."""
+    folder = notebooks_dir or (root or project_root()) / "notebooks"
+    return sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
+
+
+def select_notebooks(notebooks: list[Path], only: list[str] | None) -> list[Path]:
+    """The notebooks whose names start with one of ``only`` (all when empty); a prefix that
+    matches none is an error listing the notebooks."""
+    if not only:
+        return notebooks
+    unmatched = [prefix for prefix in only if not any(nb.name.startswith(prefix) for nb in notebooks)]
+    if unmatched:
+        raise ValueError(f"--only {' '.join(unmatched)}: no notebook name starts with "
+                         f"{', '.join(map(repr, unmatched))}; the notebooks are "
+                         f"{', '.join(nb.stem for nb in notebooks)}")
+    return [nb for nb in notebooks if any(nb.name.startswith(prefix) for prefix in only)]
 
 
 def check_parameters(notebook: Path, parameters: dict) -> None:
@@ -44,11 +72,22 @@ def check_parameters(notebook: Path, parameters: dict) -> None:
         )
 
 
-def run_notebook(notebook: Path, out_dir: Path, parameters: dict) -> float:
-    """Execute one notebook into ``out_dir`` (plus an HTML export); returns its wall time."""
+def export_html(executed: Path) -> None:
+    """``executed``'s HTML copy beside it."""
     import nbformat
-    import papermill
     from nbconvert import HTMLExporter
+
+    html, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    executed.with_suffix(".html").write_text(html, encoding="utf-8")
+
+
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict) -> float:
+    """Execute one notebook into ``out_dir`` (plus an HTML export); returns its wall time.
+
+    Raises papermill's ``PapermillExecutionError`` when a cell fails; the partially executed
+    notebook (with the error) is then in ``out_dir`` all the same.
+    """
+    import papermill
 
     check_parameters(notebook, parameters)
     executed = out_dir / notebook.name
@@ -58,8 +97,7 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict) -> float:
         cwd=str(notebook.parent), progress_bar=False, log_output=False,
     )
     seconds = time.perf_counter() - start
-    html, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    executed.with_suffix(".html").write_text(html, encoding="utf-8")
+    export_html(executed)
     return seconds
 
 
@@ -83,39 +121,82 @@ def sync_outputs(executed: Path, source: Path) -> None:
 
 def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", run: str | None = None,
                  data_dir: str = "data", seed: int = 0, only: list[str] | None = None,
-                 update_sources: bool = False, reports_dir: Path | None = None, log=print) -> dict:
+                 update_sources: bool = False, reports_dir: Path | None = None, log=print,
+                 notebooks_dir: Path | None = None) -> dict:
     """Run every notebook (or those whose names start with ``only``) for one dataset/profile
-    into ``<reports_dir>/<dataset>/<run>`` (default reports_dir: ``<repo>/reports``)."""
+    into ``<reports_dir>/<dataset>/<run>`` (default reports_dir: ``<repo>/reports``).
+
+    Holds ``<run folder>/.lock`` while it runs (a second run on the same folder gets
+    ``RunLockedError``). When a notebook fails, writes ``run_summary.json`` with
+    ``status: "failed"`` and raises :class:`NotebookFailedError`.
+    """
     root = project_root()
-    get_profile(profile, dataset)                       # unknown profile -> clear error
-    raw_file(dataset, root / data_dir)                  # unknown dataset / missing file
-    resolve_device(device)                              # cuda without a GPU
-    notebooks = [nb for nb in notebook_sequence(root)
-                 if not only or any(nb.name.startswith(prefix) for prefix in only)]
+    data_path = root / data_dir
+    resolve_device(device)                              # misspelled, or cuda without a GPU
+    get_profile(profile, dataset, data_path)            # unknown profile or dataset
+    raw_file(dataset, data_path)                        # missing file
+    notebooks = select_notebooks(notebook_sequence(root, notebooks_dir), only)
     run_dir = Path(reports_dir or root / "reports") / dataset / (run or profile)
-    run_dir.mkdir(parents=True, exist_ok=True)
     parameters = dict(dataset=dataset, profile=profile, device=device, run_dir=str(run_dir),
-                      data_dir=str(root / data_dir), seed=seed)
+                      data_dir=str(data_path), seed=seed)
     for notebook in notebooks:                           # fail on a bad name before any run
         check_parameters(notebook, parameters)
-
-    timings = {}
-    for notebook in notebooks:
-        log(f"[pipeline] {notebook.name} ...")
-        timings[notebook.stem] = round(run_notebook(notebook, run_dir, parameters), 1)
-        log(f"[pipeline] {notebook.name} done in {timings[notebook.stem]:.0f} s")
-        if update_sources:
-            sync_outputs(run_dir / notebook.name, notebook)
-    for name in PUBLISHED:
-        if (run_dir / name).exists():
-            shutil.copy2(run_dir / name, run_dir.parent / name)
-
     shown_dir = run_dir.relative_to(root) if run_dir.is_relative_to(root) else run_dir
     summary = {"dataset": dataset, "profile": profile, "device": device, "run_dir": str(shown_dir),
-               "seconds": timings, "total_seconds": round(sum(timings.values()), 1)}
-    (run_dir / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+               "status": "running", "seconds": {}}
+
+    with lock_run_dir(run_dir, hint=f"wait for it to finish, or pass --run NAME to write "
+                                    f"reports/{dataset}/NAME instead"):
+        for notebook in notebooks:
+            log(f"[pipeline] {notebook.name} ...")
+            try:
+                seconds = run_notebook(notebook, run_dir, parameters)
+            except Exception as exc:
+                raise _failed(notebook, exc, run_dir, shown_dir, summary) from None
+            summary["seconds"][notebook.stem] = round(seconds, 1)
+            log(f"[pipeline] {notebook.name} done in {seconds:.0f} s")
+            if update_sources:
+                sync_outputs(run_dir / notebook.name, notebook)
+        for name in PUBLISHED:
+            if (run_dir / name).exists():
+                shutil.copy2(run_dir / name, run_dir.parent / name)
+        summary.update(status="finished", total_seconds=round(sum(summary["seconds"].values()), 1))
+        _write_summary(run_dir, summary)
     log(_summary_text(summary, run_dir))
     return summary
+
+
+def _write_summary(run_dir: Path, summary: dict) -> None:
+    (run_dir / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _failed(notebook: Path, exc: Exception, run_dir: Path, shown_dir: Path,
+            summary: dict) -> NotebookFailedError:
+    """Record a failed notebook in run_summary.json; the error to raise."""
+    partial = run_dir / notebook.name
+    if getattr(exc, "ename", None):          # papermill: the error raised inside a cell
+        error = f"{exc.ename}: {exc.evalue}"
+        where = f"cell [{exc.exec_count}]"
+    else:                                     # the kernel died, a timeout, ...
+        error, where = f"{type(exc).__name__}: {exc}".strip(), "before or between cells"
+    if partial.exists():
+        try:
+            export_html(partial)
+        except Exception:  # the partial notebook is what matters; its HTML copy is a bonus
+            pass
+    summary.update(status="failed", total_seconds=round(sum(summary["seconds"].values()), 1),
+                   failed={"notebook": notebook.stem, "error": error, "where": where,
+                           "partial_output": str(shown_dir / notebook.name) if partial.exists()
+                           else None},
+                   resume="fix the cause and re-run the same command: finished checkpoints "
+                          "in the run folder are reloaded, an interrupted one resumes")
+    _write_summary(run_dir, summary)
+    message = (f"{notebook.name} failed in {where}: {error}\n"
+               f"Partial outputs: {shown_dir / notebook.name} (and the rest of {shown_dir}); "
+               f"summary: {shown_dir / 'run_summary.json'}.\n"
+               f"Fix the cause and re-run the same command: finished checkpoints are reloaded, "
+               f"not retrained.")
+    return NotebookFailedError(message, summary)
 
 
 def _summary_text(summary: dict, run_dir: Path) -> str:
@@ -133,19 +214,30 @@ def _summary_text(summary: dict, run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="ml100k")
+    parser = argparse.ArgumentParser(prog="python -m fatsmb_lib.pipeline",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="ml100k",
+                        help="a built-in name, or one registered as data/<name>.dataset.json")
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--run", default=None, help="run folder name (default: the profile)")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
+    parser.add_argument("--reports-dir", default=None,
+                        help="where <dataset>/<run>/ goes (default: <repo>/reports)")
     parser.add_argument("--update-sources", action="store_true",
                         help="copy the outputs back into notebooks/*.ipynb (maintainers)")
     args = parser.parse_args(argv)
-    run_pipeline(args.dataset, args.profile, args.device, args.run, args.data_dir, args.seed,
-                 args.only, args.update_sources)
+    try:
+        run_pipeline(args.dataset, args.profile, args.device, args.run, args.data_dir, args.seed,
+                     args.only, args.update_sources,
+                     Path(args.reports_dir) if args.reports_dir else None)
+    except NotebookFailedError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except (ValueError, RuntimeError) as exc:   # bad input, found before any notebook ran
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 Recipe (version :data:`RECIPE_VERSION`; bump it whenever the output could change):
 
 1. drop users with fewer than ``min_uc`` interactions (3 = one training item, plus
-   validation and test);
+   validation and test), and say so: how many users, interactions and items went (a
+   :class:`~fatsmb_lib.readers.DataWarning`, also kept in ``SequenceData.notes``). Negative
+   integer ids are kept (ids are only keys) but reported the same way, since exports often
+   use -1 for "unknown";
 2. dense ids by sorted raw key: users 0..n_users-1, items 1..N (0 = padding, N+1 = [mask]);
    behaviors keep the dataset's order 1..n_behaviors (n_behaviors+1 = [mask]);
 3. order each user's interactions by (timestamp, item raw key) -- numeric order when keys
@@ -19,7 +22,9 @@ keys so the split is reproducible.
 Sequences are stored CSR-style: user ``u``'s interactions are
 ``seq_items[offsets[u]:offsets[u+1]]``.
 :func:`load_dataset` caches the arrays as an ``.npz`` keyed by a fingerprint of the raw file
-and the options, so a second load takes milliseconds.
+and the options, so a second load takes milliseconds. Reading a cache recomputes the data
+fingerprint and a checksum of every stored array, so a cache damaged or edited by hand is
+rebuilt rather than trusted.
 """
 from __future__ import annotations
 
@@ -35,9 +40,10 @@ from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from . import datasets
 from .checkpoints import atomic_write
-from .readers import DataError, Interactions
+from .readers import DataError, DataWarning, Interactions
 
 RECIPE_VERSION = 1
+CACHE_FORMAT = 2  # 2: the cache stores a checksum of its arrays (older files are not read)
 
 
 @dataclass
@@ -73,6 +79,8 @@ class SequenceData:
         seq_behaviors: (n_interactions,) int8 behavior ids in 1..n_behaviors.
         fingerprint: hash of the arrays above and the recipe version (identifies the data).
         source: where the raw data came from.
+        notes: what preprocessing removed or noticed (rows dropped by ``min_uc``, negative
+            ids), one sentence each; :func:`prepare` and :func:`load_dataset` warn them.
     """
 
     behavior_names: tuple[str, ...]
@@ -84,6 +92,7 @@ class SequenceData:
     seq_behaviors: np.ndarray
     fingerprint: str
     source: str = ""
+    notes: tuple[str, ...] = ()
     _split: Split | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -151,11 +160,34 @@ def _dense(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), (uniques.astype(str) if uniques.dtype == object else uniques)
 
 
+def data_fingerprint(data: SequenceData) -> str:
+    """The hash that identifies prepared data: the recipe version, the behavior names and the
+    arrays that define the sequences (checkpoints record it)."""
+    return _fingerprint(RECIPE_VERSION, tuple(data.behavior_names), data.item_keys, data.offsets,
+                        data.seq_items, data.seq_behaviors)
+
+
+def _negative_ids(interactions: Interactions) -> list[str]:
+    notes = []
+    for what, keys in (("user", interactions.users), ("item", interactions.items)):
+        if keys.dtype.kind in "iu" and (negative := keys < 0).any():
+            notes.append(
+                f"{int(negative.sum())} interaction(s) have a negative {what} id (smallest "
+                f"{int(keys.min())}); the rule keeps them as ordinary ids. If a negative id marks "
+                f"a missing value in your export (e.g. -1 = anonymous), remove those rows first.")
+    return notes
+
+
 def prepare(interactions: Interactions, min_uc: int = 3) -> SequenceData:
-    """Filter, densify, order and store the sequences (recipe in the module docstring)."""
+    """Filter, densify, order and store the sequences (recipe in the module docstring).
+
+    Warns (:class:`~fatsmb_lib.readers.DataWarning`) how many rows each rule removed or
+    flagged; the same sentences are kept in ``SequenceData.notes``.
+    """
     assert min_uc >= 3, "min_uc must be >= 3: each user needs training, validation and test items"
     if len(interactions) == 0:
         raise DataError(f"{interactions.source}: no interactions to prepare. Check the file.")
+    notes = _negative_ids(interactions)
     user_of, _ = _dense(interactions.users)
     counts = np.bincount(user_of)
     keep = counts[user_of] >= min_uc
@@ -166,6 +198,13 @@ def prepare(interactions: Interactions, min_uc: int = 3) -> SequenceData:
             f"or add data.")
     user_idx, user_keys = _dense(interactions.users[keep])
     item_idx, item_keys = _dense(interactions.items[keep])
+    if not keep.all():
+        lost_items = len(pd.unique(interactions.items)) - len(item_keys)
+        notes.append(
+            f"the rule min_uc={min_uc} dropped {len(counts) - len(user_keys)} of {len(counts)} "
+            f"users with fewer than {min_uc} interactions ({int((~keep).sum())} of "
+            f"{len(keep)} interactions; {lost_items} item(s) seen only by them): every user "
+            f"needs a training, a validation and a test interaction.")
     behaviors, times = interactions.behaviors[keep], interactions.timestamps[keep]
     item_ids = item_idx + 1                         # 1..N, monotone in the raw key
     # sort by user, then timestamp, then item raw key (lexsort: last key is primary)
@@ -177,13 +216,20 @@ def prepare(interactions: Interactions, min_uc: int = 3) -> SequenceData:
     titles = None
     if interactions.item_titles is not None:
         titles = [interactions.item_titles.get(k, "") for k in item_keys.tolist()]
-    return SequenceData(
+    data = SequenceData(
         behavior_names=tuple(interactions.behavior_names), item_keys=item_keys,
         item_titles=titles, user_keys=user_keys, offsets=offsets, seq_items=seq_items,
-        seq_behaviors=seq_behaviors,
-        fingerprint=_fingerprint(RECIPE_VERSION, interactions.behavior_names, item_keys,
-                                 offsets, seq_items, seq_behaviors),
-        source=interactions.source)
+        seq_behaviors=seq_behaviors, fingerprint="", source=interactions.source,
+        notes=tuple(notes))
+    data.fingerprint = data_fingerprint(data)
+    report(data, stacklevel=3)
+    return data
+
+
+def report(data: SequenceData, stacklevel: int = 2) -> None:
+    """Warn each of ``data.notes`` (rows a rule dropped or flagged) as a DataWarning."""
+    for note in data.notes:
+        warnings.warn(f"{data.source}: {note}", DataWarning, stacklevel=stacklevel)
 
 
 # --------------------------------------------------------------------------- cache
@@ -192,7 +238,8 @@ def cache_key(dataset: str, data_dir: str | Path = "data", min_uc: int = 3,
               synthetic_seed: int = 0) -> str:
     """Key of the cached arrays: the raw data's identity plus every option of the recipe."""
     source = datasets.source_identity(dataset, data_dir, synthetic_seed)
-    options = {"dataset": dataset, "min_uc": min_uc, "recipe": RECIPE_VERSION, "source": source}
+    options = {"dataset": dataset, "min_uc": min_uc, "recipe": RECIPE_VERSION, "source": source,
+               "format": CACHE_FORMAT}
     return _fingerprint(json.dumps(options, sort_keys=True))
 
 
@@ -201,27 +248,48 @@ def _as_storable(keys: np.ndarray) -> np.ndarray:
     return keys.astype(str) if keys.dtype == object else keys
 
 
+def _stored_arrays(data: SequenceData) -> dict[str, np.ndarray]:
+    """The arrays a cache file holds besides its metadata."""
+    return {"item_keys": _as_storable(data.item_keys),
+            "item_titles": np.array(data.item_titles or [], dtype=str),
+            "user_keys": _as_storable(data.user_keys), "offsets": data.offsets,
+            "seq_items": data.seq_items, "seq_behaviors": data.seq_behaviors}
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    return _fingerprint(*(part for name in sorted(arrays) for part in (name, arrays[name])))
+
+
 def save_cache(data: SequenceData, path: Path) -> None:
-    """Write ``data`` to ``path`` atomically (``checkpoints.atomic_write``)."""
+    """Write ``data`` to ``path`` atomically (``checkpoints.atomic_write``), with a checksum
+    of its arrays."""
+    arrays = _stored_arrays(data)
     meta = {"behavior_names": list(data.behavior_names), "fingerprint": data.fingerprint,
-            "source": data.source, "has_titles": data.item_titles is not None}
-    atomic_write(path, lambda f: np.savez(
-        f, meta=np.array(json.dumps(meta)), item_keys=_as_storable(data.item_keys),
-        item_titles=np.array(data.item_titles or [], dtype=str),
-        user_keys=_as_storable(data.user_keys), offsets=data.offsets,
-        seq_items=data.seq_items, seq_behaviors=data.seq_behaviors))
+            "source": data.source, "has_titles": data.item_titles is not None,
+            "notes": list(data.notes), "checksum": _checksum(arrays)}
+    atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **arrays))
 
 
 def read_cache(path: Path) -> SequenceData:
-    """Read a cache written by :func:`save_cache` (raises on a missing or damaged file)."""
+    """Read a cache written by :func:`save_cache`. Raises on a missing or damaged file, and
+    ``DataError`` when the arrays do not match the checksum and fingerprint stored with them
+    (a file edited by hand)."""
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
-        return SequenceData(
-            behavior_names=tuple(meta["behavior_names"]), item_keys=z["item_keys"],
-            item_titles=z["item_titles"].tolist() if meta["has_titles"] else None,
-            user_keys=z["user_keys"], offsets=z["offsets"], seq_items=z["seq_items"],
-            seq_behaviors=z["seq_behaviors"], fingerprint=meta["fingerprint"],
-            source=meta["source"])
+        arrays = {name: z[name] for name in z.files if name != "meta"}
+    if _checksum(arrays) != meta.get("checksum"):
+        raise DataError("its arrays do not match the checksum stored with them (edited or "
+                        "damaged)")
+    data = SequenceData(
+        behavior_names=tuple(meta["behavior_names"]), item_keys=arrays["item_keys"],
+        item_titles=arrays["item_titles"].tolist() if meta["has_titles"] else None,
+        user_keys=arrays["user_keys"], offsets=arrays["offsets"], seq_items=arrays["seq_items"],
+        seq_behaviors=arrays["seq_behaviors"], fingerprint=meta["fingerprint"],
+        source=meta["source"], notes=tuple(meta.get("notes", ())))
+    if data_fingerprint(data) != data.fingerprint:
+        raise DataError("its arrays do not match the data fingerprint stored with them "
+                        "(edited or damaged)")
+    return data
 
 
 def load_dataset(dataset: str, data_dir: str | Path = "data", cache_dir: str | Path | None = None,
@@ -229,8 +297,9 @@ def load_dataset(dataset: str, data_dir: str | Path = "data", cache_dir: str | P
     """Read (or reuse from the cache) a named dataset, prepared by :func:`prepare`.
 
     Args:
-        dataset: one of ``datasets.KNOWN_DATASETS``.
-        data_dir: where ``yelp.txt`` / ``retail.txt`` / ``ijcai.txt`` live.
+        dataset: one of ``datasets.KNOWN_DATASETS``, or a name registered in ``data_dir``
+            (``<data_dir>/<name>.dataset.json``, see :func:`fatsmb_lib.datasets.register`).
+        data_dir: where ``yelp.txt`` / ``retail.txt`` / ``ijcai.txt`` and registered files live.
         cache_dir: where prepared arrays are cached; None -> ``<data_dir>/.cache``.
         min_uc: minimum interactions per user.
         synthetic_seed: seed of the synthetic generator (synthetic datasets only).
@@ -243,9 +312,10 @@ def load_dataset(dataset: str, data_dir: str | Path = "data", cache_dir: str | P
             try:
                 data = read_cache(path)
                 bar.update(3)
+                report(data, stacklevel=3)   # what the rules dropped, as on the first load
                 return data
             except Exception as exc:  # any damage: the cache is only a copy, so rebuild it
-                warnings.warn(f"ignoring unreadable cache {path} ({exc!r}); rebuilding it",
+                warnings.warn(f"ignoring unreadable cache {path} ({exc}); rebuilding it",
                               stacklevel=2)
         bar.set_postfix_str("reading")
         interactions = datasets.load_interactions(dataset, data_dir, synthetic_seed)
@@ -257,7 +327,7 @@ def load_dataset(dataset: str, data_dir: str | Path = "data", cache_dir: str | P
         try:
             save_cache(data, path)
         except OSError as exc:
-            warnings.warn(f"could not write the cache {path} ({exc!r}); the data are fine, "
+            warnings.warn(f"could not write the cache {path} ({exc}); the data are fine, "
                           f"but the next load will re-read the raw file", stacklevel=2)
         bar.update()
     return data

@@ -11,14 +11,17 @@ dense ids and time-ordered sequences. Readers:
   (read from the installed package, never copied: its licence forbids redistribution),
   turned multi-behavior by the project's fixed recipe (rating 1-2 -> neg, 3 -> neutral,
   4-5 -> pos).
-- :func:`read_table` -- a user's own CSV/TSV with a column mapping.
+- :func:`read_table` -- a user's own CSV/TSV, with or without a header row, with a column
+  mapping by name or by position.
 
 Which dataset NAME means which file and reader is decided in :mod:`fatsmb_lib.datasets`.
 
 Fast path: pandas' C parser with fixed dtypes. Only when that fails (or a value is out of
 range) is the file scanned line by line, to report the first bad line exactly: every
 :class:`DataError` names the file, the 1-based line number and the offending text, and says
-what to do.
+what to do. Every line must have the file's number of fields: the files are read with
+``header=None`` and ``index_col=False`` and the column count is checked, so pandas never
+turns a surplus first column into the index (which would silently shift every column).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import csv
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -42,10 +45,17 @@ RECBOLE_HINT = (
     "that); only its bundled data file is read, the package is never imported."
 )
 ML100K_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
+INT64_LIMIT = 2**63  # ids and integer timestamps must lie in [-2^63, 2^63)
+TABLE_FIELDS = ("user", "item", "behavior", "timestamp")  # read_table's required mapping keys
 
 
 class DataError(ValueError):
     """A data file is missing or malformed; the message says where and what to do."""
+
+
+class DataWarning(UserWarning):
+    """Data were read, but something in them changes what the model sees (rows dropped by a
+    rule, suspicious ids): the message says how many and which rule."""
 
 
 @dataclass
@@ -99,11 +109,12 @@ def _line_error(path: Path, line_no: int, raw: str, problem: str, fix: str) -> D
 
 
 def _is_int(text: str) -> bool:
+    """An integer that fits in int64 (a longer one would overflow the arrays)."""
     try:
-        int(text)
+        value = int(text)
     except ValueError:
         return False
-    return True
+    return -INT64_LIMIT <= value < INT64_LIMIT
 
 
 def _is_number(text: str) -> bool:
@@ -112,6 +123,19 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_timestamp(text: str) -> bool:
+    """A finite number within int64's range (an integer literal must fit exactly)."""
+    try:
+        return -INT64_LIMIT <= int(text) < INT64_LIMIT
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return bool(np.isfinite(value)) and abs(value) < INT64_LIMIT
 
 
 # A column check: (column index, what it must be, test).
@@ -145,12 +169,24 @@ def _split_records(path: Path, sep: str, skip: int = 0) -> Iterator[tuple[int, l
             yield line_no, raw.split(sep), raw
 
 
-def _csv_records(path: Path, sep: str) -> Iterator[tuple[int, list[str], str]]:
+def _csv_records(path: Path, sep: str, header: bool = True) -> Iterator[tuple[int, list[str], str]]:
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         reader = csv.reader(f, delimiter=sep)
-        next(reader, None)  # header
+        if header:
+            next(reader, None)
         for fields in reader:
             yield reader.line_num, fields, sep.join(fields)
+
+
+def _check_width(df: pd.DataFrame, n_fields: int, explain: Callable[[], DataError | None],
+                 path: Path) -> None:
+    """Every line must have ``n_fields`` fields. pandas infers the width from the first line
+    (with ``header=None``), raises on a longer line and pads a shorter one, so a wrong first
+    line shows in ``df.shape`` and padding shows as empty or NaN cells: only then is the file
+    scanned for the exact line."""
+    if df.shape[1] != n_fields:
+        raise explain() or DataError(f"{path}: expected {n_fields} fields per line, found "
+                                     f"{df.shape[1]}. Check the separator.")
 
 
 def require_file(path: Path, what: str) -> None:
@@ -196,24 +232,27 @@ def read_mbstr(path: str | Path, behavior_names: tuple[str, ...]) -> Interaction
         (0, "an integer user id", _is_int),
         (1, "an integer item id", _is_int),
         (2, f"a known behavior name (one of {', '.join(names)})", known.__contains__),
-        (3, "an integer timestamp", _is_int),
+        (3, "an integer timestamp that fits in int64", _is_int),
     ]
 
     def explain() -> DataError | None:
         return _scan(path, _split_records(path, "\t"), 4, checks, layout)
 
+    # no names: the width comes from the data and is checked (see _check_width); a short
+    # line leaves an empty int field, which fails the int64 conversion
     df = _read_or_explain(lambda: pd.read_csv(
-        path, sep="\t", header=None, names=["uid", "sid", "behavior", "timestamp"],
-        dtype={"uid": np.int64, "sid": np.int64, "behavior": "category", "timestamp": np.int64},
+        path, sep="\t", header=None, index_col=False,
+        dtype={0: np.int64, 1: np.int64, 2: "category", 3: np.int64},
         engine="c", na_filter=False), explain, path)
-    column = df["behavior"].cat
+    _check_width(df, 4, explain, path)
+    column = df[2].cat
     # position of each row's name in `names`; -1 marks an unknown name
     codes = pd.Index(names).get_indexer(column.categories)[column.codes].astype(np.int64)
-    if (codes < 0).any():
+    if (codes < 0).any() or (column.codes < 0).any():
         raise explain() or DataError(f"{path}: unknown behavior names; known: {names}.")
     return Interactions(
-        users=df["uid"].to_numpy(), items=df["sid"].to_numpy(), behaviors=codes + 1,
-        timestamps=df["timestamp"].to_numpy(), behavior_names=names, source=str(path))
+        users=df[0].to_numpy(), items=df[1].to_numpy(), behaviors=codes + 1,
+        timestamps=df[3].to_numpy(), behavior_names=names, source=str(path))
 
 
 # --------------------------------------------------------------------------- MovieLens-100K
@@ -268,25 +307,30 @@ def read_ml100k(path: str | Path | None = None) -> Interactions:
         (0, "an integer user id", _is_int),
         (1, "an integer item id", _is_int),
         (2, "a rating in 1..5", lambda s: _is_number(s) and float(s) in (1, 2, 3, 4, 5)),
-        (3, "an integer timestamp", lambda s: _is_number(s) and float(s).is_integer()),
+        (3, "an integer timestamp that fits in int64",
+         lambda s: _is_timestamp(s) and float(s).is_integer()),
     ]
 
     def explain() -> DataError | None:
         return _scan(path, _split_records(path, "\t", skip=1), 4, checks, layout)
 
+    # the header is skipped, not parsed: with header=0, lines one field longer than the
+    # header would make pandas take the first column as the index
     df = _read_or_explain(lambda: pd.read_csv(
-        path, sep="\t", header=0, names=["user", "item", "rating", "timestamp"],
-        dtype={"user": np.int64, "item": np.int64, "rating": np.float64, "timestamp": np.float64},
+        path, sep="\t", header=None, skiprows=1, index_col=False,
+        dtype={0: np.int64, 1: np.int64, 2: np.float64, 3: np.float64},
         engine="c"), explain, path)
-    rating = df["rating"].to_numpy()
-    timestamps = df["timestamp"].to_numpy()
-    bad = ~np.isin(rating, [1, 2, 3, 4, 5]) | (timestamps != np.round(timestamps))
+    _check_width(df, 4, explain, path)
+    rating = df[2].to_numpy()
+    timestamps = df[3].to_numpy()
+    bad = (~np.isin(rating, [1, 2, 3, 4, 5]) | ~np.isfinite(timestamps)
+           | (timestamps != np.round(timestamps)) | (np.abs(timestamps) >= INT64_LIMIT))
     if bad.any():
         raise explain() or DataError(f"{path}: ratings must be 1..5 and timestamps integers.")
     # rating 1-2 -> neg (1), 3 -> neutral (2), 4-5 -> pos (3)
     behaviors = np.select([rating <= 2, rating == 3], [1, 2], default=3).astype(np.int64)
     return Interactions(
-        users=df["user"].to_numpy(), items=df["item"].to_numpy(), behaviors=behaviors,
+        users=df[0].to_numpy(), items=df[1].to_numpy(), behaviors=behaviors,
         timestamps=timestamps.astype(np.int64), behavior_names=ML100K_BEHAVIORS,
         item_titles=_ml100k_titles(path.with_suffix(".item")), source=str(path))
 
@@ -294,30 +338,66 @@ def read_ml100k(path: str | Path | None = None) -> Interactions:
 # --------------------------------------------------------------------------- users' own tables
 
 def _keys(column: pd.Series) -> np.ndarray:
-    """Raw keys as int64 when every key is an integer (so they sort numerically), else str."""
-    as_int = pd.to_numeric(column, errors="coerce")
-    if as_int.notna().all() and (as_int == np.round(as_int)).all():
-        return as_int.to_numpy().astype(np.int64)
+    """Raw keys as int64 when every key is an integer that int64 holds exactly (so they sort
+    numerically), else str (e.g. 20-digit hashed ids stay exact as text)."""
+    as_number = pd.to_numeric(column, errors="coerce")
+    if as_number.notna().all():
+        if as_number.dtype.kind == "i":
+            return as_number.to_numpy().astype(np.int64)
+        values = as_number.to_numpy(dtype=np.float64)
+        if (values == np.round(values)).all() and (np.abs(values) < 2**53).all():
+            return values.astype(np.int64)
     return column.to_numpy().astype(str)
 
 
-def read_table(path: str | Path, columns: dict[str, str], sep: str | None = None,
-               behavior_names: tuple[str, ...] | None = None) -> Interactions:
-    """Read a CSV/TSV with a header row and a column mapping.
+def _timestamps(column: pd.Series) -> np.ndarray | None:
+    """int64 when every value is an integer, else float64; None if any value is not a finite
+    number within int64's range (the caller then reports the line)."""
+    values = pd.to_numeric(column, errors="coerce")
+    if values.dtype.kind == "i":
+        return values.to_numpy().astype(np.int64)
+    as_float = values.to_numpy(dtype=np.float64)
+    if not (np.isfinite(as_float) & (np.abs(as_float) < INT64_LIMIT)).all():
+        return None
+    if (as_float == np.round(as_float)).all():
+        return as_float.astype(np.int64)
+    return as_float
+
+
+def _first_fields(path: Path, sep: str) -> tuple[int, list[str]]:
+    """(1-based line number, fields) of the first non-blank line."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f, delimiter=sep)
+        for fields in reader:
+            if fields and fields != [""]:
+                return reader.line_num, fields
+    raise DataError(f"{path} is empty. Put the interactions there, one per line.")
+
+
+def read_table(path: str | Path, columns: Mapping[str, str | int], sep: str | None = None,
+               behavior_names: tuple[str, ...] | None = None,
+               header: bool = True) -> Interactions:
+    """Read a CSV/TSV with a column mapping, with or without a header row.
 
     Args:
         path: the file.
-        columns: maps ``user``, ``item``, ``behavior``, ``timestamp`` to column names.
+        columns: maps ``user``, ``item``, ``behavior``, ``timestamp`` (and optionally
+            ``title``, an item title) to a column: a name from the header row, or a 0-based
+            position (the only choice when ``header`` is False).
         sep: field separator; None picks it from the extension (.tsv/.txt -> tab, .csv -> comma).
         behavior_names: behavior names in order (id = position + 1); None -> the sorted
             unique names found in the file.
+        header: whether the first line names the columns.
+
+    Every line must have as many fields as the header (or, without one, as the first line).
     """
     path = Path(path)
-    needed = ("user", "item", "behavior", "timestamp")
-    missing = [k for k in needed if k not in columns]
-    if missing:
-        raise DataError(f"columns must map {', '.join(needed)} to column names; missing: "
-                        f"{', '.join(missing)}.")
+    missing = [k for k in TABLE_FIELDS if k not in columns]
+    unknown = sorted(set(columns) - {*TABLE_FIELDS, "title"})
+    if missing or unknown:
+        raise DataError(f"columns must map {', '.join(TABLE_FIELDS)} (and optionally title) to "
+                        f"column names or 0-based positions; missing: {', '.join(missing) or '-'}"
+                        f"; unknown: {', '.join(unknown) or '-'}.")
     if sep is None:
         seps = {".tsv": "\t", ".txt": "\t", ".csv": ","}
         if path.suffix.lower() not in seps:
@@ -325,34 +405,58 @@ def read_table(path: str | Path, columns: dict[str, str], sep: str | None = None
                             f"{path.suffix!r}; pass sep=',' or sep='\\t'.")
         sep = seps[path.suffix.lower()]
     require_file(path, "Check the path (relative paths start from the working directory).")
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        header = next(csv.reader(f, delimiter=sep), [])
-    absent = [columns[k] for k in needed if columns[k] not in header]
-    if absent:
-        raise _line_error(path, 1, sep.join(header),
-                          f"no column named {', '.join(map(repr, absent))}",
-                          f"The header has: {', '.join(header)}; fix the mapping `columns`.")
-    col_at = {k: header.index(columns[k]) for k in needed}
+    first_line, first = _first_fields(path, sep)
+    names_in_file = first if header else [str(i) for i in range(len(first))]
+    col_at = {}
+    for key, column in columns.items():
+        if isinstance(column, bool) or not isinstance(column, (int, str)):
+            raise DataError(f"columns[{key!r}] = {column!r}: give a column name or a 0-based "
+                            f"position.")
+        if isinstance(column, int):
+            if not 0 <= column < len(first):
+                raise _line_error(path, first_line, sep.join(first),
+                                  f"no column at position {column} (0-based) for {key!r}",
+                                  f"The line has {len(first)} fields, positions 0..{len(first) - 1}.")
+            col_at[key] = column
+        elif not header:
+            raise DataError(f"{path}: columns[{key!r}] = {column!r} is a name, but the file has "
+                            f"no header row (header=False): give a 0-based position.")
+        elif column not in first:
+            raise _line_error(path, first_line, sep.join(first), f"no column named {column!r}",
+                              f"The header has: {', '.join(first)}; fix the mapping `columns`.")
+        else:
+            col_at[key] = first.index(column)
     known = None if behavior_names is None else set(behavior_names)
-    layout = f"{len(header)} fields separated by {sep!r}, as in the header"
-    checks: list[Check] = [(col_at["timestamp"], "a number (e.g. Unix seconds)", _is_number)]
+    layout = (f"{len(first)} fields separated by {sep!r}, as in the "
+              f"{'header' if header else 'first line'}")
+    checks: list[Check] = [(col_at["timestamp"], "a number (e.g. Unix seconds) within int64's "
+                            "range", _is_timestamp)]
     if known is not None:
         checks.append((col_at["behavior"], f"a known behavior name (one of "
                        f"{', '.join(behavior_names)})", known.__contains__))
 
     def explain() -> DataError | None:
-        return _scan(path, _csv_records(path, sep), len(header), checks, layout)
+        return _scan(path, _csv_records(path, sep, header), len(first), checks, layout)
 
     df = _read_or_explain(lambda: pd.read_csv(
-        path, sep=sep, header=0, dtype=str, keep_default_na=False, engine="c"), explain, path)
-    timestamps = pd.to_numeric(df[columns["timestamp"]], errors="coerce")
-    raw_behaviors = df[columns["behavior"]].astype(str)
+        path, sep=sep, header=None, skiprows=first_line if header else first_line - 1,
+        index_col=False, dtype=str, keep_default_na=False, engine="c"), explain, path)
+    _check_width(df, len(first), explain, path)
+    if (df[len(first) - 1] == "").any():  # pandas pads a short line with empty cells
+        error = explain()
+        if error is not None:
+            raise error
+    timestamps = _timestamps(df[col_at["timestamp"]])
+    raw_behaviors = df[col_at["behavior"]].astype(str)
     names = tuple(sorted(raw_behaviors.unique()) if behavior_names is None else behavior_names)
     codes = pd.Index(names).get_indexer(raw_behaviors).astype(np.int64)  # -1: unknown
-    if timestamps.isna().any() or (codes < 0).any():
+    if timestamps is None or (codes < 0).any():
         raise explain() or DataError(f"{path}: bad timestamps or behavior names.")
-    ts = timestamps.to_numpy()
-    ts = ts.astype(np.int64) if (ts == np.round(ts)).all() else ts.astype(np.float64)
+    items = _keys(df[col_at["item"]])
+    titles = None
+    if "title" in col_at:
+        firsts = ~pd.Series(items).duplicated().to_numpy()   # each item's first title
+        titles = dict(zip(items[firsts].tolist(), df[col_at["title"]].to_numpy()[firsts].tolist()))
     return Interactions(
-        users=_keys(df[columns["user"]]), items=_keys(df[columns["item"]]), behaviors=codes + 1,
-        timestamps=ts, behavior_names=names, source=str(path))
+        users=_keys(df[col_at["user"]]), items=items, behaviors=codes + 1, timestamps=timestamps,
+        behavior_names=names, item_titles=titles, source=str(path))

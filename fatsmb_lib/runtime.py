@@ -49,24 +49,42 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return make_generator(epoch_seed(seed, epoch, _BATCH_STREAM))
 
 
+DEVICE_HINT = "use device='cpu' or 'auto' (or 'cuda' / 'cuda:N' on a machine with a GPU)"
+
+
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else CPU; ``"cpu"``; ``"cuda"`` / ``"cuda:N"`` (checked)."""
+    """``"auto"`` -> CUDA if available, else CPU; ``"cpu"``; ``"cuda"`` / ``"cuda:N"``; ``"mps"``.
+
+    Anything else, a misspelling included, and a GPU that is not there raise ``RuntimeError``
+    with the same advice (:data:`DEVICE_HINT`).
+    """
     if isinstance(name, torch.device):
         name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise RuntimeError(f"device={name!r} was requested but torch knows no such device: "
+                           f"{DEVICE_HINT}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(
                 f"device={name!r} was requested but torch.cuda.is_available() is False: "
-                "use device='cpu' or 'auto', or install a CUDA build of torch"
+                f"{DEVICE_HINT}, or install a CUDA build of torch"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise RuntimeError(
                 f"device={name!r} was requested but only {torch.cuda.device_count()} CUDA "
                 "device(s) are visible: use 'cuda' or an index below that count"
             )
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise RuntimeError(f"device={name!r} was requested but torch.backends.mps."
+                               f"is_available() is False: {DEVICE_HINT}")
+    elif device.type != "cpu":
+        raise RuntimeError(f"device={name!r} was requested but this project runs only on cpu, "
+                           f"cuda or mps: {DEVICE_HINT}")
     return device
 
 

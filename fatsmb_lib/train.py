@@ -14,13 +14,20 @@ draws exactly what an uninterrupted one drew.
 Runs are resumable: a checkpoint is written atomically at the end of every epoch, so an
 interrupted run (Ctrl-C, a crash, a killed job) loses at most one epoch, and re-running the
 same call continues exactly where it stopped (weights, optimizer and early-stopping state).
-A checkpoint from another dataset or another config is refused rather than silently reused.
+A checkpoint from another dataset or another config is refused rather than silently reused;
+one that cannot be read (empty, truncated, garbage, foreign, non-finite) is moved aside as
+``<name>.corrupt-<time>`` with a warning, and training starts afresh.
+
+The NaN guard watches the loss at every step and the weights and optimizer state after every
+epoch, before anything is validated or written: a checkpoint on disk never holds NaN, so "the
+last good checkpoint" named by :class:`NonFiniteError` is good.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +37,40 @@ import torch
 from torch import nn
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from .checkpoints import CHECKPOINT_FORMAT, canonical, load_checkpoint, save_checkpoint
+from .checkpoints import (CHECKPOINT_FORMAT, CorruptCheckpointError, canonical, load_checkpoint,
+                          move_aside, non_finite, save_checkpoint)
 from .runtime import epoch_seed, model_device, seed_everything, to_device
 
+FIT_KEYS = ("fingerprint", "config", "epoch", "finished", "bad_evals", "model", "optimizer",
+            "best_state", "history")  # what a checkpoint written by fit holds
 
-class NonFiniteLossError(RuntimeError):
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be used and was moved aside; training starts afresh."""
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced NaN or ±inf. The message has three parts: the ``problem`` (where),
+    ``last_good`` (which checkpoint is intact, or that there is none) and ``advice`` (the call
+    that gets round it); :meth:`explained` fills in the last two."""
+
+    def __init__(self, problem: str, last_good: str = "", advice: str = ""):
+        self.problem, self.last_good, self.advice = problem, last_good, advice
+        super().__init__("; ".join(filter(None, (problem, last_good)))
+                         + (f". {advice}" if advice else ""))
+
+    def explained(self, last_good: str | None = None, advice: str | None = None) -> "NonFiniteError":
+        """The same error with ``last_good`` and/or ``advice`` replaced."""
+        return type(self)(self.problem, self.last_good if last_good is None else last_good,
+                          self.advice if advice is None else advice)
+
+
+class NonFiniteLossError(NonFiniteError):
     """The training loss became NaN or infinite."""
+
+
+class NonFiniteWeightsError(NonFiniteError):
+    """Weights or optimizer state became NaN or infinite (the loss may still look finite)."""
 
 
 @dataclass(frozen=True)
@@ -124,28 +159,66 @@ class History:
 
 @dataclass
 class _Run:
-    """Where one ``fit`` call checkpoints, and what identifies it (no-op without a path)."""
+    """Where one ``fit`` call checkpoints, and what identifies it (no-op without a path).
+
+    ``saved_epoch`` is the epoch of the checkpoint on disk (None: nothing written yet); every
+    checkpoint written or loaded here has passed the NaN guard.
+    """
 
     path: Path | None
     fingerprint: str
     config: dict
+    saved_epoch: int | None = None
 
     def exists(self) -> bool:
         return self.path is not None and Path(self.path).exists()
 
     def load(self) -> dict:
-        return load_checkpoint(self.path, fingerprint=self.fingerprint, config=self.config)
+        payload = load_checkpoint(self.path, fingerprint=self.fingerprint, config=self.config,
+                                  required=FIT_KEYS)
+        self.saved_epoch = payload["epoch"]
+        return payload
+
+    def last_good(self) -> str:
+        """Which checkpoint survives a failure, in words."""
+        if self.path is None:
+            return "nothing is checkpointed (checkpoint_path=None)"
+        if self.saved_epoch is None:
+            return f"there is no good checkpoint: nothing was written to {self.path}"
+        return (f"the last good checkpoint, {self.path} (end of epoch {self.saved_epoch}), "
+                f"is kept untouched")
 
     def save(self, model, optimizer, epoch, best_state, bad_evals, history, *, finished) -> None:
         if self.path is None:
             return
-        save_checkpoint(self.path, {
+        check_finite(model, optimizer, epoch)
+        payload = {
             "format": CHECKPOINT_FORMAT, "torch_version": str(torch.__version__),
             "fingerprint": self.fingerprint, "config": self.config,
             "epoch": epoch, "finished": finished, "bad_evals": bad_evals,
             "model": _cpu_copy(model.state_dict()), "optimizer": optimizer.state_dict(),
             "best_state": best_state, "history": history.to_dict(),
-        })
+        }
+        try:
+            save_checkpoint(self.path, payload)
+        except OSError as exc:
+            message = (f"could not write checkpoint {self.path} ({exc.strerror or exc}); "
+                       f"{self.last_good()}. Free some disk space (or pass another run "
+                       f"folder) and re-run the same call to resume.")
+            raise (OSError(exc.errno, message) if exc.errno else OSError(message)) from exc
+        self.saved_epoch = epoch
+
+
+def check_finite(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+    """Raise ``NonFiniteWeightsError`` naming the first tensors of ``model`` or ``optimizer``'s
+    state that hold NaN or ±inf after ``epoch``."""
+    bad = non_finite(model.state_dict(), "model.") + non_finite(optimizer.state_dict()["state"],
+                                                                 "optimizer state.")
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise NonFiniteWeightsError(f"weights became non-finite during epoch {epoch} ({shown}), "
+                                    f"although the loss stayed finite; nothing of this epoch was "
+                                    f"saved")
 
 
 def _cpu_copy(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -178,7 +251,8 @@ def train_one_epoch(
     """One pass over ``batches``: forward, NaN guard, backward, clip, step. Returns the mean loss.
 
     Raises ``NonFiniteLossError`` (epoch and step in the message) before the bad step is
-    applied, so neither the weights nor the last checkpoint are touched by it.
+    applied, so neither the weights nor the last checkpoint are touched by it; ``fit`` adds
+    which checkpoint is intact and what to do.
     """
     device = model_device(model)
     model.train()
@@ -188,11 +262,7 @@ def train_one_epoch(
         loss = loss_fn(to_device(batch, device))
         value = loss.item()
         if not np.isfinite(value):
-            raise NonFiniteLossError(
-                f"loss is {value} at epoch {epoch}, step {step}; the last good checkpoint "
-                f"(end of epoch {epoch - 1}) is kept untouched: lower the learning rate or "
-                "check the inputs, then re-run to resume from it"
-            )
+            raise NonFiniteLossError(f"loss is {value} at epoch {epoch}, step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
@@ -201,6 +271,22 @@ def train_one_epoch(
         total, steps = total + value, steps + 1
         bar.set_postfix(loss=f"{value:.4f}")
     return total / max(steps, 1)
+
+
+DIVERGED_ADVICE = ("Lower the learning rate (now {lr:g}) or check the inputs; fit refuses a "
+                   "checkpoint made with other settings, so train with the new lr into another "
+                   "checkpoint_path")
+
+
+def _load_or_move_aside(run: _Run) -> dict | None:
+    """The checkpoint of ``run``, or None after moving an unusable one aside with a warning."""
+    try:
+        return run.load()
+    except CorruptCheckpointError as exc:
+        aside = move_aside(run.path)
+        warnings.warn(f"{exc}: moved it to {aside.name} and training from scratch",
+                      CheckpointWarning, stacklevel=3)
+        return None
 
 
 def fit(
@@ -225,8 +311,10 @@ def fit(
     ``epoch_seed(cfg.seed, epoch)`` before the epoch starts. ``validate()`` returns a metrics
     dict holding ``cfg.monitor`` (higher is better); it must not need the global generators.
     ``fingerprint`` identifies the data and ``config`` the run (``cfg`` is added to it); a
-    checkpoint made with other values is refused with ``CheckpointMismatchError``. At the end
-    the best validated weights are in ``model``.
+    checkpoint made with other values is refused with ``CheckpointMismatchError``; an unusable
+    one is moved aside (``CheckpointWarning``) and training starts afresh. NaN or ±inf in the
+    loss or, after an epoch, in the weights or optimizer state raises :class:`NonFiniteError`
+    saying which checkpoint is intact. At the end the best validated weights are in ``model``.
     """
     params = list(params)
     run = _Run(checkpoint_path, fingerprint,
@@ -234,9 +322,10 @@ def fit(
     # 1. AdamW over the trainable subset only, on the model's device.
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     history, best_state, bad_evals, start_epoch = History(monitor=cfg.monitor), None, 0, 1
-    # 2. Resume from the checkpoint if there is one (refused if made from other data/config).
-    if run.exists():
-        ckpt = run.load()
+    # 2. Resume from the checkpoint if there is one (refused if made from other data/config;
+    #    moved aside if unusable).
+    ckpt = _load_or_move_aside(run) if run.exists() else None
+    if ckpt is not None:
         history, best_state = History.from_dict(ckpt["history"]), ckpt["best_state"]
         if ckpt["finished"]:
             model.load_state_dict(best_state if best_state is not None else ckpt["model"])
@@ -253,8 +342,12 @@ def fit(
         seed_everything(epoch_seed(cfg.seed, epoch))
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr_at(epoch)
-        train_loss = train_one_epoch(model, train_batches(epoch), loss_fn, optimizer, params,
-                                     grad_clip=cfg.grad_clip, epoch=epoch, progress=progress)
+        try:
+            train_loss = train_one_epoch(model, train_batches(epoch), loss_fn, optimizer, params,
+                                         grad_clip=cfg.grad_clip, epoch=epoch, progress=progress)
+            check_finite(model, optimizer, epoch)   # the loss can look fine while weights are not
+        except NonFiniteError as exc:
+            raise exc.explained(run.last_good(), DIVERGED_ADVICE.format(lr=cfg.lr)) from None
         # 4. Validate every eval_every epochs; keep a copy of the best weights.
         metrics = validate() if epoch % cfg.eval_every == 0 else {}
         if metrics:

@@ -40,7 +40,7 @@
 # | `n_shared`, `n_private` | m_s, m_p | shared / private experts of the MCGLN MoE |
 
 # %% tags=["parameters"]
-dataset = "ml100k"    # ml100k | yelp | retail | ijcai | synthetic-tiny | synthetic-yelp-like | ...
+dataset = "ml100k"    # ml100k | yelp | retail | ijcai | synthetic-tiny | ... | yours (data/<name>.dataset.json)
 profile = "default"   # smoke | default | paper
 device = "auto"       # unused here; every notebook takes the same parameters
 run_dir = ""          # where results go; empty: runs/<dataset>-<profile> (git-ignored)

@@ -44,7 +44,7 @@ import pandas as pd
 
 from fatsmb_lib import plots
 from fatsmb_lib.evaluate import format_metrics_table, recommend
-from fatsmb_lib.run import open_run
+from fatsmb_lib.run import expect, open_run
 from fatsmb_lib.runtime import make_generator
 from fatsmb_lib.stages import (finetune_decoder, fit_pop, prefix_latents, train_bert4rec,
                                train_denoiser, train_mbae, train_sasrec)
@@ -98,7 +98,9 @@ print(format_metrics_table(results["test"]))
 
 # %%
 test = results["test"]
-assert test["FatsMB"]["NDCG@10"] > test["Pop"]["NDCG@10"], "FatsMB should beat popularity"
+expect(test["FatsMB"]["NDCG@10"] > test["Pop"]["NDCG@10"], "FatsMB to beat popularity (test NDCG@10)",
+       "on few users or few epochs the three stages may be under-trained, and popularity needs no training",
+       dataset=dataset)
 assert all(0.0 <= m[k] <= 1.0 for m in test.values() for k in ("Recall@10", "NDCG@10"))
 fig = plots.metric_bars(test, ("Recall@10", "NDCG@10", "Recall@20", "NDCG@20"),
                         f"{dataset}, test, full ranking")
@@ -150,7 +152,8 @@ print(pd.DataFrame({"Δt": strides, "validation NDCG@10": by_stride}).round(4).t
 # ## 4 · One history, one list per target behavior (Algorithm 2)
 #
 # The same user's history, decoded under each behavior. Titles come with the dataset where it
-# has them (ml100k); otherwise item ids are shown.
+# has them (ml100k); otherwise the dataset's own item ids are shown (`item_keys`: the ids of
+# the raw file, not the internal 1..N).
 
 # %%
 u = 0
@@ -160,7 +163,7 @@ for b, behavior in enumerate(data.behavior_names, start=1):
     lists[behavior] = [name for _, name in recommend(
         fatsmb, data.seq_items[past], data.seq_behaviors[past], b, n_items=data.n_items,
         n_behaviors=data.n_behaviors, max_len=settings.max_len, titles=data.item_titles,
-        generator=make_generator(seed, ctx.device))]
+        item_keys=data.item_keys, generator=make_generator(seed, ctx.device))]
 print(f"user {data.user_keys[u]}, FatsMB top 10 under each target behavior:")
 pd.DataFrame(lists, index=range(1, 11))
 

@@ -37,6 +37,75 @@ def test_unknown_profile(no_execution, tmp_path):
         pipeline.run_pipeline("synthetic-tiny", profile="fast", reports_dir=tmp_path)
 
 
+def test_misspelled_device_fails_before_running(no_execution, tmp_path):
+    with pytest.raises(RuntimeError, match="device='cdua' was requested but torch knows no such device"):
+        pipeline.run_pipeline("synthetic-tiny", profile="smoke", device="cdua", reports_dir=tmp_path)
+
+
+def test_only_matching_no_notebook_is_a_clear_error(no_execution, tmp_path, capsys):
+    with pytest.raises(ValueError) as err:
+        pipeline.run_pipeline("synthetic-tiny", profile="smoke", only=["99"], reports_dir=tmp_path)
+    names = ", ".join(nb.stem for nb in pipeline.notebook_sequence())
+    assert str(err.value) == (f"--only 99: no notebook name starts with '99'; the notebooks are "
+                              f"{names}")
+    with pytest.raises(SystemExit) as exit_:
+        pipeline.main(["--dataset", "synthetic-tiny", "--only", "99", "--reports-dir", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"python -m fatsmb_lib.pipeline: error: {err.value}\n"
+
+
+def tiny_notebook(path, body):
+    """A notebook with the pipeline's parameters cell and one code cell."""
+    parameters = nbformat.v4.new_code_cell(
+        'dataset = "ml100k"\nprofile = "default"\ndevice = "auto"\nrun_dir = ""\n'
+        'data_dir = ""\nseed = 0', metadata={"tags": ["parameters"]})
+    notebook = nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell(body)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_a_failed_notebook_is_recorded_and_the_command_exits_non_zero(tmp_path, capsys, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    tiny_notebook(notebooks / "01_ok.ipynb", "from pathlib import Path\n"
+                  "Path(run_dir, 'ok.txt').write_text(dataset)")
+    failing = tiny_notebook(notebooks / "02_fails.ipynb",
+                            "assert 1 + 1 == 3, 'the arithmetic broke'")
+    tiny_notebook(notebooks / "03_never.ipynb", "raise SystemExit('must not run')")
+    reports = tmp_path / "reports"
+    with pytest.raises(pipeline.NotebookFailedError) as err:
+        pipeline.run_pipeline("synthetic-tiny", profile="smoke", device="cpu", reports_dir=reports,
+                              notebooks_dir=notebooks, log=lambda line: None)
+    run_dir = reports / "synthetic-tiny" / "smoke"
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary == err.value.summary
+    assert summary["status"] == "failed" and list(summary["seconds"]) == ["01_ok"]
+    assert summary["failed"] == {
+        "notebook": "02_fails", "error": "AssertionError: the arithmetic broke", "where": "cell [3]",
+        "partial_output": str(run_dir / "02_fails.ipynb")}
+    partial = nbformat.read(run_dir / "02_fails.ipynb", as_version=4)
+    assert any(o.get("ename") == "AssertionError" for c in partial.cells for o in c.get("outputs", []))
+    assert (run_dir / "02_fails.html").exists() and not (run_dir / "03_never.ipynb").exists()
+    assert str(err.value).startswith("02_fails.ipynb failed in cell [3]: AssertionError: the "
+                                     "arithmetic broke\nPartial outputs: ")
+    assert "re-run the same command: finished checkpoints are reloaded" in str(err.value)
+
+    # the command line: exit status 1, the same message; then fixed and re-run: finished
+    args = ["--dataset", "synthetic-tiny", "--profile", "smoke", "--device", "cpu",
+            "--reports-dir", str(reports), "--only", "02"]
+    original = pipeline.notebook_sequence
+    monkeypatch.setattr(pipeline, "notebook_sequence",
+                        lambda root=None, notebooks_dir=None: original(root, notebooks))
+    with pytest.raises(SystemExit) as exit_:
+        pipeline.main(args)
+    assert exit_.value.code == 1
+    assert "02_fails.ipynb failed in cell [3]" in capsys.readouterr().err
+    tiny_notebook(failing, "1 + 1")
+    pipeline.main(args)
+    assert json.loads((run_dir / "run_summary.json").read_text())["status"] == "finished"
+
+
 def test_unknown_parameter_is_rejected():
     notebook = pipeline.notebook_sequence()[0]
     with pytest.raises(ValueError, match=r"no parameter\(s\) \['epochz'\]"):

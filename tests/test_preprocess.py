@@ -204,3 +204,70 @@ def test_cache_keeps_string_keys_and_titles(tmp_path):
 def test_missing_file_error_before_any_cache_lookup(tmp_path):
     with pytest.raises(DataError, match="yelp.txt not found"):
         load_dataset("yelp", data_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------- what the rules remove
+
+def test_rows_dropped_by_min_uc_are_reported_with_counts_and_rule():
+    with pytest.warns(readers.DataWarning) as record:
+        d = prepare(interactions(ROWS))
+    (msg,) = [str(w.message) for w in record]
+    assert msg == ("test rows: the rule min_uc=3 dropped 1 of 3 users with fewer than 3 "
+                   "interactions (2 of 9 interactions; 1 item(s) seen only by them): every user "
+                   "needs a training, a validation and a test interaction.")
+    assert d.notes == (msg.removeprefix("test rows: "),)
+
+
+def test_negative_ids_are_kept_and_reported():
+    rows = [(-1, 3, 1, 1), (-1, 4, 1, 2), (-1, 5, 2, 3), (7, -2, 1, 1), (7, 3, 1, 2), (7, 4, 4, 3)]
+    with pytest.warns(readers.DataWarning) as record:
+        d = prepare(interactions(rows))
+    messages = [str(w.message) for w in record]
+    assert messages == [
+        "test rows: 3 interaction(s) have a negative user id (smallest -1); the rule keeps them "
+        "as ordinary ids. If a negative id marks a missing value in your export (e.g. -1 = "
+        "anonymous), remove those rows first.",
+        "test rows: 1 interaction(s) have a negative item id (smallest -2); the rule keeps them "
+        "as ordinary ids. If a negative id marks a missing value in your export (e.g. -1 = "
+        "anonymous), remove those rows first."]
+    assert d.user_keys.tolist() == [-1, 7] and d.item_keys.tolist() == [-2, 3, 4, 5]
+
+
+def test_clean_data_prepare_silently():
+    rows = [r for r in ROWS if r[0] != 5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert prepare(interactions(rows)).notes == ()
+
+
+def test_the_report_survives_the_cache(tmp_path):
+    (tmp_path / "retail.txt").write_text("\n".join(LINES + ["3\t5\tpv\t1"]) + "\n")
+    with pytest.warns(readers.DataWarning, match="min_uc=3 dropped 1 of 3 users"):
+        load_dataset("retail", data_dir=tmp_path)
+    with pytest.warns(readers.DataWarning, match="min_uc=3 dropped 1 of 3 users"):
+        cached = load_dataset("retail", data_dir=tmp_path)    # from the cache: still said
+    assert len(cached.notes) == 1
+
+
+def test_a_cache_edited_by_hand_is_rebuilt(retail_dir, monkeypatch):
+    good = load_dataset("retail", data_dir=retail_dir)
+    (cache,) = (retail_dir / ".cache").glob("retail-*.npz")
+    with np.load(cache) as z:
+        arrays = {name: z[name] for name in z.files}
+    arrays["seq_items"] = arrays["seq_items"][::-1].copy()   # a plausible edit, meta untouched
+    np.savez(cache, **arrays)
+    calls = count_reads(monkeypatch)
+    with pytest.warns(UserWarning, match=r"ignoring unreadable cache .*do not match the checksum"):
+        assert same(load_dataset("retail", data_dir=retail_dir), good)
+    assert len(calls) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert same(load_dataset("retail", data_dir=retail_dir), good)
+
+
+def test_cache_fingerprint_is_recomputed_from_the_arrays(tmp_path):
+    d = prepare(interactions([r for r in ROWS if r[0] != 5]))
+    d.fingerprint = "0123456789abcdef"                         # a stored fingerprint that lies
+    preprocess.save_cache(d, tmp_path / "c.npz")
+    with pytest.raises(DataError, match="do not match the data fingerprint"):
+        preprocess.read_cache(tmp_path / "c.npz")

@@ -183,3 +183,91 @@ def test_missing_recbole_says_how_to_install(monkeypatch):
         load_interactions("ml100k")
     assert "pip install --no-deps recbole==1.2.1" in str(err.value)
     assert "Makefile" in str(err.value)
+
+
+# --------------------------------------------------------------------------- silent mis-parses
+
+
+def test_mbstr_with_five_fields_on_every_line_is_an_error_not_a_shifted_read(tmp_path):
+    """pandas would take the surplus first column as the index: users would become items."""
+    path = write(tmp_path / "retail.txt", ["9\t1\t2\tpv\t5", "9\t2\t3\tbuy\t6", "9\t3\t4\tpv\t7"])
+    with pytest.raises(DataError) as err:
+        read_mbstr(path, spec("retail").behaviors)
+    msg = str(err.value)
+    assert "line 1: expected 4 fields, found 5" in msg and "uid<TAB>sid<TAB>behavior<TAB>timestamp" in msg
+
+
+def test_ml100k_with_a_surplus_field_on_every_line_is_an_error(tmp_path):
+    path = ml100k_file(tmp_path / "ml-100k.inter", ["1\t2\t3\t4\t100", "1\t3\t3\t4\t101"])
+    with pytest.raises(DataError, match=r"line 2: expected 4 fields, found 5"):
+        read_ml100k(path)
+
+
+@pytest.mark.parametrize("reader, lines", [
+    ("mbstr", ["1\t2\tpv\t5", "1\t3\tbuy\t99999999999999999999"]),
+    ("ml100k", ["1\t2\t3\t5", "1\t3\t3\t99999999999999999999"]),
+    ("table", ["u,i,b,t", "1,2,pv,5", "1,3,buy,99999999999999999999"]),
+])
+def test_a_timestamp_that_overflows_int64_names_its_line(tmp_path, reader, lines):
+    if reader == "mbstr":
+        read = lambda: read_mbstr(write(tmp_path / "retail.txt", lines), spec("retail").behaviors)  # noqa: E731
+        line = 2
+    elif reader == "ml100k":
+        read = lambda: read_ml100k(ml100k_file(tmp_path / "ml-100k.inter", lines))  # noqa: E731
+        line = 3
+    else:
+        read = lambda: read_table(write(tmp_path / "mine.csv", lines), MAPPING)  # noqa: E731
+        line = 3
+    with pytest.raises(DataError) as err:
+        read()
+    msg = str(err.value)
+    assert f"line {line}: field 4 is '99999999999999999999'" in msg and "int64" in msg
+
+
+def test_read_table_every_line_has_the_header_width(tmp_path):
+    # a short line whose missing field is not the timestamp: pandas would pad it silently
+    path = write(tmp_path / "mine.csv", ["t,u,i,b", "5,1,2,click", "6,1,3"])
+    with pytest.raises(DataError, match=r"line 3: expected 4 fields, found 3"):
+        read_table(path, MAPPING)
+    path = write(tmp_path / "wide.csv", ["u,i,b,t", "1,2,click,5,extra", "1,3,buy,6,extra"])
+    with pytest.raises(DataError, match=r"line 2: expected 4 fields, found 5"):
+        read_table(path, MAPPING)
+
+
+def test_read_table_keeps_genuinely_empty_last_fields(tmp_path):
+    path = write(tmp_path / "mine.csv", ["u,i,b,t,note", "1,2,click,5,", "1,3,buy,6,gift"])
+    assert read_table(path, MAPPING).items.tolist() == [2, 3]
+
+
+# --------------------------------------------------------------------------- headerless tables
+
+SHOP = ["1001,50000000000000000001,7,pv,1511544070", "1001,42,7,buy,1511544071",
+        "1002,42,9,fav,1511544072"]
+
+
+def test_read_table_without_header_maps_columns_by_position(tmp_path):
+    path = write(tmp_path / "shop.csv", SHOP)
+    x = read_table(path, {"user": 0, "item": 1, "behavior": 3, "timestamp": 4},
+                   behavior_names=("pv", "fav", "cart", "buy"), header=False)
+    assert x.users.tolist() == [1001, 1001, 1002] and x.behaviors.tolist() == [1, 4, 2]
+    # a 20-digit id does not fit int64: all item ids stay exact, as text
+    assert x.items.tolist() == ["50000000000000000001", "42", "42"]
+    assert x.timestamps.dtype == np.int64 and len(x) == 3
+
+
+def test_read_table_without_header_checks_every_line_and_the_mapping(tmp_path):
+    path = write(tmp_path / "shop.csv", SHOP[:2] + ["1002,42,fav,1511544072"])
+    positions = {"user": 0, "item": 1, "behavior": 3, "timestamp": 4}
+    with pytest.raises(DataError, match=r"line 3: expected 5 fields, found 4.*as in the first line"):
+        read_table(path, positions, header=False)
+    with pytest.raises(DataError, match=r"is a name, but the file has no header row"):
+        read_table(path, {**positions, "user": "user_id"}, header=False)
+    with pytest.raises(DataError, match=r"line 1: no column at position 7 \(0-based\) for 'timestamp'"):
+        read_table(path, {**positions, "timestamp": 7}, header=False)
+
+
+def test_read_table_title_column_and_mixed_mapping(tmp_path):
+    path = write(tmp_path / "mine.tsv", ["who\titem\tact\twhen\tname", "a\t7\tview\t1\tSeven",
+                                         "a\t8\tbuy\t2\tEight", "b\t7\tbuy\t3\tSeven (again)"])
+    x = read_table(path, {"user": "who", "item": 1, "behavior": "act", "timestamp": 3, "title": "name"})
+    assert x.item_titles == {7: "Seven", 8: "Eight"}

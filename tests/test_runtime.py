@@ -46,6 +46,18 @@ def test_resolve_device_cuda_without_gpu_says_what_to_do(name):
         resolve_device(name)
 
 
+@pytest.mark.parametrize("name, problem", [
+    ("cdua", "torch knows no such device"),
+    ("gpu", "torch knows no such device"),
+    ("meta", "this project runs only on cpu, cuda or mps"),
+])
+def test_a_misspelled_device_gets_the_same_advice_as_a_missing_gpu(name, problem):
+    with pytest.raises(RuntimeError) as err:
+        resolve_device(name)
+    assert str(err.value) == (f"device={name!r} was requested but {problem}: use device='cpu' or "
+                              f"'auto' (or 'cuda' / 'cuda:N' on a machine with a GPU)")
+
+
 def test_count_parameters_respects_requires_grad():
     model = torch.nn.Sequential(torch.nn.Embedding(22, 8), torch.nn.Linear(8, 20))
     assert count_parameters(model) == 22 * 8 + 8 * 20 + 20

@@ -9,7 +9,8 @@ from torch import nn
 from fatsmb_lib.checkpoints import CheckpointMismatchError
 from fatsmb_lib.evaluate import evaluate
 from fatsmb_lib.runtime import epoch_generator, make_generator
-from fatsmb_lib.train import History, NonFiniteLossError, TrainConfig, fit
+from fatsmb_lib.train import (CheckpointWarning, History, NonFiniteLossError, NonFiniteWeightsError,
+                             TrainConfig, fit)
 
 N, L, D = 20, 6, 8
 CONFIG = {"model": "toy", "d": D, "ks": (10, 20)}
@@ -278,3 +279,72 @@ def test_fit_refuses_a_checkpoint_from_another_train_config(tmp_path):
     run_fit(ToyModel(), tmp_path, max_epochs=1)
     with pytest.raises(CheckpointMismatchError, match=r"train_config\.lr: 0\.002 -> 0\.001"):
         run_fit(ToyModel(), tmp_path, max_epochs=1, lr=1e-3)
+
+
+def test_non_finite_weights_are_caught_before_any_checkpoint_holds_them(tmp_path):
+    """The loss can stay finite while a step leaves NaN in the weights; with eval_every=2
+    nothing validates epoch 1, so only the weight check keeps NaN out of the checkpoint."""
+    model = ToyModel()
+
+    def poisoned(epoch):
+        yield from batches(epoch)
+        if epoch == 3:  # after the epoch's last step: every loss of the epoch was finite
+            with torch.no_grad():
+                model.bias[0] = float("nan")
+
+    with pytest.raises(NonFiniteWeightsError) as err:
+        run_fit(model, tmp_path, train_batches=poisoned, eval_every=2)
+    msg = str(err.value)
+    assert msg.startswith("weights became non-finite during epoch 3 (model.bias), although the "
+                          "loss stayed finite; nothing of this epoch was saved; the last good "
+                          f"checkpoint, {tmp_path / 'ck.pt'} (end of epoch 2), is kept untouched.")
+    assert "Lower the learning rate (now 0.002)" in msg
+    ck = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert ck["epoch"] == 2 and torch.isfinite(ck["model"]["bias"]).all()
+
+
+def test_nan_in_the_first_epoch_says_there_is_no_good_checkpoint(tmp_path):
+    model = ToyModel()
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 1; there is no good checkpoint: "
+                                                 r"nothing was written to .*ck\.pt"):
+        run_fit(model, tmp_path, loss_fn=lambda batch: model.loss(batch) * float("nan"))
+    assert not (tmp_path / "ck.pt").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all\n" * 8])
+def test_an_unreadable_checkpoint_is_moved_aside_and_training_starts_afresh(tmp_path, content):
+    torch.manual_seed(0)
+    reference = ToyModel()
+    run_fit(reference, tmp_path, name="reference.pt")
+    (tmp_path / "ck.pt").write_bytes(content)
+    torch.manual_seed(0)
+    model = ToyModel()
+    with pytest.warns(CheckpointWarning, match=r"checkpoint .*ck\.pt is unreadable .*: moved it "
+                                               r"to ck\.pt\.corrupt-\d{8}-\d{6} and training from scratch"):
+        history = run_fit(model, tmp_path)
+    assert history.epochs == [1, 2, 3, 4] and states_equal(model.state_dict(), reference.state_dict())
+    (aside,) = tmp_path.glob("ck.pt.corrupt-*")
+    assert aside.read_bytes() == content
+
+
+def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    from fatsmb_lib import checkpoints
+
+    model = ToyModel()
+    real_save = checkpoints.torch.save
+    calls = {"n": 0}
+
+    def fills_up(obj, f):
+        calls["n"] += 1
+        if calls["n"] == 2:                  # the checkpoint of epoch 2
+            f.write(b"half a checkpoint")
+            raise OSError(28, "No space left on device")
+        real_save(obj, f)
+
+    monkeypatch.setattr(checkpoints.torch, "save", fills_up)
+    with pytest.raises(OSError, match=r"could not write checkpoint .*ck\.pt \(No space left on "
+                                      r"device\); the last good checkpoint, .*ck\.pt \(end of "
+                                      r"epoch 1\), is kept untouched\. Free some disk space"):
+        run_fit(model, tmp_path)
+    assert torch.load(tmp_path / "ck.pt", weights_only=True)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
