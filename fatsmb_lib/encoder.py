@@ -17,9 +17,14 @@ n_behaviors behaviors. Ids: items 1..N (0 padding, N+1 [mask]); behaviors 1..n_b
 
 Rotation pairs are *half-split* (the GPT-NeoX / Llama layout): coordinate i is paired with
 coordinate i + d_head/2, i.e. the complex number x_i + i·x_{i+d_head/2} is rotated by m·θ_i.
+
+Speed (CPU): attention rotates q and k together with cached cos/sin tables and no
+concatenation (``rope_tables``, ``rotate_pairs``); BaRoPE's MLP runs on the behavior table, not
+on every position. ``apply_rope`` and ``BaRoPE.forward`` keep the textbook form (notebooks, tests).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -63,6 +68,39 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos.to(x.dtype) + _rotate_half(x) * sin.to(x.dtype)
 
 
+@functools.lru_cache(maxsize=64)
+def rope_tables(
+    L: int, n_heads: int, d_head: int, base: float, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and signed sines of positions 0..L-1 for all heads side by side, as
+    ``rotate_pairs`` wants them; computed once per argument tuple and cached (read-only).
+
+    Returns ``cos`` (L, H·d_head), each head's block being ``rope_cos_sin``'s cos, and
+    ``signed_sin`` (L, H·d_head), each head's block being (−sin, +sin) over its two halves.
+    """
+    with torch.inference_mode(False):  # usable by autograd even if first built for inference
+        cos, sin = rope_cos_sin(torch.arange(L, device=device), d_head, base)  # (L, d_head)
+        signed = torch.cat([-sin[:, : d_head // 2], sin[:, d_head // 2 :]], dim=-1)
+        return cos.repeat(1, n_heads).to(dtype), signed.repeat(1, n_heads).to(dtype)
+
+
+def rotate_pairs(
+    x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor, n_heads: int
+) -> torch.Tensor:
+    """``apply_rope`` with heads side by side: x (B, L, n_heads·d_head), ``cos`` and
+    ``signed_sin`` (L, n_heads·d_head) from ``rope_tables``. Per head and pair i:
+
+        (x_i, x_{i+d/2}) -> (x_i cos − x_{i+d/2} sin, x_{i+d/2} cos + x_i sin)      (Eq. 11)
+
+    i.e. x·cos + swap(x)·signed_sin, where swap exchanges the two halves of every head: one
+    ``roll`` copy, where ``_rotate_half`` takes a negation and a concatenation (``flip`` would
+    do too, but is 10x slower than ``roll`` on CPU, measured).
+    """
+    d_head = x.shape[-1] // n_heads
+    swapped = torch.roll(x.unflatten(-1, (n_heads, d_head)), d_head // 2, dims=-1).flatten(-2)
+    return torch.addcmul(x * cos, swapped, signed_sin)
+
+
 class BaRoPE(nn.Module):
     """Behavior-aware magnitudes h(b) of BaRoPE: q' = h(b_q)·RoPE(q), k' = h(b_k)·RoPE(k) (Eq. 13).
 
@@ -88,16 +126,37 @@ class BaRoPE(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
+    def pair_scale_table(self) -> torch.Tensor:
+        """h(b) of every behavior id (padding, 1..n_behaviors, [mask]): (n_behaviors+2, H, d_head/2).
+
+        h depends on the behavior id alone, so the MLP runs on these few rows only and each
+        position looks its row up (the same values as running it on every position).
+        """
+        weight = self.behavior_embedding.weight
+        ids = torch.arange(weight.shape[0], device=weight.device)
+        # the parameters' precision even under bf16 autocast: bf16 cannot hold 1 + 0.003
+        h = 1.0 + self.mlp(self.behavior_embedding(ids)).to(weight.dtype)  # (n_behaviors+2, H*d_head/2)
+        return h.view(-1, self.n_heads, self.d_half)
+
+    def coordinate_scale(self, behaviors: torch.Tensor, copies: int = 1) -> torch.Tensor:
+        """h(b) on both coordinates of each pair, heads side by side, the whole block repeated
+        ``copies`` times (q and k share h): (B, L) -> (B, L, copies·H·d_head).
+
+        The table is widened before the lookup, so no (B, L, ·) tensor is ever concatenated.
+        """
+        table = self.pair_scale_table()  # (n_behaviors+2, H, d_head/2)
+        n, H, half = table.shape
+        wide = table[:, None, :, None, :].expand(n, copies, H, 2, half)  # pair i -> i, i + d_head/2
+        return F.embedding(behaviors, wide.flatten(1))
+
     def pair_scale(self, behaviors: torch.Tensor) -> torch.Tensor:
         """h(b) per rotation pair: behaviors (B, L) -> (B, H, L, d_head/2)."""
-        B, L = behaviors.shape
-        h = 1.0 + self.mlp(self.behavior_embedding(behaviors))  # (B, L, H*d_head/2)
-        return h.view(B, L, self.n_heads, self.d_half).transpose(1, 2)  # (B, H, L, d_head/2)
+        return F.embedding(behaviors, self.pair_scale_table().flatten(1)).unflatten(
+            -1, (self.n_heads, self.d_half)).transpose(1, 2)
 
     def forward(self, behaviors: torch.Tensor) -> torch.Tensor:
         """h(b) repeated over both coordinates of each pair: (B, L) -> (B, H, L, d_head)."""
-        h = self.pair_scale(behaviors)
-        return torch.cat([h, h], dim=-1)  # half-split layout: pair i = (i, i + d_head/2)
+        return self.coordinate_scale(behaviors).unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,14 +209,18 @@ class MultiHeadSelfAttention(nn.Module):
         padding. Returns the output (B, L, D) and, if ``need_weights``, the attention weights
         (B, H, L, L) before dropout (else None)."""
         B, L, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=-1)
-        q, k, v = (t.view(B, L, self.n_heads, self.d_head).transpose(1, 2) for t in (q, k, v))  # (B, H, L, d_head)
-        if self.position != "ape":
-            cos, sin = rope_cos_sin(torch.arange(L, device=x.device), self.d_head, self.rope_base)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # Eq. 11
-            if self.barope is not None:
-                h = self.barope(behaviors)  # (B, H, L, d_head)
-                q, k = h * q, h * k  # Eq. 13
+        H, d_head = self.n_heads, self.d_head
+        W, b = self.qkv.weight, self.qkv.bias  # rows: W^Q, W^K, W^V
+        qk, v = F.linear(x, W[: 2 * D], b[: 2 * D]), F.linear(x, W[2 * D :], b[2 * D :])  # (B, L, 2D), (B, L, D)
+        if x.device.type == "cpu":  # NOTE: attention in fp32 on CPU, even under bf16 autocast:
+            qk, v = qk.to(x.dtype), v.to(x.dtype)  # bf16 flash attention's backward is ~7x slower
+        if self.position != "ape":  # all heads of q and k side by side
+            cos, sin = rope_tables(L, 2 * H, d_head, self.rope_base, x.device, qk.dtype)  # (L, 2D)
+            qk = rotate_pairs(qk, cos, sin, 2 * H)  # Eq. 11
+            if self.barope is not None:  # Eq. 13: h(b) scales both coordinates of each pair
+                qk = self.barope.coordinate_scale(behaviors, copies=2) * qk  # (B, L, 2D)
+        q, k = qk.view(B, L, 2, H, d_head).unbind(2)  # (B, L, H, d_head) each
+        q, k, v = (t.view(B, L, H, d_head).transpose(1, 2) for t in (q, k, v))  # (B, H, L, d_head)
         allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, L) real keys
         if self.causal:
             allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
@@ -169,7 +232,8 @@ class MultiHeadSelfAttention(nn.Module):
             y = F.dropout(weights, p_drop, self.training) @ v  # (B, H, L, d_head)
         else:
             weights = None
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p_drop)
+            with torch.autocast("cpu", enabled=False):  # see the NOTE above; CUDA unaffected
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p_drop)
         y = y.transpose(1, 2).reshape(B, L, D)  # Concat(head_1..head_h), Eq. 7
         return self.out(y), weights
 

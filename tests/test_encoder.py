@@ -1,5 +1,6 @@
 """Tests of fatsmb_lib.encoder: RoPE/BaRoPE math (Eqs. 10-13, 24-30), padding, the Cloze loss
-(Eq. 14), latents z_b / z_∅ and a short learning run."""
+(Eq. 14), latents z_b / z_∅, a short learning run, and the fast paths (cached rotary tables,
+BaRoPE's table lookup, bf16 autocast)."""
 import math
 
 import pytest
@@ -14,7 +15,10 @@ from fatsmb_lib.encoder import (
     SequenceEncoder,
     apply_rope,
     rope_cos_sin,
+    rope_tables,
+    rotate_pairs,
 )
+from fatsmb_lib.precision import autocast
 
 N_ITEMS, N_BEH = 30, 3
 
@@ -403,3 +407,54 @@ def test_mbae_overfits_a_few_sequences():
         opt.step()
     assert first > 0.9 * math.log(N_ITEMS)
     assert loss.item() < 0.2 * first
+
+
+# ---------------------------------------------------------------- the fast paths
+def test_cached_rope_tables_equal_the_formula_and_are_cached():
+    """rope_tables + rotate_pairs (the hot path) == rope_cos_sin + apply_rope per head."""
+    torch.manual_seed(0)
+    B, L, H, d = 3, 7, 2, 8
+    x = torch.randn(B, L, H * d)
+    cos, sin = rope_tables(L, H, d, 100.0, torch.device("cpu"), torch.float32)
+    assert rope_tables(L, H, d, 100.0, torch.device("cpu"), torch.float32)[0] is cos  # cached
+    fast = rotate_pairs(x, cos, sin, H).view(B, L, H, d).transpose(1, 2)  # (B, H, L, d)
+    c, s = rope_cos_sin(torch.arange(L), d, base=100.0)
+    torch.testing.assert_close(fast, apply_rope(x.view(B, L, H, d).transpose(1, 2), c, s))
+    with torch.inference_mode():  # a table first built for inference still works with autograd
+        rope_tables(5, H, d, 10000.0, torch.device("cpu"), torch.float32)
+    x = x[:, :5].requires_grad_()
+    rotate_pairs(x, *rope_tables(5, H, d, 10000.0, torch.device("cpu"), torch.float32), H).sum().backward()
+
+
+def test_barope_table_lookup_equals_the_mlp_on_every_position():
+    """h(b) from the (n_behaviors+2)-row table == 1 + MLP(e_b) run position by position."""
+    barope = _random_barope()
+    behaviors = torch.randint(0, N_BEH + 2, (3, 6))
+    with torch.no_grad():
+        per_position = 1 + barope.mlp(barope.behavior_embedding(behaviors))  # (B, L, H*d/2)
+        h = barope.coordinate_scale(behaviors, copies=2).view(3, 6, 2, 2, 2, 4)  # q|k, head, half
+    torch.testing.assert_close(h[:, :, 0, :, 0], per_position.view(3, 6, 2, 4))
+    for qk in range(2):
+        for half in range(2):
+            torch.testing.assert_close(h[:, :, qk, :, half], h[:, :, 0, :, 0])
+
+
+def test_bf16_autocast_training_step_is_close_to_fp32():
+    """One Cloze loss + gradient under bf16 autocast (precision.autocast) vs fp32."""
+    torch.manual_seed(0)
+    model = MBAE(_config(d_model=32))
+    for block in model.encoder.blocks:  # h != 1, so BaRoPE's path is exercised too
+        torch.nn.init.normal_(block.attn.barope.mlp[-1].weight, std=0.3)
+    batch = _cloze_batch()
+    losses, grads = [], []
+    for precision in ("fp32", "bf16"):
+        model.zero_grad()
+        with autocast("cpu", precision):
+            loss = model.loss(batch)
+        loss.backward()
+        assert loss.dtype == torch.float32
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert abs(losses[0] - losses[1]) < 0.01 * losses[0]
+    cosine = F.cosine_similarity(grads[0], grads[1], dim=0).item()
+    assert cosine > 0.99, cosine
