@@ -1,6 +1,6 @@
 """Tests of fatsmb_lib.encoder: RoPE/BaRoPE math (Eqs. 10-13, 24-30), padding, the Cloze loss
 (Eq. 14), latents z_b / z_∅, a short learning run, and the fast paths (cached rotary tables,
-BaRoPE's table lookup, bf16 autocast)."""
+BaRoPE's table lookup, cheap dropout, bf16 autocast)."""
 import math
 
 import pytest
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from fatsmb_lib.encoder import (
     MBAE,
     BaRoPE,
+    Dropout,
     EncoderConfig,
     MultiHeadSelfAttention,
     SequenceEncoder,
@@ -437,6 +438,28 @@ def test_barope_table_lookup_equals_the_mlp_on_every_position():
     for qk in range(2):
         for half in range(2):
             torch.testing.assert_close(h[:, :, qk, :, half], h[:, :, 0, :, 0])
+
+
+def test_fast_dropout_keep_rate_scaling_and_eval_identity():
+    torch.manual_seed(0)
+    drop = Dropout(0.1)
+    x, y = torch.randn(400, 500), torch.randn(400, 500)
+    out = drop(x)
+    kept = out != 0
+    keep = drop.keep / 2**16
+    assert abs(keep - 0.9) < 2**-16
+    assert abs(kept.float().mean().item() - keep) < 4 * math.sqrt(keep * (1 - keep) / x.numel())
+    torch.testing.assert_close(out[kept], x[kept] / keep)  # inverted dropout: E[out] = x
+    fused = drop.add(x, y)  # x + dropout(y)
+    dropped = fused == x
+    assert abs(dropped.float().mean().item() - (1 - keep)) < 0.01
+    torch.testing.assert_close(fused[~dropped], (x + y / keep)[~dropped])
+    assert not torch.equal(drop(x), drop(x))  # fresh masks every call
+    drop.eval()
+    assert drop(x) is x and torch.equal(drop.add(x, y), x + y)
+    assert Dropout(0.0).train()(x) is x
+    with pytest.raises(AssertionError, match="p=1"):
+        Dropout(1.0)
 
 
 def test_bf16_autocast_training_step_is_close_to_fp32():
