@@ -1,12 +1,13 @@
 """Tests of fatsmb_lib.encoder: RoPE/BaRoPE math (Eqs. 10-13, 24-30), padding, the Cloze loss
 (Eq. 14), latents z_b / z_∅, a short learning run, and the fast paths (cached rotary tables,
-BaRoPE's table lookup, cheap dropout, bf16 autocast)."""
+BaRoPE's table lookup, cheap dropout, the chunked cross-entropy, bf16 autocast)."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import fatsmb_lib.encoder as encoder_module
 from fatsmb_lib.encoder import (
     MBAE,
     BaRoPE,
@@ -15,6 +16,9 @@ from fatsmb_lib.encoder import (
     MultiHeadSelfAttention,
     SequenceEncoder,
     apply_rope,
+    bucket,
+    labelled_rows,
+    linear_cross_entropy,
     rope_cos_sin,
     rope_tables,
     rotate_pairs,
@@ -460,6 +464,42 @@ def test_fast_dropout_keep_rate_scaling_and_eval_identity():
     assert Dropout(0.0).train()(x) is x
     with pytest.raises(AssertionError, match="p=1"):
         Dropout(1.0)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_cross_entropy_equals_autograd(bias, monkeypatch):
+    """Values and gradients of the chunked fused loss == F.cross_entropy on full logits, with
+    ignored rows (target −1), several chunks, in float64."""
+    monkeypatch.setattr(encoder_module, "_CE_CHUNK_ELEMENTS", 40)  # 40 // 11 = 3 rows a chunk
+    torch.manual_seed(0)
+    z = torch.randn(10, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(11, dtype=torch.float64, requires_grad=True) if bias else None
+    target = torch.randint(0, 11, (10,))
+    target[[2, 7]] = -1
+    params = [z, w] + ([b] if bias else [])
+    loss = linear_cross_entropy(z, w, b, target)
+    grads = torch.autograd.grad(3.0 * loss, params)
+    logits = z @ w.T + (b if bias else 0.0)
+    ref = F.cross_entropy(logits, target, ignore_index=-1, reduction="sum")
+    torch.testing.assert_close(loss, ref)
+    for g, r in zip(grads, torch.autograd.grad(3.0 * ref, params)):
+        torch.testing.assert_close(g, r)
+    assert torch.autograd.gradcheck(lambda *p: linear_cross_entropy(p[0], p[1], p[2] if bias else None, target), params)
+
+
+def test_labelled_rows_pad_to_a_bucket_and_padding_is_ignored():
+    assert [bucket(m) for m in (0, 1, 31, 32, 33, 100, 2049, 2100)] == [0, 1, 31, 32, 33, 100, 2112, 2112]
+    assert all(0 <= bucket(m) - m < max(1, m / 32) for m in range(1, 5000))
+    torch.manual_seed(0)
+    model = MBAE(_config()).eval()
+    batch = _cloze_batch()
+    h = model.encode(batch["items"], batch["behaviors"])
+    masked = batch["labels"] > 0
+    z, target = labelled_rows(h, batch["labels"])
+    assert z.shape[0] == target.shape[0] == bucket(int(masked.sum()))
+    torch.testing.assert_close(z[: masked.sum()], h[masked])
+    assert (target[masked.sum():] == -1).all() and torch.equal(target[: masked.sum()], batch["labels"][masked] - 1)
 
 
 def test_bf16_autocast_training_step_is_close_to_fp32():
