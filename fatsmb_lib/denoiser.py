@@ -117,10 +117,15 @@ class BehaviorMoE(nn.Module):
 
     def gate_weights(self, x: Tensor, behavior: Tensor) -> Tensor:
         """w(x) (Eqs. 18, 20): (B, m_s + m_p), shared first; private weights are 0 where b = ∅."""
-        private = (behavior - 1).clamp(min=0)  # (B,) private-expert row; masked out for ∅
-        logits_shared = torch.einsum("bd,bdm->bm", x, self.gate_shared[behavior])  # (B, m_s)
-        logits_private = torch.einsum("bd,bdm->bm", x, self.gate_private[private])  # (B, m_p)
-        logits_private = logits_private.masked_fill((behavior == 0)[:, None], float("-inf"))
+        B, D = x.shape
+        # the logits of every condition's gate in one product, then each row keeps its own
+        # (cheaper than gathering a (D, m) gate matrix per row); in x's dtype under autocast
+        shared = (x @ self.gate_shared.permute(1, 0, 2).reshape(D, -1)).to(x.dtype)
+        private = (x @ self.gate_private.permute(1, 0, 2).reshape(D, -1)).to(x.dtype)
+        rows = torch.arange(B, device=x.device)
+        logits_shared = shared.view(B, -1, self.n_shared)[rows, behavior]  # (B, m_s)
+        logits_private = private.view(B, -1, self.n_private)[rows, (behavior - 1).clamp(min=0)]
+        logits_private = logits_private.masked_fill((behavior == 0)[:, None], float("-inf"))  # (B, m_p)
         return torch.cat([logits_shared, logits_private], dim=-1).softmax(dim=-1)
 
     def expert_weights(self, x: Tensor, behavior: Tensor) -> Tensor:
@@ -143,8 +148,10 @@ class BehaviorMoE(nn.Module):
         h = self.act(torch.addmm(b1.flatten(), x, w1.permute(1, 0, 2).reshape(D, E * Dh)))
         h = self.dropout(h).view(B, E, Dh)  # every expert's hidden layer
         weights = self.expert_weights(x, behavior)  # (B, E), 0 for unselected experts
-        return torch.addmm(weights @ b2, (weights[:, :, None] * h).view(B, E * Dh),
-                           w2.reshape(E * Dh, D))  # (B, D)
+        # weights in h's dtype: under bf16 autocast a mixed bf16 x fp32 product of B·E·Dh
+        # elements would take the slow, unvectorised path
+        scaled = (weights.to(h.dtype)[:, :, None] * h).view(B, E * Dh)
+        return torch.addmm(weights @ b2, scaled, w2.reshape(E * Dh, D))  # (B, D)
 
 
 class MCGLNBlock(nn.Module):
@@ -177,15 +184,23 @@ class MCGLNBlock(nn.Module):
         self.ffn = (BehaviorMoE(D, d_hidden, n_behaviors, n_shared, n_private, dropout)
                     if use_moe else _mlp(D, d_hidden, D, dropout))
 
-    def forward(self, z: Tensor, cond: Tensor, z_null: Tensor, behavior: Tensor) -> Tensor:
-        """z, cond = e_t + e_b, z_null (B, D); behavior (B,) -> (B, D)."""
-        alpha_s, beta_s, gamma_s, alpha_m, beta_m, gamma_m = (
-            self.modulation(cond).chunk(6, dim=-1))  # 6 × (B, D), Eq. 23
-        h = self.norm_s(z) * (1 + gamma_s) + beta_s
-        z = z + alpha_s * self.mix(torch.cat([h, z_null], dim=-1))  # Eq. 21
-        h = self.norm_m(z) * (1 + gamma_m) + beta_m
+    def forward(self, z: Tensor, cond: Tensor, z_null: Tensor, behavior: Tensor,
+                cond_index: Tensor | None = None) -> Tensor:
+        """z, z_null (B, D); cond = e_t + e_b (B, D); behavior (B,) -> (B, D).
+
+        With ``cond_index`` (B,), ``cond`` holds only the U distinct conditions (U, D) and row i
+        uses ``cond[cond_index[i]]``: Eq. 23 then runs on U rows instead of B.
+        """
+        modulation = self.modulation(cond)  # (U or B, 6D), Eq. 23
+        if cond_index is not None:
+            modulation = modulation[cond_index]  # (B, 6D)
+        # in z's dtype: the products below are (B, D) and fp32 under bf16 autocast
+        alpha_s, beta_s, gamma_s, alpha_m, beta_m, gamma_m = modulation.to(z.dtype).chunk(6, dim=-1)
+        h = torch.addcmul(beta_s, self.norm_s(z), 1 + gamma_s)
+        z = torch.addcmul(z, alpha_s, self.mix(torch.cat([h, z_null], dim=-1)).to(z.dtype))  # Eq. 21
+        h = torch.addcmul(beta_m, self.norm_m(z), 1 + gamma_m)
         h = self.ffn(h, behavior) if self.use_moe else self.ffn(h)
-        return z + alpha_m * h  # Eq. 22
+        return torch.addcmul(z, alpha_m, h.to(z.dtype))  # Eq. 22
 
 
 # ----------------------------------------------------------------------------- config
@@ -253,6 +268,7 @@ class MCGLNDenoiser(nn.Module):
     def __init__(self, cfg: DenoiserConfig, use_moe: bool = True) -> None:
         super().__init__()
         D = cfg.d_model
+        self.n_behaviors = cfg.n_behaviors
         self.cond = ConditionEmbedding(D, cfg.n_behaviors, cfg.d_hidden)
         self.blocks = nn.ModuleList([
             MCGLNBlock(D, cfg.d_hidden, cfg.n_behaviors, cfg.n_shared, cfg.n_private,
@@ -264,11 +280,14 @@ class MCGLNDenoiser(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, z_t: Tensor, t: Tensor, z_null: Tensor, behavior: Tensor) -> Tensor:
-        e_t, e_b = self.cond(t, behavior)
-        cond = e_t + e_b  # (B, D), the input of Eq. 23
+        # the condition e_t + e_b and the modulations (Eq. 23) depend on (t, b) alone: compute
+        # them once per distinct pair (in DDIM sampling, one t and n_behaviors + 1 values of b)
+        pairs, cond_index = torch.unique(t * (self.n_behaviors + 1) + behavior, return_inverse=True)
+        e_t, e_b = self.cond(pairs // (self.n_behaviors + 1), pairs % (self.n_behaviors + 1))
+        cond = e_t + e_b  # (U, D), the input of Eq. 23
         z = z_t
         for block in self.blocks:
-            z = block(z, cond, z_null, behavior)  # (B, D)
+            z = block(z, cond, z_null, behavior, cond_index)  # (B, D)
         return self.out(z)  # (B, D)
 
 
