@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 DENOISER_KINDS = ("mcgln", "adaln", "mlp")
@@ -84,12 +83,13 @@ class BehaviorMoE(nn.Module):
     shared experts, softmax over their m_s logits (Eq. 20). Experts are MLPs D -> Dh -> D stored
     as batched tensors: shared ``(m_s, D, Dh)``, private ``(n_behaviors, m_p, D, Dh)``.
 
-    Vectorised as two matrix products: the hidden layers of all E = m_s + n_behaviors·m_p
-    experts in one, then the weighted sum ∑_e w_e (h_e W2_e + b2_e) in another, with each
-    expert's hidden units scaled by its weight. The hard router is a one-hot mask that sets the
-    weight of every other behavior's private experts to exactly 0 (so they get exactly zero
-    gradient). With a handful of behaviors this is cheaper than gathering each sample's expert
-    weights (B·D·Dh floats).
+    The hard router by grouping: the shared experts run on all rows, each behavior's private
+    experts on that behavior's rows only (a few index operations per behavior), so other
+    behaviors' private experts get exactly zero gradient and no row pays for experts it does
+    not use. Each group is two matrix products (``_mixture``). NOTE: the first version ran all
+    m_s + n_behaviors·m_p experts on every row and zeroed the unused ones' weights; with the
+    defaults (m_s = 2, m_p = 1, 3 behaviors) grouping skips 2 of 5 experts on a row with a
+    behavior and 3 of 5 on a row with ∅, i.e. half of them in guided sampling.
 
     NOTE: Eq. 18 prints one W_g ∈ R^{(m_s+m_p)×d}; we give each condition its own gate (CGC's
     "customized" per-task gates, as the authors' code does): ``gate_shared`` (n_behaviors+1, D,
@@ -128,30 +128,38 @@ class BehaviorMoE(nn.Module):
         logits_private = logits_private.masked_fill((behavior == 0)[:, None], float("-inf"))  # (B, m_p)
         return torch.cat([logits_shared, logits_private], dim=-1).softmax(dim=-1)
 
-    def expert_weights(self, x: Tensor, behavior: Tensor) -> Tensor:
-        """w(x) spread over all E experts (shared, then behavior 1's private, …): (B, E).
-
-        The hard router: a one-hot of b keeps b's own private experts; ∅ keeps none.
-        """
-        gates = self.gate_weights(x, behavior)  # (B, m_s + m_p)
-        route = F.one_hot(behavior, self.n_behaviors + 1)[:, 1:].to(x.dtype)  # (B, n_behaviors)
-        private = route[:, :, None] * gates[:, None, self.n_shared:]  # (B, n_behaviors, m_p)
-        return torch.cat([gates[:, :self.n_shared], private.flatten(1)], dim=1)  # (B, E)
+    def _mixture(self, x: Tensor, weights: Tensor, w1: Tensor, b1: Tensor, w2: Tensor,
+                 b2: Tensor) -> Tensor:
+        """∑_k weights_k e_k(x) over K experts, e_k(x) = GELU(x W1_k + b1_k) W2_k + b2_k, as two
+        matrix products: all K hidden layers at once, then their sum with each expert's hidden
+        units scaled by its weight. x (n, D), weights (n, K); w1 (K, D, Dh), b1 (K, Dh),
+        w2 (K, Dh, D), b2 (K, D) -> (n, D)."""
+        n, D = x.shape
+        K, _, Dh = w1.shape
+        h = self.act(torch.addmm(b1.flatten(), x, w1.permute(1, 0, 2).reshape(D, K * Dh)))
+        h = self.dropout(h).view(n, K, Dh)  # (n, K, Dh)
+        # weights in h's dtype: under bf16 autocast a mixed bf16 x fp32 product of n·K·Dh
+        # elements would take the slow, unvectorised path
+        scaled = (weights.to(h.dtype)[:, :, None] * h).view(n, K * Dh)
+        return torch.addmm(weights @ b2, scaled, w2.reshape(K * Dh, D))  # (n, D)
 
     def forward(self, x: Tensor, behavior: Tensor) -> Tensor:
-        """Eq. 19 / Eq. 20. x (B, D), behavior (B,) long with 0 = ∅ -> (B, D)."""
-        B, D = x.shape
-        w1, b1, w2, b2 = (torch.cat([shared, private.flatten(0, 1)]) for shared, private in (
-            (self.shared_w1, self.private_w1), (self.shared_b1, self.private_b1),
-            (self.shared_w2, self.private_w2), (self.shared_b2, self.private_b2)))
-        E, _, Dh = w1.shape  # w1 (E, D, Dh), b1 (E, Dh), w2 (E, Dh, D), b2 (E, D)
-        h = self.act(torch.addmm(b1.flatten(), x, w1.permute(1, 0, 2).reshape(D, E * Dh)))
-        h = self.dropout(h).view(B, E, Dh)  # every expert's hidden layer
-        weights = self.expert_weights(x, behavior)  # (B, E), 0 for unselected experts
-        # weights in h's dtype: under bf16 autocast a mixed bf16 x fp32 product of B·E·Dh
-        # elements would take the slow, unvectorised path
-        scaled = (weights.to(h.dtype)[:, :, None] * h).view(B, E * Dh)
-        return torch.addmm(weights @ b2, scaled, w2.reshape(E * Dh, D))  # (B, D)
+        """Eq. 19 / Eq. 20. x (B, D), behavior (B,) long with 0 = ∅ -> (B, D).
+
+        The shared experts run on every row; behavior j's private experts only on the rows
+        with b = j (a row of b = ∅ has none), so no row computes an expert it does not use.
+        """
+        gates = self.gate_weights(x, behavior)  # (B, m_s + m_p)
+        s = self.n_shared
+        out = self._mixture(x, gates[:, :s], self.shared_w1, self.shared_b1, self.shared_w2,
+                            self.shared_b2)  # (B, D)
+        for j in range(self.n_behaviors):  # private experts of behavior j + 1
+            rows = (behavior == j + 1).nonzero()[:, 0]  # (B_j,)
+            if rows.numel() > 0:
+                private = self._mixture(x[rows], gates[rows, s:], self.private_w1[j],
+                                        self.private_b1[j], self.private_w2[j], self.private_b2[j])
+                out = out.index_add(0, rows, private.to(out.dtype))
+        return out
 
 
 class MCGLNBlock(nn.Module):

@@ -108,6 +108,8 @@ def test_moe_routes_gradient_only_to_selected_experts(b):
         assert getattr(moe, name).grad.abs().sum() > 0, name
     for name in PRIVATE:
         grad = getattr(moe, name).grad
+        if b == 0 and grad is None:  # no row has a private expert: they took no part at all
+            continue
         for other in range(NB):
             if other == b - 1:
                 assert grad[other].abs().sum() > 0, (name, other)
