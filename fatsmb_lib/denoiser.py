@@ -152,13 +152,13 @@ class BehaviorMoE(nn.Module):
         gates = self.gate_weights(x, behavior)  # (B, m_s + m_p)
         s = self.n_shared
         out = self._mixture(x, gates[:, :s], self.shared_w1, self.shared_b1, self.shared_w2,
-                            self.shared_b2)  # (B, D)
+                            self.shared_b2).to(x.dtype)  # (B, D); summed in x's dtype (fp32)
         for j in range(self.n_behaviors):  # private experts of behavior j + 1
             rows = (behavior == j + 1).nonzero()[:, 0]  # (B_j,)
             if rows.numel() > 0:
                 private = self._mixture(x[rows], gates[rows, s:], self.private_w1[j],
                                         self.private_b1[j], self.private_w2[j], self.private_b2[j])
-                out = out.index_add(0, rows, private.to(out.dtype))
+                out = out.index_add(0, rows, private.to(x.dtype))
         return out
 
 
