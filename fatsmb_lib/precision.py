@@ -10,7 +10,9 @@ A training step reads::
 Parameters, optimizer state and the residual stream stay fp32; only the inputs of matrix
 products are rounded to bf16 (8 bits of mantissa) and the products are accumulated in fp32.
 bf16 pays where matmuls dominate and the hardware multiplies bf16 natively: CUDA GPUs from
-Ampere on, and CPUs with AVX512-BF16 or AMX. Elsewhere the CPU emulates bf16 and "fp32" is faster.
+Ampere on, and CPUs with AVX512-BF16 or AMX (on an AVX512-BF16 CPU, one thread: stage-1 MBAE
+step 2.2x, SASRec 2.9x, guided scoring 2.0x the old fp32 speed; fp32 alone 1.3x, 1.6x, 1.35x).
+Without native bf16 the CPU converts in software: measure before choosing it there.
 """
 from __future__ import annotations
 
