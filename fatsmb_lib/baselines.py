@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoder import MBAE, EncoderConfig, SequenceEncoder
+from .encoder import MBAE, EncoderConfig, SequenceEncoder, labelled_rows, linear_cross_entropy
 
 
 class Pop(nn.Module):
@@ -95,10 +95,9 @@ class SASRec(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean next-item cross-entropy over all N items at positions with targets > 0."""
         h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
-        selected = batch["targets"] > 0  # (B, L)
-        logits = h[selected] @ self.item_weight().T  # (M, N)
-        ce = F.cross_entropy(logits, batch["targets"][selected] - 1, reduction="sum")
-        return ce / selected.sum().clamp(min=1)
+        z, target = labelled_rows(h, batch["targets"])  # (M', D), (M',): M targets + padding
+        ce = linear_cross_entropy(z, self.item_weight(), None, target)  # no (M, N) logits
+        return ce / (batch["targets"] > 0).sum().clamp(min=1)
 
     def score_all(self, batch: dict[str, torch.Tensor],
                   generator: torch.Generator | None = None) -> torch.Tensor:

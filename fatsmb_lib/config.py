@@ -92,6 +92,9 @@ class Profile:
     grad_clip: float = 1.0            # max gradient norm; <= 0 disables clipping
     warmup_epochs: int = 0            # linear learning-rate warm-up (epochs)
     lr_decay: str = "none"            # none | cosine (to 0 at the stage's last epoch)
+    precision: str = "fp32"           # fp32 | bf16: matmuls of training forward passes (bf16:
+                                      # 2.2x stage-1 speed, validation 0.0520 vs 0.0532 on 2 seeds;
+                                      # evaluation always runs in fp32, see fatsmb_lib.precision)
     monitor: str = "NDCG@10"          # validation metric for early stopping and selection
     eval_every: int = 1               # validate every this many epochs
     stage1_epochs: int = 200
@@ -160,7 +163,7 @@ class Profile:
                            patience=self.patience, min_epochs=min_epochs,
                            grad_clip=self.grad_clip, monitor=self.monitor, seed=seed,
                            eval_every=self.eval_every, warmup_epochs=self.warmup_epochs,
-                           decay=self.lr_decay)
+                           decay=self.lr_decay, precision=self.precision)
 
 
 PROFILES: dict[str, Profile] = {

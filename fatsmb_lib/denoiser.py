@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 DENOISER_KINDS = ("mcgln", "adaln", "mlp")
@@ -87,12 +86,13 @@ class BehaviorMoE(nn.Module):
     shared experts, softmax over their m_s logits (Eq. 20). Experts are MLPs D -> Dh -> D stored
     as batched tensors: shared ``(m_s, D, Dh)``, private ``(n_behaviors, m_p, D, Dh)``.
 
-    Vectorised as two matrix products: the hidden layers of all E = m_s + n_behaviors·m_p
-    experts in one, then the weighted sum ∑_e w_e (h_e W2_e + b2_e) in another, with each
-    expert's hidden units scaled by its weight. The hard router is a one-hot mask that sets the
-    weight of every other behavior's private experts to exactly 0 (so they get exactly zero
-    gradient). With a handful of behaviors this is cheaper than gathering each sample's expert
-    weights (B·D·Dh floats).
+    The hard router by grouping: the shared experts run on all rows, each behavior's private
+    experts on that behavior's rows only (a few index operations per behavior), so other
+    behaviors' private experts get exactly zero gradient and no row pays for experts it does
+    not use. Each group is two matrix products (``_mixture``). NOTE: the first version ran all
+    m_s + n_behaviors·m_p experts on every row and zeroed the unused ones' weights; with the
+    defaults (m_s = 2, m_p = 1, 3 behaviors) grouping skips 2 of 5 experts on a row with a
+    behavior and 3 of 5 on a row with ∅, i.e. half of them in guided sampling.
 
     NOTE: Eq. 18 prints one W_g ∈ R^{(m_s+m_p)×d}; we give each condition its own gate (CGC's
     "customized" per-task gates, as the authors' code does): ``gate_shared`` (n_behaviors+1, D,
@@ -120,34 +120,49 @@ class BehaviorMoE(nn.Module):
 
     def gate_weights(self, x: Tensor, behavior: Tensor) -> Tensor:
         """w(x) (Eqs. 18, 20): (B, m_s + m_p), shared first; private weights are 0 where b = ∅."""
-        private = (behavior - 1).clamp(min=0)  # (B,) private-expert row; masked out for ∅
-        logits_shared = torch.einsum("bd,bdm->bm", x, self.gate_shared[behavior])  # (B, m_s)
-        logits_private = torch.einsum("bd,bdm->bm", x, self.gate_private[private])  # (B, m_p)
-        logits_private = logits_private.masked_fill((behavior == 0)[:, None], float("-inf"))
+        B, D = x.shape
+        # the logits of every condition's gate in one product, then each row keeps its own
+        # (cheaper than gathering a (D, m) gate matrix per row); in x's dtype under autocast
+        shared = (x @ self.gate_shared.permute(1, 0, 2).reshape(D, -1)).to(x.dtype)
+        private = (x @ self.gate_private.permute(1, 0, 2).reshape(D, -1)).to(x.dtype)
+        rows = torch.arange(B, device=x.device)
+        logits_shared = shared.view(B, -1, self.n_shared)[rows, behavior]  # (B, m_s)
+        logits_private = private.view(B, -1, self.n_private)[rows, (behavior - 1).clamp(min=0)]
+        logits_private = logits_private.masked_fill((behavior == 0)[:, None], float("-inf"))  # (B, m_p)
         return torch.cat([logits_shared, logits_private], dim=-1).softmax(dim=-1)
 
-    def expert_weights(self, x: Tensor, behavior: Tensor) -> Tensor:
-        """w(x) spread over all E experts (shared, then behavior 1's private, …): (B, E).
-
-        The hard router: a one-hot of b keeps b's own private experts; ∅ keeps none.
-        """
-        gates = self.gate_weights(x, behavior)  # (B, m_s + m_p)
-        route = F.one_hot(behavior, self.n_behaviors + 1)[:, 1:].to(x.dtype)  # (B, n_behaviors)
-        private = route[:, :, None] * gates[:, None, self.n_shared:]  # (B, n_behaviors, m_p)
-        return torch.cat([gates[:, :self.n_shared], private.flatten(1)], dim=1)  # (B, E)
+    def _mixture(self, x: Tensor, weights: Tensor, w1: Tensor, b1: Tensor, w2: Tensor,
+                 b2: Tensor) -> Tensor:
+        """∑_k weights_k e_k(x) over K experts, e_k(x) = GELU(x W1_k + b1_k) W2_k + b2_k, as two
+        matrix products: all K hidden layers at once, then their sum with each expert's hidden
+        units scaled by its weight. x (n, D), weights (n, K); w1 (K, D, Dh), b1 (K, Dh),
+        w2 (K, Dh, D), b2 (K, D) -> (n, D)."""
+        n, D = x.shape
+        K, _, Dh = w1.shape
+        h = self.act(torch.addmm(b1.flatten(), x, w1.permute(1, 0, 2).reshape(D, K * Dh)))
+        h = self.dropout(h).view(n, K, Dh)  # (n, K, Dh)
+        # weights in h's dtype: under bf16 autocast a mixed bf16 x fp32 product of n·K·Dh
+        # elements would take the slow, unvectorised path
+        scaled = (weights.to(h.dtype)[:, :, None] * h).view(n, K * Dh)
+        return torch.addmm(weights @ b2, scaled, w2.reshape(K * Dh, D))  # (n, D)
 
     def forward(self, x: Tensor, behavior: Tensor) -> Tensor:
-        """Eq. 19 / Eq. 20. x (B, D), behavior (B,) long with 0 = ∅ -> (B, D)."""
-        B, D = x.shape
-        w1, b1, w2, b2 = (torch.cat([shared, private.flatten(0, 1)]) for shared, private in (
-            (self.shared_w1, self.private_w1), (self.shared_b1, self.private_b1),
-            (self.shared_w2, self.private_w2), (self.shared_b2, self.private_b2)))
-        E, _, Dh = w1.shape  # w1 (E, D, Dh), b1 (E, Dh), w2 (E, Dh, D), b2 (E, D)
-        h = self.act(torch.addmm(b1.flatten(), x, w1.permute(1, 0, 2).reshape(D, E * Dh)))
-        h = self.dropout(h).view(B, E, Dh)  # every expert's hidden layer
-        weights = self.expert_weights(x, behavior)  # (B, E), 0 for unselected experts
-        return torch.addmm(weights @ b2, (weights[:, :, None] * h).view(B, E * Dh),
-                           w2.reshape(E * Dh, D))  # (B, D)
+        """Eq. 19 / Eq. 20. x (B, D), behavior (B,) long with 0 = ∅ -> (B, D).
+
+        The shared experts run on every row; behavior j's private experts only on the rows
+        with b = j (a row of b = ∅ has none), so no row computes an expert it does not use.
+        """
+        gates = self.gate_weights(x, behavior)  # (B, m_s + m_p)
+        s = self.n_shared
+        out = self._mixture(x, gates[:, :s], self.shared_w1, self.shared_b1, self.shared_w2,
+                            self.shared_b2).to(x.dtype)  # (B, D); summed in x's dtype (fp32)
+        for j in range(self.n_behaviors):  # private experts of behavior j + 1
+            rows = (behavior == j + 1).nonzero()[:, 0]  # (B_j,)
+            if rows.numel() > 0:
+                private = self._mixture(x[rows], gates[rows, s:], self.private_w1[j],
+                                        self.private_b1[j], self.private_w2[j], self.private_b2[j])
+                out = out.index_add(0, rows, private.to(x.dtype))
+        return out
 
 
 class MCGLNBlock(nn.Module):
@@ -180,15 +195,23 @@ class MCGLNBlock(nn.Module):
         self.ffn = (BehaviorMoE(D, d_hidden, n_behaviors, n_shared, n_private, dropout)
                     if use_moe else _mlp(D, d_hidden, D, dropout))
 
-    def forward(self, z: Tensor, cond: Tensor, z_null: Tensor, behavior: Tensor) -> Tensor:
-        """z, cond = e_t + e_b, z_null (B, D); behavior (B,) -> (B, D)."""
-        alpha_s, beta_s, gamma_s, alpha_m, beta_m, gamma_m = (
-            self.modulation(cond).chunk(6, dim=-1))  # 6 × (B, D), Eq. 23
-        h = self.norm_s(z) * (1 + gamma_s) + beta_s
-        z = z + alpha_s * self.mix(torch.cat([h, z_null], dim=-1))  # Eq. 21
-        h = self.norm_m(z) * (1 + gamma_m) + beta_m
+    def forward(self, z: Tensor, cond: Tensor, z_null: Tensor, behavior: Tensor,
+                cond_index: Tensor | None = None) -> Tensor:
+        """z, z_null (B, D); cond = e_t + e_b (B, D); behavior (B,) -> (B, D).
+
+        With ``cond_index`` (B,), ``cond`` holds only the U distinct conditions (U, D) and row i
+        uses ``cond[cond_index[i]]``: Eq. 23 then runs on U rows instead of B.
+        """
+        modulation = self.modulation(cond)  # (U or B, 6D), Eq. 23
+        if cond_index is not None:
+            modulation = modulation[cond_index]  # (B, 6D)
+        # in z's dtype: the products below are (B, D) and fp32 under bf16 autocast
+        alpha_s, beta_s, gamma_s, alpha_m, beta_m, gamma_m = modulation.to(z.dtype).chunk(6, dim=-1)
+        h = torch.addcmul(beta_s, self.norm_s(z), 1 + gamma_s)
+        z = torch.addcmul(z, alpha_s, self.mix(torch.cat([h, z_null], dim=-1)).to(z.dtype))  # Eq. 21
+        h = torch.addcmul(beta_m, self.norm_m(z), 1 + gamma_m)
         h = self.ffn(h, behavior) if self.use_moe else self.ffn(h)
-        return z + alpha_m * h  # Eq. 22
+        return torch.addcmul(z, alpha_m, h.to(z.dtype))  # Eq. 22
 
 
 # ----------------------------------------------------------------------------- config
@@ -257,6 +280,7 @@ class MCGLNDenoiser(nn.Module):
     def __init__(self, cfg: DenoiserConfig, use_moe: bool = True) -> None:
         super().__init__()
         D = cfg.d_model
+        self.n_behaviors = cfg.n_behaviors
         self.cond = ConditionEmbedding(D, cfg.n_behaviors, cfg.d_hidden)
         self.blocks = nn.ModuleList([
             MCGLNBlock(D, cfg.d_hidden, cfg.n_behaviors, cfg.n_shared, cfg.n_private,
@@ -268,11 +292,14 @@ class MCGLNDenoiser(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, z_t: Tensor, t: Tensor, z_null: Tensor, behavior: Tensor) -> Tensor:
-        e_t, e_b = self.cond(t, behavior)
-        cond = e_t + e_b  # (B, D), the input of Eq. 23
+        # the condition e_t + e_b and the modulations (Eq. 23) depend on (t, b) alone: compute
+        # them once per distinct pair (in DDIM sampling, one t and n_behaviors + 1 values of b)
+        pairs, cond_index = torch.unique(t * (self.n_behaviors + 1) + behavior, return_inverse=True)
+        e_t, e_b = self.cond(pairs // (self.n_behaviors + 1), pairs % (self.n_behaviors + 1))
+        cond = e_t + e_b  # (U, D), the input of Eq. 23
         z = z_t
         for block in self.blocks:
-            z = block(z, cond, z_null, behavior)  # (B, D)
+            z = block(z, cond, z_null, behavior, cond_index)  # (B, D)
         return self.out(z)  # (B, D)
 
 

@@ -39,6 +39,7 @@ from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from .checkpoints import (CHECKPOINT_FORMAT, CorruptCheckpointError, canonical, load_checkpoint,
                           move_aside, non_finite, save_checkpoint)
+from .precision import autocast
 from .runtime import epoch_seed, model_device, seed_everything, to_device
 
 FIT_KEYS = ("fingerprint", "config", "epoch", "finished", "bad_evals", "model", "optimizer",
@@ -96,6 +97,7 @@ class TrainConfig:
     eval_every: int
     warmup_epochs: int
     decay: str
+    precision: str  # "fp32" | "bf16": the matmuls of the training forward pass
 
     def __post_init__(self) -> None:
         if self.decay not in ("none", "cosine"):
@@ -247,8 +249,10 @@ def train_one_epoch(
     grad_clip: float,
     epoch: int,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> float:
-    """One pass over ``batches``: forward, NaN guard, backward, clip, step. Returns the mean loss.
+    """One pass over ``batches``: forward (its matmuls in ``precision``, see
+    :mod:`fatsmb_lib.precision`), NaN guard, backward, clip, step. Returns the mean loss.
 
     Raises ``NonFiniteLossError`` (epoch and step in the message) before the bad step is
     applied, so neither the weights nor the last checkpoint are touched by it; ``fit`` adds
@@ -259,7 +263,8 @@ def train_one_epoch(
     total, steps = 0.0, 0
     bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
     for step, batch in enumerate(bar, start=1):
-        loss = loss_fn(to_device(batch, device))
+        with autocast(device, precision):
+            loss = loss_fn(to_device(batch, device))
         value = loss.item()
         if not np.isfinite(value):
             raise NonFiniteLossError(f"loss is {value} at epoch {epoch}, step {step}")
@@ -344,7 +349,8 @@ def fit(
             group["lr"] = cfg.lr_at(epoch)
         try:
             train_loss = train_one_epoch(model, train_batches(epoch), loss_fn, optimizer, params,
-                                         grad_clip=cfg.grad_clip, epoch=epoch, progress=progress)
+                                         grad_clip=cfg.grad_clip, epoch=epoch, progress=progress,
+                                         precision=cfg.precision)
             check_finite(model, optimizer, epoch)   # the loss can look fine while weights are not
         except NonFiniteError as exc:
             raise exc.explained(run.last_good(), DIVERGED_ADVICE.format(lr=cfg.lr)) from None

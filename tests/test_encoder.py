@@ -1,20 +1,29 @@
 """Tests of fatsmb_lib.encoder: RoPE/BaRoPE math (Eqs. 10-13, 24-30), padding, the Cloze loss
-(Eq. 14), latents z_b / z_∅ and a short learning run."""
+(Eq. 14), latents z_b / z_∅, a short learning run, and the fast paths (cached rotary tables,
+BaRoPE's table lookup, cheap dropout, the chunked cross-entropy, bf16 autocast)."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import fatsmb_lib.encoder as encoder_module
 from fatsmb_lib.encoder import (
     MBAE,
     BaRoPE,
+    Dropout,
     EncoderConfig,
     MultiHeadSelfAttention,
     SequenceEncoder,
     apply_rope,
+    bucket,
+    labelled_rows,
+    linear_cross_entropy,
     rope_cos_sin,
+    rope_tables,
+    rotate_pairs,
 )
+from fatsmb_lib.precision import autocast
 
 N_ITEMS, N_BEH = 30, 3
 
@@ -403,3 +412,112 @@ def test_mbae_overfits_a_few_sequences():
         opt.step()
     assert first > 0.9 * math.log(N_ITEMS)
     assert loss.item() < 0.2 * first
+
+
+# ---------------------------------------------------------------- the fast paths
+def test_cached_rope_tables_equal_the_formula_and_are_cached():
+    """rope_tables + rotate_pairs (the hot path) == rope_cos_sin + apply_rope per head."""
+    torch.manual_seed(0)
+    B, L, H, d = 3, 7, 2, 8
+    x = torch.randn(B, L, H * d)
+    cos, sin = rope_tables(L, H, d, 100.0, torch.device("cpu"), torch.float32)
+    assert rope_tables(L, H, d, 100.0, torch.device("cpu"), torch.float32)[0] is cos  # cached
+    fast = rotate_pairs(x, cos, sin, H).view(B, L, H, d).transpose(1, 2)  # (B, H, L, d)
+    c, s = rope_cos_sin(torch.arange(L), d, base=100.0)
+    torch.testing.assert_close(fast, apply_rope(x.view(B, L, H, d).transpose(1, 2), c, s))
+    with torch.inference_mode():  # a table first built for inference still works with autograd
+        rope_tables(5, H, d, 10000.0, torch.device("cpu"), torch.float32)
+    x = x[:, :5].requires_grad_()
+    rotate_pairs(x, *rope_tables(5, H, d, 10000.0, torch.device("cpu"), torch.float32), H).sum().backward()
+
+
+def test_barope_table_lookup_equals_the_mlp_on_every_position():
+    """h(b) from the (n_behaviors+2)-row table == 1 + MLP(e_b) run position by position."""
+    barope = _random_barope()
+    behaviors = torch.randint(0, N_BEH + 2, (3, 6))
+    with torch.no_grad():
+        per_position = 1 + barope.mlp(barope.behavior_embedding(behaviors))  # (B, L, H*d/2)
+        h = barope.coordinate_scale(behaviors, copies=2).view(3, 6, 2, 2, 2, 4)  # q|k, head, half
+    torch.testing.assert_close(h[:, :, 0, :, 0], per_position.view(3, 6, 2, 4))
+    for qk in range(2):
+        for half in range(2):
+            torch.testing.assert_close(h[:, :, qk, :, half], h[:, :, 0, :, 0])
+
+
+def test_fast_dropout_keep_rate_scaling_and_eval_identity():
+    torch.manual_seed(0)
+    drop = Dropout(0.1)
+    x, y = torch.randn(400, 500), torch.randn(400, 500)
+    out = drop(x)
+    kept = out != 0
+    keep = drop.keep / 2**16
+    assert abs(keep - 0.9) < 2**-16
+    assert abs(kept.float().mean().item() - keep) < 4 * math.sqrt(keep * (1 - keep) / x.numel())
+    torch.testing.assert_close(out[kept], x[kept] / keep)  # inverted dropout: E[out] = x
+    fused = drop.add(x, y)  # x + dropout(y)
+    dropped = fused == x
+    assert abs(dropped.float().mean().item() - (1 - keep)) < 0.01
+    torch.testing.assert_close(fused[~dropped], (x + y / keep)[~dropped])
+    assert not torch.equal(drop(x), drop(x))  # fresh masks every call
+    drop.eval()
+    assert drop(x) is x and torch.equal(drop.add(x, y), x + y)
+    assert Dropout(0.0).train()(x) is x
+    with pytest.raises(AssertionError, match="p=1"):
+        Dropout(1.0)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_cross_entropy_equals_autograd(bias, monkeypatch):
+    """Values and gradients of the chunked fused loss == F.cross_entropy on full logits, with
+    ignored rows (target −1), several chunks, in float64."""
+    monkeypatch.setattr(encoder_module, "_CE_CHUNK_ELEMENTS", 40)  # 40 // 11 = 3 rows a chunk
+    torch.manual_seed(0)
+    z = torch.randn(10, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(11, dtype=torch.float64, requires_grad=True) if bias else None
+    target = torch.randint(0, 11, (10,))
+    target[[2, 7]] = -1
+    params = [z, w] + ([b] if bias else [])
+    loss = linear_cross_entropy(z, w, b, target)
+    grads = torch.autograd.grad(3.0 * loss, params)
+    logits = z @ w.T + (b if bias else 0.0)
+    ref = F.cross_entropy(logits, target, ignore_index=-1, reduction="sum")
+    torch.testing.assert_close(loss, ref)
+    for g, r in zip(grads, torch.autograd.grad(3.0 * ref, params)):
+        torch.testing.assert_close(g, r)
+    assert torch.autograd.gradcheck(lambda *p: linear_cross_entropy(p[0], p[1], p[2] if bias else None, target), params)
+
+
+def test_labelled_rows_pad_to_a_bucket_and_padding_is_ignored():
+    assert [bucket(m) for m in (0, 1, 31, 32, 33, 100, 2049, 2100)] == [0, 1, 31, 32, 33, 100, 2112, 2112]
+    assert all(0 <= bucket(m) - m < max(1, m / 32) for m in range(1, 5000))
+    torch.manual_seed(0)
+    model = MBAE(_config()).eval()
+    batch = _cloze_batch()
+    h = model.encode(batch["items"], batch["behaviors"])
+    masked = batch["labels"] > 0
+    z, target = labelled_rows(h, batch["labels"])
+    assert z.shape[0] == target.shape[0] == bucket(int(masked.sum()))
+    torch.testing.assert_close(z[: masked.sum()], h[masked])
+    assert (target[masked.sum():] == -1).all() and torch.equal(target[: masked.sum()], batch["labels"][masked] - 1)
+
+
+def test_bf16_autocast_training_step_is_close_to_fp32():
+    """One Cloze loss + gradient under bf16 autocast (precision.autocast) vs fp32."""
+    torch.manual_seed(0)
+    model = MBAE(_config(d_model=32))
+    for block in model.encoder.blocks:  # h != 1, so BaRoPE's path is exercised too
+        torch.nn.init.normal_(block.attn.barope.mlp[-1].weight, std=0.3)
+    batch = _cloze_batch()
+    losses, grads = [], []
+    for precision in ("fp32", "bf16"):
+        model.zero_grad()
+        with autocast("cpu", precision):
+            loss = model.loss(batch)
+        loss.backward()
+        assert loss.dtype == torch.float32
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert abs(losses[0] - losses[1]) < 0.01 * losses[0]
+    cosine = F.cosine_similarity(grads[0], grads[1], dim=0).item()
+    assert cosine > 0.99, cosine

@@ -163,7 +163,7 @@ def test_stage3_improves_the_validation_metric_of_a_stage2_model(trained, tmp_pa
     fatsmb, _ = train_denoiser(mbae, run, latents=latents)
     before = run.evaluate(fatsmb, "valid")["NDCG@10"]
     finetune_decoder(fatsmb, run, latents=latents)
-    assert run.evaluate(fatsmb, "valid")["NDCG@10"] > before + 0.005
+    assert run.evaluate(fatsmb, "valid")["NDCG@10"] > before + 0.002
 
 
 def test_evaluating_a_sampling_model_is_repeatable_and_leaves_the_global_rng_alone(trained):

@@ -15,7 +15,8 @@ from fatsmb_lib.train import (CheckpointWarning, History, NonFiniteLossError, No
 N, L, D = 20, 6, 8
 CONFIG = {"model": "toy", "d": D, "ks": (10, 20)}
 TRAIN = dict(lr=2e-3, weight_decay=0.01, max_epochs=4, patience=100, min_epochs=1, grad_clip=1.0,
-             monitor="NDCG@10", seed=0, eval_every=1, warmup_epochs=0, decay="none")
+             monitor="NDCG@10", seed=0, eval_every=1, warmup_epochs=0, decay="none",
+             precision="fp32")
 
 
 class ToyModel(nn.Module):
@@ -348,3 +349,14 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, 
         run_fit(model, tmp_path)
     assert torch.load(tmp_path / "ck.pt", weights_only=True)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_bf16_training_learns_like_fp32(tmp_path):
+    results = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = ToyModel()
+        history = run_fit(model, tmp_path, name=f"{precision}.pt", max_epochs=30, lr=2e-2,
+                          precision=precision)
+        results[precision] = history.best_value
+    assert results["bf16"] > 0.5 and abs(results["bf16"] - results["fp32"]) < 0.1
