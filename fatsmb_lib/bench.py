@@ -1,8 +1,18 @@
-"""Benchmark: ``python -m fatsmb_lib.bench [--dataset synthetic-yelp-like] [--device auto]``.
+"""Benchmark against the machine: ``python -m fatsmb_lib.bench [--dataset ml100k] [--device auto]``.
 
-Times the training throughput of each stage (sequences/s over ``--batches`` mini-batches, and
-the epoch time that implies), full-ranking inference of all users with the default DDIM steps
-and guidance (users/s), and peak memory; writes ``reports/bench/<dataset>-<device>.json``.
+One run measures, on the same threads:
+
+1. the machine's matrix-multiply rate (GFLOP/s) in fp32 and bf16: square products at this
+   model's scale (256) and at a large one (2048); the better of the two is the reference;
+2. per training stage, in fp32 and in bf16 side by side: rows/s over ``--batches`` steps,
+   FLOPs per row (counted by ``torch.utils.flop_counter``: matrix products; CPU attention
+   kernels are not counted, so the ratios are lower bounds), achieved GFLOP/s, its fraction
+   of the matmul rate of that precision, and bf16's speed-up over fp32;
+3. full-ranking inference of every user (guided DDIM, the profile's steps and ω) in users/s,
+   in fp32 (what ``evaluate`` uses) and under bf16 autocast;
+4. the peak resident memory of the process.
+
+It writes ``reports/bench/<dataset>-<device type>.json`` and a Markdown table beside it.
 Weights are untrained: speed does not depend on them.
 """
 from __future__ import annotations
@@ -16,19 +26,26 @@ from itertools import islice
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from .batches import PrefixView
+from .checkpoints import atomic_write
 from .config import project_root
 from .encoder import MBAE
+from .evaluate import evaluate
+from .precision import PRECISIONS, autocast
 from .run import open_run
 from .runtime import make_generator
 from .stages import build_fatsmb, cloze_batches, prefix_latents, tensor_batches
 from .train import train_one_epoch
 
 
-def _peak_memory_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+# square products: the model's scale (its widest layer is 4·d = 256 wide, batches hold 256
+# rows) and a large one; the better rate is the reference the stages are measured against
+SQUARE_SIZES = ((256, 200), (2048, 5))
+
+
+def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -37,86 +54,157 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_training(model, batches, loss_fn, params, device) -> tuple[float, int]:
-    """Seconds and rows for one pass of ``train_one_epoch`` over the given batches."""
-    batches = list(batches)
-    rows = sum(len(next(iter(b.values()))) for b in batches)
-    optimizer = torch.optim.AdamW(params, lr=2e-3)
+def matmul_gflops(device: torch.device, precision: str, m: int, k: int, n: int,
+                  repeats: int = 20) -> float:
+    """GFLOP/s of ``torch.mm`` (m × k @ k × n) in ``precision`` on ``device``."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
+    for _ in range(3):
+        torch.mm(a, b)
     _sync(device)
     start = time.perf_counter()
-    train_one_epoch(model, batches, loss_fn, optimizer, list(params), grad_clip=1.0, epoch=1,
-                    progress=False)
+    for _ in range(repeats):
+        torch.mm(a, b)
     _sync(device)
-    return time.perf_counter() - start, rows
+    return 2 * m * k * n * repeats / (time.perf_counter() - start) / 1e9
 
 
-def run_bench(dataset: str = "synthetic-yelp-like", device: str = "auto", n_batches: int = 50,
+def _rows(batch: dict) -> int:
+    return len(next(iter(batch.values())))
+
+
+def _flops_per_row(model, batch: dict, loss_fn, precision: str, device) -> float:
+    """Forward + backward FLOPs of one step, per row (matrix products only)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        with autocast(device, precision):
+            loss = loss_fn(batch)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / _rows(batch)
+
+
+def time_stage(model, batches: list[dict], loss_fn, params, device, precision: str) -> dict:
+    """rows/s of ``train_one_epoch`` over ``batches`` (after one warm-up step) and FLOPs/row."""
+    params = list(params)
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    train_one_epoch(model, batches[:1], loss_fn, optimizer, params, grad_clip=1.0, epoch=0,
+                    progress=False, precision=precision)          # warm-up (allocations, caches)
+    _sync(device)
+    start = time.perf_counter()
+    train_one_epoch(model, batches, loss_fn, optimizer, params, grad_clip=1.0, epoch=1,
+                    progress=False, precision=precision)
+    _sync(device)
+    rows_per_s = sum(_rows(b) for b in batches) / (time.perf_counter() - start)
+    flops = _flops_per_row(model, batches[0], loss_fn, precision, device)
+    return {"rows_per_s": rows_per_s, "mflop_per_row": flops / 1e6,
+            "gflops": flops * rows_per_s / 1e9}
+
+
+def _inference(model, ctx, precision: str) -> float:
+    _sync(ctx.device)
+    start = time.perf_counter()
+    with autocast(ctx.device, precision):
+        evaluate(model, ctx.loader("test"), device=ctx.device,
+                 generator=make_generator(0, ctx.device))
+    _sync(ctx.device)
+    return ctx.data.n_users / (time.perf_counter() - start)
+
+
+def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30,
               data_dir: str = "data", out_dir: Path | None = None, log=print) -> dict:
-    """Time every stage and inference; write ``<out_dir>/<dataset>-<device type>.json``
+    """Measure everything above; write ``<out_dir>/<dataset>-<device type>.{json,md}``
     (default out_dir: ``<repo>/reports/bench``)."""
     ctx = open_run(dataset, "default", device, project_root() / "runs" / "bench",
                    project_root() / data_dir)
     dev, profile, data = ctx.device, ctx.profile, ctx.data
+    torch.manual_seed(0)
     mbae = MBAE(profile.encoder_config(data.n_items, data.n_behaviors)).to(dev)
-    result = {"dataset": dataset, "device": str(dev), "n_batches": n_batches,
-              "batch_size": profile.batch_size, "users": data.n_users, "items": data.n_items,
-              "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "cpu": platform.processor() or platform.machine(),
-              "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
-
-    # stage 1: Cloze batches through the MBAE
+    result = {
+        "dataset": dataset, "device": str(dev), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "users": data.n_users, "items": data.n_items, "batch_size": profile.batch_size,
+        "n_batches": n_batches, "default_precision": profile.precision,
+        "matmul_gflops_by_size": {n: {p: matmul_gflops(dev, p, n, n, n, repeats)
+                                      for p in PRECISIONS} for n, repeats in SQUARE_SIZES},
+    }
+    result["matmul_gflops"] = {p: max(r[p] for r in result["matmul_gflops_by_size"].values())
+                               for p in PRECISIONS}  # the machine's rate: the best of the sizes
     loader = cloze_batches(ctx, profile.sigma)(1)
     cloze = [{k: v.to(dev) for k, v in b.items()} for b in islice(loader, n_batches)]
-    seconds, rows = _time_training(mbae, cloze, mbae.loss, list(mbae.parameters()), dev)
-    windows = len(loader.dataset)
-    result["stage1"] = {"sequences_per_s": rows / seconds, "epoch_s": windows * seconds / rows}
-
-    # latents of the training prefixes (encoder forward of both variants, once per stage-2/3 run)
-    view_rows = len(PrefixView(data, profile.max_len, "train", profile.prefixes_per_user))
-    _sync(dev)
-    start = time.perf_counter()
     latents = prefix_latents(mbae, ctx, n_batches)
-    _sync(dev)
-    seconds, rows = time.perf_counter() - start, len(latents["target"])
-    result["prefix_latents"] = {"prefixes": view_rows, "prefixes_per_s": rows / seconds,
-                                "all_prefixes_s": view_rows * seconds / rows}
-
-    # stage 2: denoiser on latent pairs
     model = build_fatsmb(mbae, ctx)
+    model.space.fit_(latents["z_b"], latents["z_null"])
     pairs = list(islice(tensor_batches(latents, profile.batch_size, make_generator(0)), n_batches))
-    seconds, rows = _time_training(model, pairs, model.diffusion_loss,
-                                   list(model.denoiser.parameters()), dev)
-    result["stage2"] = {"sequences_per_s": rows / seconds, "epoch_s": view_rows * seconds / rows}
-
-    # stage 3: decoder through the full sampler
-    seconds, rows = _time_training(model, pairs, model.loss,
-                                   list(model.mbae.decoder.parameters()), dev)
-    result["stage3"] = {"sequences_per_s": rows / seconds, "epoch_s": view_rows * seconds / rows}
-
-    # inference: all users, full ranking, default DDIM steps (T/Δt) and guidance ω
-    _sync(dev)
+    stage_inputs = {  # model whose train mode fit would set, batches, loss, trained parameters
+        "stage1": (mbae, cloze, mbae.loss, mbae.parameters),
+        "stage2": (model, pairs, model.diffusion_loss, model.denoiser.parameters),
+        "stage3": (model, pairs, model.loss, model.mbae.decoder.parameters),
+    }
+    result["stages"] = {}
+    for stage, (module, batches, loss_fn, params) in stage_inputs.items():
+        runs = {p: time_stage(module, batches, loss_fn, params(), dev, p) for p in PRECISIONS}
+        default = runs[profile.precision]
+        result["stages"][stage] = {
+            "rows_per_s": default["rows_per_s"], "gflops": default["gflops"],
+            "mflop_per_row": default["mflop_per_row"],
+            "fraction_of_matmul": default["gflops"] / result["matmul_gflops"][profile.precision],
+            "speedup_vs_fp32_eager": default["rows_per_s"] / runs["fp32"]["rows_per_s"],
+            "by_precision": {p: {**r, "fraction_of_matmul": r["gflops"] / result["matmul_gflops"][p]}
+                             for p, r in runs.items()},
+        }
+        log(f"{stage}: " + ", ".join(f"{p} {r['rows_per_s']:.0f} rows/s" for p, r in runs.items()))
+    view_rows = len(PrefixView(data, profile.max_len, "train", profile.prefixes_per_user))
     start = time.perf_counter()
-    ctx.evaluate(model, "test")
-    _sync(dev)
-    seconds = time.perf_counter() - start
-    result["inference"] = {"users_per_s": data.n_users / seconds, "seconds": seconds,
-                           "ddim_steps": len(model.diffusion.timesteps(profile.stride)),
+    prefix_latents(mbae, ctx, n_batches)
+    result["prefix_latents"] = {"rows_per_s": len(latents["target"]) / (time.perf_counter() - start),
+                                "rows": view_rows}
+    users = {p: _inference(model, ctx, p) for p in PRECISIONS}
+    result["inference"] = {"users_per_s": users["fp32"], "bf16_users_per_s": users["bf16"],
+                           "speedup_vs_fp32_eager": 1.0,
+                           "ddim_steps": len(model.diffusion.timesteps()),
                            "omega": profile.omega}
-    result["peak_memory_mib"] = _peak_memory_mib(dev)
+    result["peak_rss_mib"] = _peak_rss_mib()
+    if dev.type == "cuda":
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
 
-    out = Path(out_dir or project_root() / "reports" / "bench") / f"{dataset}-{dev.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    log(json.dumps(result, indent=2))
-    log(f"written to {out}")
+    out = Path(out_dir or project_root() / "reports" / "bench") / f"{dataset}-{dev.type}"
+    atomic_write(out.with_suffix(".json"), lambda f: f.write(json.dumps(result, indent=2).encode()))
+    atomic_write(out.with_suffix(".md"), lambda f: f.write(markdown(result).encode()))
+    log(markdown(result))
     return result
+
+
+def markdown(result: dict) -> str:
+    """The table of a bench result (what the README and the closing notes quote)."""
+    mm = result["matmul_gflops"]
+    lines = [f"# bench: {result['dataset']} on {result['device']} ({result['threads']} threads, "
+             f"torch {result['torch']})", "",
+             f"matmul rate (best of square sizes {', '.join(map(str, result['matmul_gflops_by_size']))}): "
+             f"fp32 {mm['fp32']:.0f} GFLOP/s, bf16 {mm['bf16']:.0f} GFLOP/s; default precision "
+             f"`{result['default_precision']}`.", "",
+             "| stage | precision | rows/s | MFLOP/row | GFLOP/s | % of matmul rate |",
+             "|---|---|---|---|---|---|"]
+    for stage, r in result["stages"].items():
+        for precision, p in r["by_precision"].items():
+            lines.append(f"| {stage} | {precision} | {p['rows_per_s']:.0f} | "
+                         f"{p['mflop_per_row']:.1f} | {p['gflops']:.1f} | "
+                         f"{100 * p['fraction_of_matmul']:.0f}% |")
+    inf = result["inference"]
+    lines += ["", f"prefix latents: {result['prefix_latents']['rows_per_s']:.0f} rows/s; "
+              f"inference ({inf['ddim_steps']} DDIM steps, ω = {inf['omega']}): "
+              f"{inf['users_per_s']:.0f} users/s in fp32 (bf16 autocast: "
+              f"{inf['bf16_users_per_s']:.0f}); peak RSS {result['peak_rss_mib']:.0f} MiB.", ""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="synthetic-yelp-like")
+    parser.add_argument("--dataset", default="ml100k")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batches", type=int, default=50, help="mini-batches timed per stage")
+    parser.add_argument("--batches", type=int, default=30, help="mini-batches timed per stage")
     parser.add_argument("--data-dir", default="data")
     args = parser.parse_args(argv)
     run_bench(args.dataset, args.device, args.batches, args.data_dir)

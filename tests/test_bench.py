@@ -1,7 +1,9 @@
-"""The benchmark command runs end to end and reports positive throughputs."""
+"""The benchmark command runs end to end and writes the keys runs are compared by."""
 import json
 
-from fatsmb_lib.bench import run_bench
+import torch
+
+from fatsmb_lib.bench import matmul_gflops, run_bench
 
 
 def test_bench_on_tiny_data(tmp_path):
@@ -9,6 +11,19 @@ def test_bench_on_tiny_data(tmp_path):
                        out_dir=tmp_path, log=lambda line: None)
     saved = json.loads((tmp_path / "synthetic-tiny-cpu.json").read_text())
     assert saved["dataset"] == "synthetic-tiny"
+    assert set(saved["matmul_gflops"]) == {"fp32", "bf16"}
     for stage in ("stage1", "stage2", "stage3"):
-        assert result[stage]["sequences_per_s"] > 0 and result[stage]["epoch_s"] > 0
-    assert result["inference"]["users_per_s"] > 0 and result["peak_memory_mib"] > 0
+        s = saved["stages"][stage]
+        assert s["rows_per_s"] > 0 and s["gflops"] > 0 and 0 < s["fraction_of_matmul"]
+        assert s["speedup_vs_fp32_eager"] > 0
+        # the reported rate is FLOPs per row times rows per second
+        assert abs(s["gflops"] - s["mflop_per_row"] * s["rows_per_s"] / 1e3) < 1e-6 * s["gflops"] + 1e-9
+    assert saved["inference"]["users_per_s"] > 0 and saved["inference"]["speedup_vs_fp32_eager"] > 0
+    assert saved["peak_rss_mib"] > 0
+    assert "| stage1 | fp32 |" in (tmp_path / "synthetic-tiny-cpu.md").read_text()
+    assert result["stages"]["stage1"]["rows_per_s"] == saved["stages"]["stage1"]["rows_per_s"]
+
+
+def test_matmul_rate_is_a_rate():
+    torch.manual_seed(0)
+    assert matmul_gflops(torch.device("cpu"), "fp32", 64, 64, 64, repeats=3) > 0
