@@ -143,7 +143,7 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
         check_parameters(notebook, parameters)
     shown_dir = run_dir.relative_to(root) if run_dir.is_relative_to(root) else run_dir
     summary = {"dataset": dataset, "profile": profile, "device": device, "run_dir": str(shown_dir),
-               "status": "running", "seconds": {}}
+               "status": "running", "seconds": _earlier_seconds(run_dir, dataset, profile, only)}
 
     with lock_run_dir(run_dir, hint=f"wait for it to finish, or pass --run NAME to write "
                                     f"reports/{dataset}/NAME instead"):
@@ -164,6 +164,18 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
         _write_summary(run_dir, summary)
     log(_summary_text(summary, run_dir))
     return summary
+
+
+def _earlier_seconds(run_dir: Path, dataset: str, profile: str, only) -> dict:
+    """With ``--only``, the timings of the notebooks not re-run, from the folder's last summary
+    of the same dataset and profile (so the summary still covers the whole sequence)."""
+    path = run_dir / "run_summary.json"
+    if not only or not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    if (earlier.get("dataset"), earlier.get("profile")) != (dataset, profile):
+        return {}
+    return dict(earlier.get("seconds", {}))
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:

@@ -150,3 +150,15 @@ def test_smoke_run_of_every_notebook(tmp_path):
     assert {"Pop", "SASRec", "BERT4Rec", "MBAE", "FatsMB"} <= set(metrics["models"])
     assert set(metrics["models"]["FatsMB"]["per_behavior"]) <= {"pv", "fav", "cart", "buy"}
     assert (published / "results.md").read_text().startswith("# synthetic-tiny")
+
+
+def test_only_keeps_the_timings_of_the_other_notebooks(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "run_notebook", lambda notebook, out_dir, parameters: 5.0)
+    first = pipeline.run_pipeline("synthetic-tiny", "smoke", "cpu", data_dir=str(tmp_path / "data"),
+                                  reports_dir=tmp_path, log=lambda line: None)
+    assert len(first["seconds"]) == 4
+    monkeypatch.setattr(pipeline, "run_notebook", lambda notebook, out_dir, parameters: 1.0)
+    again = pipeline.run_pipeline("synthetic-tiny", "smoke", "cpu", data_dir=str(tmp_path / "data"),
+                                  only=["04"], reports_dir=tmp_path, log=lambda line: None)
+    assert again["seconds"]["01_entropy_analysis"] == 5.0
+    assert again["seconds"]["04_finetune_evaluate"] == 1.0 and again["total_seconds"] == 16.0
