@@ -185,6 +185,14 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+# Named bundles of Cloze-training fields (``open_run(recipe=...)``). The paper trains on
+# non-overlapping windows with random Cloze masks (Sec. 3.1, Eq. 14); the study behind any other
+# recipe is ``python -m fatsmb_lib.recipes``.
+RECIPES: dict[str, dict] = {
+    "paper": dict(window_stride=None, last_only_prob=0.0, warmup_epochs=0, lr_decay="none"),
+}
+
+
 def get_profile(name: str, dataset: str | None = None, data_dir: str | Path = "data") -> Profile:
     """The named profile, adjusted for ``dataset`` (``datasets.profile_changes``; a dataset
     registered in ``data_dir`` may change fields too)."""

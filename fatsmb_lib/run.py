@@ -27,7 +27,7 @@ from torch import nn
 
 from .batches import PrefixView, make_loader
 from .checkpoints import settings_digest
-from .config import PROFILES, Profile, default_run_dir, get_profile, project_root
+from .config import PROFILES, RECIPES, Profile, default_run_dir, get_profile, project_root
 from .evaluate import evaluate, recommend
 from .preprocess import SequenceData, load_dataset
 from .runtime import epoch_seed, make_generator, resolve_device, seed_everything
@@ -204,12 +204,14 @@ def lock_run_dir(run_dir: str | Path, hint: str = "wait or pass --run NAME") -> 
 
 
 def open_run(dataset: str, profile: str, device: str = "auto", run_dir: str | Path = "",
-             data_dir: str | Path = "", seed: int = 0, **overrides) -> Context:
+             data_dir: str | Path = "", seed: int = 0, recipe: str | None = None,
+             **overrides) -> Context:
     """Everything a notebook derives from its papermill parameters, in one call.
 
     The profile adjusted for the dataset, with ``overrides`` applied (profile field -> value;
     a value of None keeps the profile's, so a notebook parameter left at None means "the
-    profile's"); ``data_dir`` empty -> ``<repo>/data``; ``run_dir`` empty ->
+    profile's), after the named ``recipe`` of ``config.RECIPES`` if one is given (e.g.
+    ``recipe="paper"``); ``data_dir`` empty -> ``<repo>/data``; ``run_dir`` empty ->
     ``runs/<dataset>-<profile>`` (created); the data loaded; the global generators seeded
     (for the notebook's own demonstrations). Training logs are silenced (notebooks print
     their own summaries).
@@ -221,6 +223,10 @@ def open_run(dataset: str, profile: str, device: str = "auto", run_dir: str | Pa
     torch_device = resolve_device(device)
     data_dir = Path(data_dir) if data_dir else project_root() / "data"
     settings = get_profile(profile, dataset, data_dir)
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}: choose one of {sorted(RECIPES)}")
+        settings = settings.replace(**RECIPES[recipe])
     settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
     data = load_dataset(dataset, data_dir)
     run_dir = Path(run_dir) if run_dir else default_run_dir(dataset, profile)

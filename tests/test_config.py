@@ -60,3 +60,15 @@ def test_dataset_adjustments_come_from_the_registry():
     assert get_profile("paper", "yelp").batch_size == 256
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("fast")
+
+
+def test_a_recipe_is_one_setting_away(tmp_path):
+    from fatsmb_lib.config import RECIPES
+    from fatsmb_lib.run import open_run
+
+    ctx = open_run("synthetic-tiny", "smoke", "cpu", tmp_path / "run", tmp_path, recipe="paper",
+                   window_stride=3)
+    assert ctx.profile.last_only_prob == RECIPES["paper"]["last_only_prob"]
+    assert ctx.profile.window_stride == 3  # explicit overrides come after the recipe
+    with pytest.raises(ValueError, match="unknown recipe"):
+        open_run("synthetic-tiny", "smoke", "cpu", tmp_path / "run", tmp_path, recipe="fast")
