@@ -13,6 +13,10 @@ model back, or trains it if 02 was never run.
 - stage 2 :func:`train_denoiser`   — frozen MBAE, the denoiser learns z_∅ → z_b (Eq. 16)
 - stage 3 :func:`finetune_decoder` — frozen MBAE encoder + denoiser, next-item loss on the
   decoder through the full sampler (Algorithm 1, lines 23–28)
+- the baselines (Table 3's peers): :func:`fit_pop`, :func:`train_sasrec`,
+  :func:`train_bert4rec`, :func:`train_gru4rec`, :func:`train_behavior_sasrec`,
+  :func:`train_mbstr`, :func:`train_diffurec` — each under the same protocol (same views, same
+  full-ranking validation, same ``fit``)
 
 The settings that act only when sampling (ω, Δt, η) are not part of stage 2's digest: change
 them at inference with ``FatsMB.sampler(...)``. Stage 3 trains on sampled latents, so they
