@@ -166,8 +166,8 @@ class PrefixView(_CSRView):
 
 
 def cloze_mask(items: torch.Tensor, behaviors: torch.Tensor, rho: float, sigma: float,
-               mask_item: int, mask_behavior: int, generator: torch.Generator | None = None,
-               last_only_prob: float = 0.0) -> Batch:
+               mask_item: int, mask_behavior: int, generator: torch.Generator | None,
+               last_only_prob: float) -> Batch:
     """The Cloze corruption of Section 3.1 (trained with Eq. 14), applied to a whole batch.
 
     Each real item is replaced by [mask] with probability ``rho`` (at least one per row);
@@ -206,7 +206,7 @@ class ClozeCollate:
     """DataLoader collate that masks a :class:`ClozeView` batch with :func:`cloze_mask`."""
 
     def __init__(self, rho: float, sigma: float, mask_item: int, mask_behavior: int,
-                 generator: torch.Generator | None = None, last_only_prob: float = 0.0) -> None:
+                 generator: torch.Generator | None, last_only_prob: float) -> None:
         self.rho, self.sigma, self.last_only_prob = rho, sigma, last_only_prob
         self.mask_item, self.mask_behavior, self.generator = mask_item, mask_behavior, generator
 

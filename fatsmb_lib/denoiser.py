@@ -101,7 +101,7 @@ class BehaviorMoE(nn.Module):
     """
 
     def __init__(self, d_model: int, d_hidden: int, n_behaviors: int, n_shared: int,
-                 n_private: int, dropout: float = 0.0) -> None:
+                 n_private: int, dropout: float) -> None:
         super().__init__()
         D, Dh = d_model, d_hidden
         self.n_behaviors, self.n_shared, self.n_private = n_behaviors, n_shared, n_private
@@ -182,7 +182,7 @@ class MCGLNBlock(nn.Module):
     """
 
     def __init__(self, d_model: int, d_hidden: int, n_behaviors: int, n_shared: int,
-                 n_private: int, dropout: float = 0.0, use_moe: bool = True) -> None:
+                 n_private: int, dropout: float, use_moe: bool = True) -> None:
         super().__init__()
         D = d_model
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))

@@ -44,7 +44,7 @@ POSITIONS = ("ape", "rope", "barope")
 # Rotary position embedding (Eqs. 10-11, 24)
 # ---------------------------------------------------------------------------------------------
 def rope_cos_sin(
-    positions: torch.Tensor, d_head: int, base: float = 10000.0
+    positions: torch.Tensor, d_head: int, base: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosines and sines of the rotary angles m·θ_i, θ_i = base^(-2i/d_head) (Eq. 11).
 
@@ -318,11 +318,12 @@ class MultiHeadSelfAttention(nn.Module):
         self,
         d_model: int,
         n_heads: int,
+        *,
+        rope_base: float,
         attn_dropout: float = 0.0,
         position: str = "barope",
         n_behaviors: int = 0,
         causal: bool = False,
-        rope_base: float = 10000.0,
     ):
         super().__init__()
         assert d_model % n_heads == 0, (

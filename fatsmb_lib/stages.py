@@ -218,7 +218,7 @@ def cloze_latent_batches(mbae: MBAE, ctx: Context) -> Batches:
         for batch in make_loader(view, ctx.profile.batch_size, True, generator):
             items, behaviors = batch["items"].to(ctx.device), batch["behaviors"].to(ctx.device)
             masked = cloze_mask(items, behaviors, ctx.profile.rho, 0.0, ctx.data.mask_item,
-                                ctx.data.mask_behavior, generator)["labels"] > 0
+                                ctx.data.mask_behavior, generator, last_only_prob=0.0)["labels"] > 0
             with torch.no_grad():
                 z_b, z_null, _, b = mbae.latents_at(items, behaviors, masked)
             yield {"z_b": z_b, "z_null": z_null, "behavior": b}

@@ -79,8 +79,8 @@ q, k = torch.randn(2, 1, 1, 1, d_head).unbind(0)            # one query, one key
 
 
 def rope_score(m: int, n: int) -> float:
-    cos_m, sin_m = rope_cos_sin(torch.tensor([m]), d_head)
-    cos_n, sin_n = rope_cos_sin(torch.tensor([n]), d_head)
+    cos_m, sin_m = rope_cos_sin(torch.tensor([m]), d_head, settings.rope_base)
+    cos_n, sin_n = rope_cos_sin(torch.tensor([n]), d_head, settings.rope_base)
     return (apply_rope(q, cos_m, sin_m) * apply_rope(k, cos_n, sin_n)).sum().item()
 
 
@@ -112,14 +112,14 @@ behaviors = torch.randint(1, n_behaviors + 1, (1, L))
 
 
 def barope_logits(shift: int) -> torch.Tensor:
-    cos, sin = rope_cos_sin(torch.arange(L) + shift, d_head)
+    cos, sin = rope_cos_sin(torch.arange(L) + shift, d_head, settings.rope_base)
     h = barope(behaviors)                                   # (1, 1, L, d_head), h(b) per pair
     return (h * apply_rope(queries, cos, sin)) @ (h * apply_rope(keys, cos, sin)).transpose(-1, -2)
 
 
 with torch.no_grad():
     rope_equals_barope_at_init = barope_logits(0)
-    cos, sin = rope_cos_sin(torch.arange(L), d_head)
+    cos, sin = rope_cos_sin(torch.arange(L), d_head, settings.rope_base)
     plain_rope = apply_rope(queries, cos, sin) @ apply_rope(keys, cos, sin).transpose(-1, -2)
     torch.nn.init.normal_(barope.mlp[-1].weight, std=0.5)  # h no longer 1
     shift_gap = (barope_logits(0) - barope_logits(17)).abs().max().item()
@@ -149,7 +149,8 @@ u = 0
 items = torch.as_tensor(data.seq_items[split.train_start[u]:split.train_end[u]][-10:]).long()[None]
 behaviors = torch.as_tensor(data.seq_behaviors[split.train_start[u]:split.train_end[u]][-10:]).long()[None]
 masked = cloze_mask(items, behaviors, rho=0.4, sigma=0.5, mask_item=data.mask_item,
-                    mask_behavior=data.mask_behavior, generator=torch.Generator().manual_seed(seed))
+                    mask_behavior=data.mask_behavior, generator=torch.Generator().manual_seed(seed),
+                    last_only_prob=0.0)
 show = lambda ids, names: [names.get(int(i), str(int(i))) for i in ids[0]]  # noqa: E731
 pd.DataFrame({
     "item": show(items, {}), "behavior": show(behaviors, dict(enumerate(data.behavior_names, 1))),

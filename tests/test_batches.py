@@ -148,7 +148,7 @@ def test_make_loader_covers_every_row_reproducibly(data):
 def test_cloze_loader_masks(data):
     view = ClozeView(data, max_len=L)
     collate = ClozeCollate(0.5, 0.5, data.mask_item, data.mask_behavior,
-                           torch.Generator().manual_seed(0))
+                           torch.Generator().manual_seed(0), 0.0)
     batch = next(iter(make_loader(view, batch_size=len(view), shuffle=False, collate=collate)))
     assert set(batch) == {"items", "behaviors", "labels", "label_behaviors", "behavior_masked"}
     raw = everything(view)
@@ -173,7 +173,7 @@ def within_3_std(hits, n, p):
 @pytest.mark.parametrize("rho, sigma", [(0.2, 0.1), (0.5, 0.8)])
 def test_cloze_mask_rates_and_labels(rho, sigma):
     items, behaviors = full_rows(2000, 50)
-    out = cloze_mask(items, behaviors, rho, sigma, 101, 5, torch.Generator().manual_seed(1))
+    out = cloze_mask(items, behaviors, rho, sigma, 101, 5, torch.Generator().manual_seed(1), 0.0)
     masked = out["labels"] > 0
     n_masked = int(masked.sum())
     assert within_3_std(n_masked, items.numel(), rho)
@@ -188,7 +188,7 @@ def test_cloze_mask_rates_and_labels(rho, sigma):
 def test_cloze_mask_never_touches_padding_and_masks_at_least_one():
     items, behaviors = full_rows(500, 10)
     items[:, :7], behaviors[:, :7] = 0, 0                            # 3 real tokens per row
-    out = cloze_mask(items, behaviors, 0.01, 0.5, 101, 5, torch.Generator().manual_seed(0))
+    out = cloze_mask(items, behaviors, 0.01, 0.5, 101, 5, torch.Generator().manual_seed(0), 0.0)
     masked = out["labels"] > 0
     assert not masked[:, :7].any() and (out["items"][:, :7] == 0).all()
     assert (masked.sum(dim=1) >= 1).all()
@@ -213,6 +213,6 @@ def test_cloze_mask_last_only():
 
 def test_cloze_mask_is_reproducible_with_a_generator():
     items, behaviors = full_rows(8, 10)
-    a = cloze_mask(items, behaviors, 0.3, 0.3, 101, 5, torch.Generator().manual_seed(7))
-    b = cloze_mask(items, behaviors, 0.3, 0.3, 101, 5, torch.Generator().manual_seed(7))
+    a = cloze_mask(items, behaviors, 0.3, 0.3, 101, 5, torch.Generator().manual_seed(7), 0.0)
+    b = cloze_mask(items, behaviors, 0.3, 0.3, 101, 5, torch.Generator().manual_seed(7), 0.0)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -29,7 +29,7 @@ M_S, M_P = 2, 2
 
 def make_moe(seed=0):
     torch.manual_seed(seed)
-    moe = BehaviorMoE(D, DH, NB, M_S, M_P).double()
+    moe = BehaviorMoE(D, DH, NB, M_S, M_P, 0.0).double()
     with torch.no_grad():  # non-uniform gates so every gate entry matters
         moe.gate_shared.normal_()
         moe.gate_private.normal_()
@@ -132,7 +132,7 @@ def test_moe_routes_gradient_only_to_selected_experts(b):
 @pytest.mark.parametrize("use_moe", [True, False])
 def test_fresh_block_is_identity(use_moe):
     torch.manual_seed(0)
-    block = MCGLNBlock(D, DH, NB, M_S, M_P, use_moe=use_moe)
+    block = MCGLNBlock(D, DH, NB, M_S, M_P, 0.0, use_moe=use_moe)
     z, cond, z_null = (torch.randn(B, D) for _ in range(3))
     behavior = torch.arange(B) % (NB + 1)
     assert torch.equal(block(z, cond, z_null, behavior), z)
@@ -149,7 +149,7 @@ def set_modulation_(block, **values):
 
 def test_block_eq21_concatenates_z_null_with_modulated_norm():
     torch.manual_seed(1)
-    block = MCGLNBlock(D, DH, NB, M_S, M_P).double()
+    block = MCGLNBlock(D, DH, NB, M_S, M_P, 0.0).double()
     set_modulation_(block, alpha_s=0.7, beta_s=0.3, gamma_s=0.5)
     z, cond, z_null = (torch.randn(B, D, dtype=torch.float64) for _ in range(3))
     behavior = torch.arange(B) % (NB + 1)
@@ -160,7 +160,7 @@ def test_block_eq21_concatenates_z_null_with_modulated_norm():
 
 def test_block_eq22_gates_the_moe_of_the_modulated_norm():
     torch.manual_seed(2)
-    block = MCGLNBlock(D, DH, NB, M_S, M_P).double()
+    block = MCGLNBlock(D, DH, NB, M_S, M_P, 0.0).double()
     set_modulation_(block, alpha_m=2.0, beta_m=0.1, gamma_m=-0.5)
     z, cond, z_null = (torch.randn(B, D, dtype=torch.float64) for _ in range(3))
     behavior = torch.arange(B) % (NB + 1)
@@ -171,7 +171,7 @@ def test_block_eq22_gates_the_moe_of_the_modulated_norm():
 
 def test_block_modulation_comes_from_the_condition():
     torch.manual_seed(3)
-    block = perturb_(MCGLNBlock(D, DH, NB, M_S, M_P).double())
+    block = perturb_(MCGLNBlock(D, DH, NB, M_S, M_P, 0.0).double())
     z, z_null = torch.randn(B, D, dtype=torch.float64), torch.randn(B, D, dtype=torch.float64)
     behavior = torch.arange(B) % (NB + 1)
     cond = torch.randn(B, D, dtype=torch.float64)

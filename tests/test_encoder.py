@@ -55,7 +55,7 @@ def _random_barope(n_heads=2, d_head=8, seed=0):
 
 def _logits(q, k, positions, scale):
     """Pre-softmax scores of h·RoPE(q) and h·RoPE(k): (B, H, L, L)."""
-    cos, sin = rope_cos_sin(positions, q.shape[-1])
+    cos, sin = rope_cos_sin(positions, q.shape[-1], 10000.0)
     q, k = scale * apply_rope(q, cos, sin), scale * apply_rope(k, cos, sin)
     return q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
 
@@ -77,7 +77,7 @@ def test_rope_matches_complex_multiplication():
 def test_rope_preserves_norm_and_is_identity_at_zero():
     torch.manual_seed(0)
     x = torch.randn(2, 2, 5, 8)
-    cos, sin = rope_cos_sin(torch.tensor([0, 1, 7, 50, 400]), 8)
+    cos, sin = rope_cos_sin(torch.tensor([0, 1, 7, 50, 400]), 8, 10000.0)
     y = apply_rope(x, cos, sin)
     torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))
     assert not torch.allclose(y[..., 1:, :], x[..., 1:, :])
@@ -90,7 +90,7 @@ def test_rope_score_depends_only_on_offset():
     q, k = torch.randn(8), torch.randn(8)
 
     def score(m, n):
-        (cq, sq), (ck, sk) = rope_cos_sin(torch.tensor([m]), 8), rope_cos_sin(torch.tensor([n]), 8)
+        (cq, sq), (ck, sk) = rope_cos_sin(torch.tensor([m]), 8, 10000.0), rope_cos_sin(torch.tensor([n]), 8, 10000.0)
         return (apply_rope(q.view(1, 1, 1, 8), cq, sq) * apply_rope(k.view(1, 1, 1, 8), ck, sk)).sum()
 
     torch.testing.assert_close(score(7, 3), score(27, 23))
@@ -102,10 +102,10 @@ def test_rope_accepts_batched_positions():
     torch.manual_seed(0)
     x = torch.randn(2, 2, 4, 8)
     pos = torch.tensor([[0, 1, 2, 3], [5, 6, 7, 8]])
-    cos, sin = rope_cos_sin(pos, 8)
+    cos, sin = rope_cos_sin(pos, 8, 10000.0)
     y = apply_rope(x, cos, sin)
     for b in range(2):
-        cb, sb = rope_cos_sin(pos[b], 8)
+        cb, sb = rope_cos_sin(pos[b], 8, 10000.0)
         torch.testing.assert_close(y[b : b + 1], apply_rope(x[b : b + 1], cb, sb))
 
 
@@ -148,8 +148,8 @@ def test_barope_h_is_one_value_per_pair():
 def test_barope_at_init_equals_rope():
     """h ≡ 1 at initialisation: the BaRoPE attention equals the RoPE one with the same weights."""
     torch.manual_seed(0)
-    rope = MultiHeadSelfAttention(16, 2, position="rope")
-    barope = MultiHeadSelfAttention(16, 2, position="barope", n_behaviors=N_BEH)
+    rope = MultiHeadSelfAttention(16, 2, position="rope", rope_base=10000.0)
+    barope = MultiHeadSelfAttention(16, 2, position="barope", n_behaviors=N_BEH, rope_base=10000.0)
     barope.load_state_dict(rope.state_dict(), strict=False)
     x = torch.randn(3, 6, 16)
     behaviors = torch.randint(1, N_BEH + 2, (3, 6))
@@ -164,7 +164,7 @@ def test_barope_attention_weights_match_eq_13():
     """Inside attention, q' = h(b_q)·RoPE(q) and k' = h(b_k)·RoPE(k) (Eq. 13): the weights equal a
     hand computation of softmax(q'k'^T / sqrt(d_k)) from the module's own projections."""
     torch.manual_seed(0)
-    attn = MultiHeadSelfAttention(16, 2, position="barope", n_behaviors=N_BEH)
+    attn = MultiHeadSelfAttention(16, 2, position="barope", n_behaviors=N_BEH, rope_base=10000.0)
     torch.nn.init.normal_(attn.barope.mlp[-1].weight, std=1.0)
     x = torch.randn(2, 5, 16)
     behaviors = torch.randint(1, N_BEH + 1, (2, 5))

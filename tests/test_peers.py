@@ -379,7 +379,7 @@ def _learner(name, data):
     if name == "BehaviorSASRec":
         return BehaviorSASRec(config), NextItemView(data, 20), None, 8, 2e-3
     if name == "MBSTR":
-        collate = ClozeCollate(0.2, 0.0, data.mask_item, data.mask_behavior, make_generator(0))
+        collate = ClozeCollate(0.2, 0.0, data.mask_item, data.mask_behavior, make_generator(0), 0.0)
         model = MBSTR(MBSTRConfig(n_items=N, n_behaviors=NB, d_model=32, n_heads=2, n_layers=1,
                                   dropout=0.1, n_buckets=32, max_distance=40, n_shared=3,
                                   n_private=1))
