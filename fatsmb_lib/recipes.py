@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -57,12 +58,15 @@ def run_step(ctx: Context, model: str) -> dict:
 
 def run_study(dataset: str, seeds: list[int], profile: str = "default",
               models: tuple[str, ...] = ("mbae", "bert4rec"), device: str = "auto",
-              data_dir: str = "data", log=print) -> dict:
+              data_dir: str = "data", log=print, steps: list[tuple[str, dict]] | None = None,
+              run_dir: Path | None = None, out_dir: Path | None = None) -> dict:
+    """Train every model of every step for every seed (resuming finished checkpoints) and write
+    the report to ``<out_dir>/recipe_study.{json,md}`` (default ``reports/<dataset>``)."""
     root = project_root()
-    run_dir = root / "runs" / f"recipes-{dataset}-{profile}"
+    run_dir = run_dir or root / "runs" / f"recipes-{dataset}-{profile}"
     results: dict[str, dict] = {}
     start = time.perf_counter()
-    for name, overrides in study_steps():
+    for name, overrides in steps or study_steps():
         for model in models:
             runs = []
             for seed in seeds:
@@ -76,7 +80,7 @@ def run_study(dataset: str, seeds: list[int], profile: str = "default",
                 "per_seed": runs}
     report = {"dataset": dataset, "profile": profile, "seeds": seeds,
               "minutes": round((time.perf_counter() - start) / 60, 1), "steps": results}
-    out = root / "reports" / dataset
+    out = out_dir or root / "reports" / dataset
     atomic_write(out / "recipe_study.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
     table = {f"{name} ({model})": {"valid NDCG@10": tuple(r["valid_ndcg10"]),
                                    "best epoch": float(np.mean([s["best_epoch"] for s in r["per_seed"]]))}
