@@ -1,20 +1,23 @@
 """Multi-seed comparison: ``python -m fatsmb_lib.compare --dataset ml100k --seeds 0 1 2``.
 
 Trains, for every seed, the baselines (Pop, SASRec, BERT4Rec, GRU4Rec, the behavior-aware
-SASRec, MB-STR, DiffuRec), the MBAE with each position
-scheme (APE, RoPE, BaRoPE; Table 4's MBAE rows) and FatsMB with each denoiser and both
-parameterisations (Table 4's FatsMB rows; ε and x0), then reports validation and test
-Recall/NDCG@10/20 as mean ± std over seeds in ``reports/<dataset>/comparison.json`` and
-``comparison.md``. Checkpoints go to ``runs/compare-<dataset>-<profile>/``, so an interrupted
-comparison resumes where it stopped.
+SASRec, MB-STR, DiffuRec), the MBAE and FatsMB under the profile (``full`` by default, the
+README's headline); ``--ablations`` adds the MBAE with each position scheme (APE, RoPE, BaRoPE;
+Table 4's MBAE rows) and FatsMB with each denoiser and parameterisation (Table 4's FatsMB rows).
+It reports validation and test Recall/NDCG@10/20 as mean ± std over seeds in
+``reports/<dataset>/comparison.{json,md}`` (another profile: ``comparison-<profile>.*``).
+Checkpoints go to ``runs/compare-<dataset>-<profile>/``, so an interrupted comparison resumes
+where it stopped, and seeds can run in parallel processes (``--seeds 1`` beside ``--seeds 0``)
+before one ``--seeds 0 1 2`` run reloads them all and writes the report.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from pathlib import Path
 
-from .config import project_root
+from .config import HEADLINE_PROFILE, project_root
 from .denoiser import ABLATION
 from .encoder import POSITIONS
 from .evaluate import format_metrics_table, mean_std
@@ -30,9 +33,14 @@ BASELINES = {  # Table 3's peers that this project implements, in the paper's or
 }
 
 
-def run_seed(ctx: Context, log=print) -> dict[str, dict[str, dict]]:
+def run_seed(ctx: Context, ablations: bool = False, log=print) -> dict[str, dict[str, dict]]:
     """{split: {model name: metrics}} for one seed; metrics carry ``train_seconds``, the
-    wall time of the model's own training epochs (validation included)."""
+    wall time of the model's own training epochs (validation included).
+
+    The headline models are Pop, every baseline, the MBAE with the profile's position and
+    FatsMB with the profile's denoiser; ``ablations`` adds the other positions and Table 4's
+    denoiser variants. FatsMB trains first, so an interrupted run has its main rows early.
+    """
     results: dict[str, dict] = {"valid": {}, "test": {}}
 
     def record(name: str, model, seconds: float) -> None:
@@ -41,45 +49,61 @@ def run_seed(ctx: Context, log=print) -> dict[str, dict[str, dict]]:
         log(f"  seed {ctx.seed} {name:<28} valid NDCG@10 {results['valid'][name]['NDCG@10']:.4f}"
             f"  test NDCG@10 {results['test'][name]['NDCG@10']:.4f}  ({seconds:.0f} s)")
 
+    p = ctx.profile
+    positions = POSITIONS if ablations else (p.position,)
+    variants = ABLATION if ablations else ((p.denoiser, p.prediction),)
+    mbae = {position: train_mbae(ctx.replace(position=position)) for position in positions}
+    base, base_history = mbae[p.position]
+    latents = prefix_latents(base, ctx)
+    fatsmb: dict[str, tuple] = {}
+    for kind, prediction in variants:
+        variant = ctx.replace(denoiser=kind, prediction=prediction)
+        model, stage2 = train_denoiser(base, variant, latents=latents)
+        stage1_2 = sum(base_history.seconds) + sum(stage2.seconds)
+        record(f"FatsMB {kind} {prediction} (stage 2)", model, stage1_2)
+        stage3 = finetune_decoder(model, variant, latents=latents)
+        record(f"FatsMB {kind} {prediction}", model, stage1_2 + sum(stage3.seconds))
     record("Pop", fit_pop(ctx), 0.0)
     for name, train in BASELINES.items():
         model, history = train(ctx)
         record(name, model, sum(history.seconds))
-    mbae = {position: train_mbae(ctx.replace(position=position)) for position in POSITIONS}
     for position, (model, history) in mbae.items():
         record(f"MBAE {position}", model, sum(history.seconds))
-    base, base_history = mbae[ctx.profile.position]
-    latents = prefix_latents(base, ctx)
-    for kind, prediction in ABLATION:
-        variant = ctx.replace(denoiser=kind, prediction=prediction)
-        model, stage2 = train_denoiser(base, variant, latents=latents)
-        record(f"FatsMB {kind} {prediction} (stage 2)", model,
-               sum(base_history.seconds) + sum(stage2.seconds))
-        stage3 = finetune_decoder(model, variant, latents=latents)
-        record(f"FatsMB {kind} {prediction}", model,
-               sum(base_history.seconds) + sum(stage2.seconds) + sum(stage3.seconds))
-    return results
+    # Table 3's order: the baselines, then the MBAE, then FatsMB
+    order = sorted(results["test"], key=lambda name: name.startswith("FatsMB"))
+    return {split: {name: rows[name] for name in order} for split, rows in results.items()}
 
 
-def run_comparison(dataset: str, seeds: list[int], profile: str = "default", device: str = "auto",
-                   data_dir: str = "data", log=print) -> dict:
-    """Every model of :func:`run_seed` for each seed, aggregated as mean ± std; checkpoints in
-    ``runs/compare-<dataset>-<profile>/`` (an interrupted comparison resumes)."""
+def report_name(profile: str) -> str:
+    """``comparison`` for the headline profile, ``comparison-<profile>`` for any other."""
+    return "comparison" if profile == HEADLINE_PROFILE else f"comparison-{profile}"
+
+
+def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFILE,
+                   device: str = "auto", data_dir: str = "data", ablations: bool = False,
+                   log=print, run_dir: Path | None = None, out_dir: Path | None = None,
+                   **overrides) -> dict:
+    """Every model of :func:`run_seed` for each seed, aggregated as mean ± std, written to
+    ``<out_dir>/<report_name(profile)>.{json,md}`` (default ``reports/<dataset>``);
+    checkpoints in ``run_dir`` (default ``runs/compare-<dataset>-<profile>/``: an interrupted
+    comparison resumes, and single seeds run in parallel processes share the folder).
+    ``overrides`` change profile fields (for tests)."""
     root = project_root()
-    run_dir = root / "runs" / f"compare-{dataset}-{profile}"
+    run_dir = run_dir or root / "runs" / f"compare-{dataset}-{profile}"
     per_seed = []
     start = time.perf_counter()
     for seed in seeds:
-        ctx = open_run(dataset, profile, device, run_dir, root / data_dir, seed)
-        per_seed.append(run_seed(ctx, log))
+        ctx = open_run(dataset, profile, device, run_dir, root / data_dir, seed, **overrides)
+        per_seed.append(run_seed(ctx, ablations, log))
     summary = {split: {name: mean_std([r[split][name] for r in per_seed]) for name in per_seed[0][split]}
                for split in ("valid", "test")}
     report = {"dataset": dataset, "profile": ctx.profile.to_dict(), "seeds": seeds,
               "minutes": round((time.perf_counter() - start) / 60, 1),
               "mean_std": summary, "per_seed": per_seed}
-    out = root / "reports" / dataset
+    out = out_dir or root / "reports" / dataset
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = report_name(profile)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     text = [f"# {dataset}: mean ± std over seeds {seeds} (profile `{profile}`, full ranking)", "",
             "`train_seconds`: wall time of the model's own training (FatsMB: stages 1-3).", ""]
     keys = ("Recall@10", "NDCG@10", "Recall@20", "NDCG@20", "train_seconds")
@@ -91,7 +115,7 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = "default", dev
                         for name, m in summary["test"].items()}
         text += [f"## test {metric} per target behavior", "",
                  format_metrics_table(per_behavior, tuple(behaviors)), ""]
-    (out / "comparison.md").write_text("\n".join(text))
+    (out / f"{name}.md").write_text("\n".join(text))
     log("\n".join(text))
     return report
 
@@ -100,11 +124,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml100k")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--profile", default="default")
+    parser.add_argument("--profile", default=HEADLINE_PROFILE)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also the other MBAE positions and Table 4's denoiser variants")
     args = parser.parse_args(argv)
-    run_comparison(args.dataset, args.seeds, args.profile, args.device, args.data_dir)
+    run_comparison(args.dataset, args.seeds, args.profile, args.device, args.data_dir,
+                   args.ablations)
 
 
 if __name__ == "__main__":

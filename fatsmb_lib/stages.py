@@ -35,6 +35,7 @@ from torch import nn
 from .baselines import BERT4Rec, BehaviorSASRec, Pop, SASRec
 from .batches import ClozeCollate, ClozeView, NextItemView, PrefixView, cloze_mask, make_loader
 from .checkpoints import state_fingerprint, tensor_fingerprint
+from .config import RECIPES
 from .denoiser import build_denoiser
 from .diffurec import DiffuRec
 from .diffusion import LatentDiffusion
@@ -86,11 +87,12 @@ def train_mbae(ctx: Context) -> tuple[MBAE, History]:
 
 
 def train_bert4rec(ctx: Context) -> tuple[BERT4Rec, History]:
-    """BERT4Rec: the same encoder with no behavior information, APE, Cloze (Section 4.1.3)."""
+    """BERT4Rec: the same encoder with no behavior information, APE, Cloze (Section 4.1.3),
+    trained with the MBAE's recipe and epoch budget (stage 1's)."""
     model = ctx.build(BERT4Rec, ctx.profile.encoder_config(ctx.data.n_items, ctx.data.n_behaviors))
     settings = {"model": "BERT4Rec", "encoder": dataclasses.asdict(model.config),
                 **cloze_settings(ctx, 0.0)}
-    history = ctx.fit(model, "bert4rec", "baseline", model.parameters(), cloze_batches(ctx, 0.0),
+    history = ctx.fit(model, "bert4rec", "stage1", model.parameters(), cloze_batches(ctx, 0.0),
                       model.loss, settings)
     return model, history
 
@@ -133,7 +135,9 @@ def train_gru4rec(ctx: Context) -> tuple[GRU4Rec, History]:
 
 def train_mbstr(ctx: Context) -> tuple[MBSTR, History]:
     """MB-STR: behavior-aware Transformer with its Cloze objective (masked items keep their
-    behavior, which tells the prediction head the target behavior)."""
+    behavior, which tells the prediction head the target behavior), under its own Cloze recipe
+    ``profile.mbstr_recipe``."""
+    ctx = ctx.replace(**RECIPES[ctx.profile.mbstr_recipe])
     config = ctx.profile.mbstr_config(ctx.data.n_items, ctx.data.n_behaviors)
     model = ctx.build(MBSTR, config)
     settings = {"model": "MBSTR", "config": dataclasses.asdict(config),

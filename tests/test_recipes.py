@@ -1,23 +1,36 @@
 """The recipe study: one change per step, validation only, resumable, a report per step."""
 import json
 
-from fatsmb_lib.config import RECIPES
-from fatsmb_lib.recipes import run_study, study_steps
+from fatsmb_lib.config import PROFILES, RECIPES
+from fatsmb_lib.recipes import Step, run_study, study_steps
 
 
-def test_each_study_step_changes_one_thing_from_the_one_before():
-    steps = study_steps()
-    assert steps[0][1] == RECIPES["paper"]
-    for (_, before), (_, after) in zip(steps, steps[1:]):
+def test_each_study_step_changes_one_thing_from_its_parent():
+    steps = {step.name: step for step in study_steps()}
+    first = study_steps()[0]
+    assert first.overrides == RECIPES["paper"] and first.parent is None
+    for step in list(steps.values())[1:]:
+        before, after = steps[step.parent].overrides, step.overrides
         changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-        changed -= {"stage1_epochs"}  # the budget follows the rows an epoch holds
-        assert len(changed) == 1, changed
+        if changed != {"stage1_epochs"}:
+            changed -= {"stage1_epochs"}  # the budget follows the rows an epoch holds
+        assert len(changed) == 1, (step.name, changed)
+
+
+def test_the_full_profile_trains_the_study_s_last_main_step():
+    """``full``'s stage 1 is the default profile under the every-prefix step, so the study and
+    the full comparison share checkpoints (same settings, same digest)."""
+    last = next(s for s in study_steps() if s.name == "+ a window ending at every item")
+    default, full = PROFILES["default"].replace(**last.overrides), PROFILES["full"]
+    stage1 = ("window_stride", "last_only_prob", "rho", "sigma", "batch_size", "dropout", "lr")
+    assert all(getattr(default, f) == getattr(full, f) for f in stage1)
+    assert default.train_config("stage1", 0) == full.train_config("stage1", 0)
 
 
 def test_study_reports_validation_only_and_resumes(tmp_path):
-    steps = [("paper recipe", {**RECIPES["paper"], "stage1_epochs": 2, "baseline_epochs": 2}),
-             ("+ every prefix", {**RECIPES["paper"], "window_stride": 1, "stage1_epochs": 2,
-                                 "baseline_epochs": 2})]
+    steps = [Step("paper recipe", {**RECIPES["paper"], "stage1_epochs": 2}),
+             Step("+ every prefix", {**RECIPES["paper"], "window_stride": 1, "stage1_epochs": 2},
+                  "paper recipe")]
     kwargs = dict(dataset="synthetic-tiny", seeds=[0], profile="smoke", models=("mbae",),
                   device="cpu", data_dir=str(tmp_path / "data"), log=lambda line: None,
                   steps=steps, run_dir=tmp_path / "run", out_dir=tmp_path / "out")
