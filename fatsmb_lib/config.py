@@ -112,6 +112,8 @@ class Profile:
     stage3_epochs: int = 30
     baseline_epochs: int = 200
     patience: int = 10
+    baseline_patience: int | None = None  # the baselines' patience (None: ``patience``); their
+                                          # validation curves are noisy and still climb late
     min_epochs: int = 1               # no early stop before this epoch (stage 1, baselines):
                                       # Cloze models plateau for many epochs before improving
 
@@ -169,8 +171,11 @@ class Profile:
         epochs = {"stage1": self.stage1_epochs, "baseline": self.baseline_epochs,
                   "stage2": self.stage2_epochs, "stage3": self.stage3_epochs}[stage]
         min_epochs = self.min_epochs if stage in ("stage1", "baseline") else 1
+        patience = self.patience
+        if stage == "baseline" and self.baseline_patience is not None:
+            patience = self.baseline_patience
         return TrainConfig(lr=self.lr, weight_decay=self.weight_decay, max_epochs=epochs,
-                           patience=self.patience, min_epochs=min_epochs,
+                           patience=patience, min_epochs=min_epochs,
                            grad_clip=self.grad_clip, monitor=self.monitor, seed=seed,
                            eval_every=self.eval_every, warmup_epochs=self.warmup_epochs,
                            decay=self.lr_decay, precision=self.precision)
@@ -190,8 +195,8 @@ PROFILES: dict[str, Profile] = {
     "full": Profile(
         name="full", dataset="ml100k", prefixes_per_user=20,
         window_stride=1, last_only_prob=0.5, diffusion_target="offset",
-        stage1_epochs=15, stage2_epochs=12, stage3_epochs=6, baseline_epochs=60, patience=8,
-        min_epochs=30,
+        stage1_epochs=15, stage2_epochs=12, stage3_epochs=6, baseline_epochs=100, patience=8,
+        baseline_patience=20, min_epochs=30,
     ),
     "paper": Profile(
         name="paper", dataset="yelp",

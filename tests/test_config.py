@@ -72,3 +72,10 @@ def test_a_recipe_is_one_setting_away(tmp_path):
     assert ctx.profile.window_stride == 3  # explicit overrides come after the recipe
     with pytest.raises(ValueError, match="unknown recipe"):
         open_run("synthetic-tiny", "smoke", "cpu", tmp_path / "run", tmp_path, recipe="fast")
+
+
+def test_baseline_patience_acts_on_the_baselines_only():
+    p = PROFILES["default"].replace(patience=4, baseline_patience=9)
+    assert p.train_config("baseline", 0).patience == 9
+    assert {p.train_config(stage, 0).patience for stage in ("stage1", "stage2", "stage3")} == {4}
+    assert p.replace(baseline_patience=None).train_config("baseline", 0).patience == 4
