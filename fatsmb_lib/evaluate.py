@@ -209,6 +209,8 @@ def recommend(model: nn.Module, items, behaviors, behavior: int, *, n_items: int
 def _format_cell(value) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str):
+        return value
     if isinstance(value, tuple):
         mean, std = value
         return f"{mean:.4f} ± {std:.4f}"
@@ -222,7 +224,7 @@ def format_metrics_table(
     """A Markdown table, one row per model: ``results`` maps a model name to its metrics.
 
     A metric may be a float or a ``(mean, std)`` pair from :func:`mean_std`
-    (shown as ``mean ± std``); a missing metric shows as ``—``.
+    (shown as ``mean ± std``), or a string shown as it is; a missing metric shows as ``—``.
     """
     lines = [
         "| model | " + " | ".join(keys) + " |",

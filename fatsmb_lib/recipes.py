@@ -113,11 +113,15 @@ def run_study(dataset: str, seeds: list[int], profile: str = "default",
               "minutes": round((time.perf_counter() - start) / 60, 1), "steps": results}
     out = out_dir or root / "reports" / dataset
     atomic_write(out / "recipe_study.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
-    table = {f"{name} ({model})": {"valid NDCG@10": tuple(r["valid_ndcg10"]),
-                                   "best epoch": float(np.mean([s["best_epoch"] for s in r["per_seed"]]))}
-             for name, per_model in results.items() for model, r in per_model.items()}
+    table = {f"{name} ({model})": {
+        "changes one setting of": r["parent"] or "—", "valid NDCG@10": tuple(r["valid_ndcg10"]),
+        "best epoch": f"{np.mean([s['best_epoch'] for s in r['per_seed']]):.1f}",
+        "rows seen (M)": f"{np.mean([s['rows_seen'] for s in r['per_seed']]) / 1e6:.2f}",
+        "minutes": f"{np.mean([s['seconds'] for s in r['per_seed']]) / 60:.1f}"}
+        for name, per_model in results.items() for model, r in per_model.items()}
     text = (f"# {dataset}: Cloze recipe study (profile `{profile}`, seeds {seeds}, validation only)\n\n"
-            + format_metrics_table(table, keys=("valid NDCG@10", "best epoch")) + "\n")
+            + format_metrics_table(table, keys=("changes one setting of", "valid NDCG@10",
+                                                "best epoch", "rows seen (M)", "minutes")) + "\n")
     atomic_write(out / "recipe_study.md", lambda f: f.write(text.encode()))
     log(text)
     return report
