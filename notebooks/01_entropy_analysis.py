@@ -41,7 +41,7 @@
 
 # %% tags=["parameters"]
 dataset = "ml100k"    # ml100k | yelp | retail | ijcai | synthetic-tiny | ... | yours (data/<name>.dataset.json)
-profile = "default"   # smoke | default | paper
+profile = "default"   # smoke | default | full | paper
 device = "auto"       # unused here; every notebook takes the same parameters
 run_dir = ""          # where results go; empty: runs/<dataset>-<profile> (git-ignored)
 data_dir = ""         # empty: <repo>/data

@@ -30,7 +30,7 @@
 
 # %% tags=["parameters"]
 dataset = "ml100k"
-profile = "default"    # smoke | default | paper
+profile = "default"    # smoke | default | full | paper
 device = "auto"        # auto | cpu | cuda
 run_dir = ""           # empty: runs/<dataset>-<profile> (git-ignored)
 data_dir = ""          # empty: <repo>/data
