@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -109,7 +110,7 @@ class TrainConfig:
             return self.lr * epoch / (self.warmup_epochs + 1)
         if self.decay == "cosine":
             progress = (epoch - 1 - self.warmup_epochs) / max(self.max_epochs - self.warmup_epochs, 1)
-            return self.lr * 0.5 * (1 + np.cos(np.pi * progress))
+            return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
         return self.lr
 
 

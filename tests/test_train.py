@@ -1,5 +1,6 @@
 """The training loop: randomness per epoch, exact resume, NaN guard, early stopping, lr schedule."""
 import math
+import warnings
 
 import pytest
 import torch
@@ -152,6 +153,20 @@ def test_fit_applies_the_schedule_to_the_optimizer(tmp_path):
     per_epoch = len(seen) // 3
     assert seen[0] == pytest.approx(0.1) and seen[per_epoch] == pytest.approx(0.2)
     assert seen[-1] == pytest.approx(0.3)
+
+
+def test_a_finished_cosine_run_reloads_instead_of_retraining(tmp_path):
+    """The schedule's learning rates are plain floats: a numpy scalar in the optimizer's state
+    made the checkpoint unreadable weights-only, so it was moved aside and retrained."""
+    assert type(TrainConfig(**{**TRAIN, "decay": "cosine"}).lr_at(2)) is float
+    run_fit(ToyModel(), tmp_path, max_epochs=3, decay="cosine")
+
+    def must_not_train(epoch):
+        raise AssertionError("a finished cosine-decay run was retrained")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no CheckpointWarning about an unreadable file
+        run_fit(ToyModel(), tmp_path, max_epochs=3, decay="cosine", train_batches=must_not_train)
 
 
 # ----------------------------------------------------------------------------- fit
