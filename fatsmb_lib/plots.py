@@ -184,14 +184,16 @@ def recipe_curves(curves: dict[str, dict[str, tuple[list[float], list[float]]]],
     """
     fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.4), squeeze=False,
                              sharey=True)
+    recipes = list(dict.fromkeys(recipe for lines in curves.values() for recipe in lines))
+    colour = {recipe: f"C{i}" for i, recipe in enumerate(recipes)}  # one colour per recipe
     for ax, (model, lines) in zip(axes[0], curves.items()):
         for recipe, (rows, values) in lines.items():
-            ax.plot(np.asarray(rows) / 1e6, values, label=recipe)
+            ax.plot(np.asarray(rows) / 1e6, values, label=recipe, color=colour[recipe])
         ax.set_xlabel("training rows seen (millions)")
         ax.set_title(model)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("validation NDCG@10")
-    axes[0, -1].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=7)     # the first panel draws every recipe
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -200,13 +200,16 @@ else:
                         "rows seen (M)": np.mean([s["rows_seen"] for s in r["per_seed"]]) / 1e6,
                         "minutes": np.mean([s["seconds"] for s in r["per_seed"]]) / 60}
         for step, per_model in study["steps"].items() for model, r in per_model.items()}).T
-    main_line = [step for step, per_model in study["steps"].items() if "bert4rec" in per_model]
-    curves = {model: {step: study["steps"][step][model]["per_seed"][0]["curve"] for step in main_line}
-              for model in ("mbae", "bert4rec")}
+    steps = list(study["steps"])      # a branch is named "<its parent>, <the change>"
+    main_line = [s for s in steps if not any(s.startswith(f"{other}, ") for other in steps)]
+    curves = {label: {step: study["steps"][step][model]["per_seed"][0]["curve"]
+                      for step in main_line if model in study["steps"][step]}
+              for model, label in (("mbae", "MBAE"), ("bert4rec", "BERT4Rec"))}
     plots.save(plots.recipe_curves(curves, f"{dataset}: validation NDCG@10 while training "
                                            f"(seed {study['seeds'][0]})"), run_dir, "recipe_curves")
-    paper_mbae, every_mbae = (study["steps"][s]["mbae"]["valid_ndcg10"] for s in (main_line[0], main_line[-1]))
-    paper_bert, every_bert = (study["steps"][s]["bert4rec"]["valid_ndcg10"] for s in (main_line[0], main_line[-1]))
+    first, last = study["steps"][main_line[0]], study["steps"][main_line[-1]]
+    paper_mbae, every_mbae = first["mbae"]["valid_ndcg10"], last["mbae"]["valid_ndcg10"]
+    paper_bert, every_bert = first["bert4rec"]["valid_ndcg10"], last["bert4rec"]["valid_ndcg10"]
     print(f"seeds {study['seeds']}: the MBAE goes from {paper_mbae[0]:.4f} ± {paper_mbae[1]:.4f} "
           f"(paper recipe) to {every_mbae[0]:.4f} ± {every_mbae[1]:.4f} (every prefix), "
           f"BERT4Rec from {paper_bert[0]:.4f} ± {paper_bert[1]:.4f} to {every_bert[0]:.4f} ± "
