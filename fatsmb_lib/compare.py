@@ -55,7 +55,6 @@ def run_seed(ctx: Context, ablations: bool = False, log=print) -> dict[str, dict
     mbae = {position: train_mbae(ctx.replace(position=position)) for position in positions}
     base, base_history = mbae[p.position]
     latents = prefix_latents(base, ctx)
-    fatsmb: dict[str, tuple] = {}
     for kind, prediction in variants:
         variant = ctx.replace(denoiser=kind, prediction=prediction)
         model, stage2 = train_denoiser(base, variant, latents=latents)
@@ -109,8 +108,9 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFI
             "(FatsMB: stages 1-3).", ""]
     keys = ("Recall@10", "NDCG@10", "Recall@20", "NDCG@20", "train minutes")
     for split in ("valid", "test"):
-        shown = {name: {**m, "train minutes": "{:.1f} ± {:.1f}".format(*(x / 60 for x in m["train_seconds"]))}
-                 for name, m in summary[split].items()}
+        minutes = {name: "{:.1f} ± {:.1f}".format(*(x / 60 for x in m["train_seconds"]))
+                   for name, m in summary[split].items()}
+        shown = {name: {**m, "train minutes": minutes[name]} for name, m in summary[split].items()}
         text += [f"## {split}", "", format_metrics_table(shown, keys), ""]
     behaviors = list(next(iter(summary["test"].values()))["per_behavior"])
     for metric in ("NDCG@10", "Recall@10"):

@@ -90,7 +90,8 @@ class Profile:
     mbstr_shared: int = 3             # MB-STR prediction head: shared experts
     mbstr_private: int = 1            # ... and experts per behavior
     mbstr_recipe: str = "paper"       # MB-STR's Cloze recipe (config.RECIPES): its authors'
-                                      # windows; every prefix costs it ~9 min/epoch on 2 CPU cores
+                                      # windows; every prefix holds ~45x their rows, about 9 min
+                                      # per epoch at MB-STR's speed on this CPU
     diffurec_T: int = 32              # DiffuRec's diffusion steps (its authors' value)
     diffurec_schedule: str = "linear"
     diffurec_stride: int = 4          # DDIM jump at inference: T / stride approximator calls

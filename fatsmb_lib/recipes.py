@@ -108,7 +108,8 @@ def run_study(dataset: str, seeds: list[int], profile: str = "default",
                     f"(epoch {runs[-1]['best_epoch']}, {runs[-1]['seconds']:.0f} s)")
             best = np.array([r["best"] for r in runs])
             results.setdefault(step.name, {})[model] = {
-                "overrides": step.overrides, "parent": step.parent, "valid_ndcg10": (float(best.mean()), float(best.std(ddof=1)) if len(best) > 1 else 0.0),
+                "overrides": step.overrides, "parent": step.parent,
+                "valid_ndcg10": (float(best.mean()), float(best.std(ddof=1)) if len(best) > 1 else 0.0),
                 "per_seed": runs}
     report = {"dataset": dataset, "profile": profile, "seeds": seeds,
               "minutes": round((time.perf_counter() - start) / 60, 1), "steps": results}
