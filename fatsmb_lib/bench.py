@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import time
 from itertools import islice
 from pathlib import Path
@@ -35,7 +34,7 @@ from .encoder import MBAE
 from .evaluate import evaluate
 from .precision import PRECISIONS, autocast
 from .run import open_run
-from .runtime import make_generator
+from .runtime import make_generator, peak_rss_mib
 from .stages import build_fatsmb, cloze_batches, prefix_latents, tensor_batches
 from .train import train_one_epoch
 
@@ -43,10 +42,6 @@ from .train import train_one_epoch
 # square products: the model's scale (its widest layer is 4·d = 256 wide, batches hold 256
 # rows) and a large one; the better rate is the reference the stages are measured against
 SQUARE_SIZES = ((256, 200), (2048, 5))
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _sync(device: torch.device) -> None:
@@ -167,7 +162,7 @@ def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30
                            "speedup_vs_fp32_eager": 1.0,
                            "ddim_steps": len(model.diffusion.timesteps()),
                            "omega": profile.omega}
-    result["peak_rss_mib"] = _peak_rss_mib()
+    result["peak_rss_mib"] = peak_rss_mib()
     if dev.type == "cuda":
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
 

@@ -594,7 +594,8 @@ class MBAE(nn.Module):
     def behavior_agnostic(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
         """z_∅ (B, D): the output at the last column of a prefix batch (last item = [mask]) with
         that column's behavior replaced by [mask] (Algorithm 1 line 18, Algorithm 2 line 1)."""
-        return self.encode(items, self._last_behavior(behaviors, self.mask_behavior))[:, -1]
+        h = self.encode(items, self._last_behavior(behaviors, self.mask_behavior))  # (B, L, D)
+        return h[:, -1].contiguous()  # a copy: a kept view would keep all of h alive
 
     def latents(
         self, items: torch.Tensor, behaviors: torch.Tensor, target_behaviors: torch.Tensor
@@ -608,7 +609,10 @@ class MBAE(nn.Module):
         variants = torch.cat([self._last_behavior(behaviors, target_behaviors),
                               self._last_behavior(behaviors, self.mask_behavior)])  # (2B, L)
         h = self.encode(torch.cat([items, items]), variants)  # (2B, L, D)
-        return h[:B, -1], h[B:, -1]
+        # a copy of the last column: callers keep the latents of many batches (prefix_latents),
+        # and a view would keep each batch's whole (2B, L, D) output alive (~500 MiB on ml100k)
+        z = h[:, -1].contiguous()  # (2B, D)
+        return z[:B], z[B:]
 
     def latents_at(
         self, items: torch.Tensor, behaviors: torch.Tensor, positions_mask: torch.Tensor

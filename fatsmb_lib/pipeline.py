@@ -27,7 +27,7 @@ from pathlib import Path
 from .config import PROFILES, get_profile, project_root
 from .datasets import raw_file
 from .run import lock_run_dir
-from .runtime import resolve_device
+from .runtime import peak_rss_mib, resolve_device
 
 PUBLISHED = ("stats.json", "entropy.json", "metrics.json", "results.md")
 COMMON_PARAMETERS = ("dataset", "profile", "device", "run_dir", "data_dir", "seed")
@@ -154,6 +154,7 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
             except Exception as exc:
                 raise _failed(notebook, exc, run_dir, shown_dir, summary) from None
             summary["seconds"][notebook.stem] = round(seconds, 1)
+            summary["peak_rss_mib"] = round(peak_rss_mib(children=True))  # largest kernel so far
             log(f"[pipeline] {notebook.name} done in {seconds:.0f} s")
             if update_sources:
                 sync_outputs(run_dir / notebook.name, notebook)
@@ -215,6 +216,8 @@ def _summary_text(summary: dict, run_dir: Path) -> str:
     lines = [f"Outputs in {run_dir}", "Wall time per notebook:"]
     lines += [f"  {name:<28} {secs:>7.0f} s" for name, secs in summary["seconds"].items()]
     lines.append(f"  {'total':<28} {summary['total_seconds']:>7.0f} s")
+    if "peak_rss_mib" in summary:
+        lines.append(f"Peak memory of the largest kernel: {summary['peak_rss_mib']} MiB (RSS)")
     metrics_file = run_dir / "metrics.json"
     if metrics_file.exists():
         models = json.loads(metrics_file.read_text())["models"]

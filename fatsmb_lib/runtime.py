@@ -15,6 +15,8 @@ Randomness in this project has exactly two sources, both functions of the run's 
 from __future__ import annotations
 
 import random
+import resource
+import sys
 from collections.abc import Mapping
 
 import numpy as np
@@ -103,3 +105,11 @@ def to_device(batch: Mapping[str, object], device: torch.device) -> dict:
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     """Number of scalar parameters (only those with ``requires_grad`` if ``trainable_only``)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def peak_rss_mib(children: bool = False) -> float:
+    """Peak resident memory (MiB) of this process, or with ``children`` of the largest child
+    process that has finished (e.g. the notebook kernels papermill ran)."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    peak = resource.getrusage(who).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, else KiB

@@ -183,16 +183,23 @@ def prefix_latents(mbae: MBAE, ctx: Context, n_batches: int | None = None) -> di
     (benchmarks)."""
     mbae.eval()
     view = PrefixView(ctx.data, ctx.profile.max_len, "train", ctx.profile.prefixes_per_user)
-    parts = {"z_b": [], "z_null": [], "behavior": [], "target": []}
+    n = len(view) if n_batches is None else min(len(view), n_batches * EVAL_BATCH)
+    # filled in place: kept per-batch pieces between the batches' freed activations fragment
+    # the allocator's heap, which then grows by ~5 MiB a batch (ml100k, measured)
+    out = {"z_b": torch.empty(n, mbae.config.d_model, device=ctx.device),
+           "z_null": torch.empty(n, mbae.config.d_model, device=ctx.device),
+           "behavior": torch.empty(n, dtype=torch.long, device=ctx.device),
+           "target": torch.empty(n, dtype=torch.long, device=ctx.device)}
+    start = 0
     for batch in islice(make_loader(view, EVAL_BATCH, False), n_batches):
-        items, behaviors = batch["items"].to(ctx.device), batch["behaviors"].to(ctx.device)
+        rows = slice(start, start + len(batch["target"]))
         target_behavior = batch["target_behavior"].to(ctx.device)
-        z_b, z_null = mbae.latents(items, behaviors, target_behavior)
-        parts["z_b"].append(z_b)
-        parts["z_null"].append(z_null)
-        parts["behavior"].append(target_behavior)
-        parts["target"].append(batch["target"].to(ctx.device))
-    return {key: torch.cat(value) for key, value in parts.items()}
+        out["z_b"][rows], out["z_null"][rows] = mbae.latents(
+            batch["items"].to(ctx.device), batch["behaviors"].to(ctx.device), target_behavior)
+        out["behavior"][rows] = target_behavior
+        out["target"][rows] = batch["target"]
+        start = rows.stop
+    return out
 
 
 def tensor_batches(tensors: dict[str, torch.Tensor], batch_size: int,

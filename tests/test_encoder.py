@@ -367,6 +367,21 @@ def test_latents_stacked_equals_separate_and_null_ignores_target():
     torch.testing.assert_close(scores, model.decode(z_b), atol=1e-5, rtol=1e-5)  # stage-1 score
 
 
+def test_latents_do_not_keep_the_encoder_output_alive():
+    # prefix_latents keeps the latents of every batch; views into the (2B, L, D) output would
+    # keep every batch's output alive (a process held ~1.2 GiB on ml100k)
+    model = MBAE(_config()).eval()
+    items, behaviors = _sequences()
+    target = torch.tensor([1, 2, 3, 1])
+    items, behaviors = _prefix(items, behaviors, target)
+    with torch.no_grad():
+        z_b, z_null = model.latents(items, behaviors, target)
+        z_agnostic = model.behavior_agnostic(items, behaviors)
+    B, D = z_b.shape
+    assert z_b.untyped_storage().nbytes() == 2 * B * D * z_b.element_size()  # both variants, no L
+    assert z_agnostic.untyped_storage().nbytes() == B * D * z_agnostic.element_size()
+
+
 def test_latents_at_masked_positions():
     torch.manual_seed(0)
     model = MBAE(_config()).eval()
