@@ -154,7 +154,7 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
             except Exception as exc:
                 raise _failed(notebook, exc, run_dir, shown_dir, summary) from None
             summary["seconds"][notebook.stem] = round(seconds, 1)
-            summary["peak_rss_mib"] = round(peak_rss_mib(children=True))  # largest kernel so far
+            summary["peak_rss_mib"] = round(peak_rss_mib(children=True))  # largest kernel run here
             log(f"[pipeline] {notebook.name} done in {seconds:.0f} s")
             if update_sources:
                 sync_outputs(run_dir / notebook.name, notebook)

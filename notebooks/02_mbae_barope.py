@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 
 from fatsmb_lib import plots
-from fatsmb_lib.batches import cloze_mask
+from fatsmb_lib.batches import ClozeView, cloze_mask
 from fatsmb_lib.config import project_root
 from fatsmb_lib.encoder import BaRoPE, apply_rope, rope_cos_sin
 from fatsmb_lib.evaluate import format_metrics_table
@@ -270,14 +270,18 @@ per_behavior.round(4)
 # %% [markdown]
 # ## 6 · Attention maps: APE vs BaRoPE (Figure 5)
 #
-# We train an APE variant of the MBAE (for at most 20 epochs: enough for its attention pattern
-# to form; `python -m fatsmb_lib.compare` compares the variants at full budget) and average each
-# model's attention over layers and heads for one user's most recent interactions; tick labels
-# are `item_behavior` as in Figure 5.
+# We train an APE twin of the MBAE under the same recipe, for about as many Cloze rows as 20
+# epochs of the paper's windows (enough for its attention pattern to form; under `full`, whose
+# windows end at every item, that is one epoch; `python -m fatsmb_lib.compare --ablations`
+# compares the variants at full budget), and average each model's attention over layers and
+# heads for one user's most recent interactions; tick labels are `item_behavior` as in Figure 5.
 
 # %%
 other = "ape" if settings.position != "ape" else "barope"
-mbae_other, _ = train_mbae(ctx.replace(position=other, stage1_epochs=min(20, settings.stage1_epochs)))
+rows_per_epoch = len(ClozeView(data, settings.max_len, settings.window_stride))
+twin_epochs = max(1, round(20 * len(ClozeView(data, settings.max_len)) / rows_per_epoch))
+mbae_other, _ = train_mbae(ctx.replace(position=other,
+                                       stage1_epochs=min(twin_epochs, settings.stage1_epochs)))
 row = split.train_end[u]
 window = slice(max(split.train_start[u], row - 20), row)
 seq_items = torch.as_tensor(data.seq_items[window]).long().to(ctx.device)

@@ -79,3 +79,10 @@ def test_baseline_patience_acts_on_the_baselines_only():
     assert p.train_config("baseline", 0).patience == 9
     assert {p.train_config(stage, 0).patience for stage in ("stage1", "stage2", "stage3")} == {4}
     assert p.replace(baseline_patience=None).train_config("baseline", 0).patience == 4
+
+
+def test_stage1_precision_acts_on_the_cloze_models_only():
+    p = PROFILES["default"].replace(precision="fp32", stage1_precision="bf16")
+    assert p.train_config("stage1", 0).precision == "bf16"
+    assert {p.train_config(stage, 0).precision for stage in ("baseline", "stage2", "stage3")} == {"fp32"}
+    assert p.replace(stage1_precision=None).train_config("stage1", 0).precision == "fp32"
