@@ -15,9 +15,9 @@ step 2.2x, SASRec 2.9x, guided scoring 2.0x the old fp32 speed; fp32 alone 1.3x,
 Without native bf16 the CPU converts in software: measure before choosing it there.
 
 Only training uses it (``Profile.precision`` → ``TrainConfig.precision``; the Cloze models'
-own ``Profile.stage1_precision`` overrides it, since bf16 pays there and not in stage 2). Evaluation always
-runs in fp32: bf16 scores keep 8 bits of mantissa, so many items would tie with the target,
-and ties count against the model (``evaluate.rank_of_target``).
+own ``Profile.stage1_precision`` overrides it, since bf16 pays there and not in stage 2).
+Evaluation always runs in fp32: bf16 scores keep 8 bits of mantissa, so many items would tie
+with the target, and ties count against the model (``evaluate.rank_of_target``).
 """
 from __future__ import annotations
 
