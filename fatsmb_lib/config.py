@@ -100,6 +100,9 @@ class Profile:
     lr: float = 2e-3
     weight_decay: float = 0.01
     batch_size: int = 256
+    stage2_batch_size: int | None = None  # the denoiser's batch (None: ``batch_size``). Its
+                                          # rows are two latents, 2 MFLOP each: at 256 rows per
+                                          # step the per-operation overhead dominates
     grad_clip: float = 1.0            # max gradient norm; <= 0 disables clipping
     warmup_epochs: int = 0            # linear learning-rate warm-up (epochs)
     lr_decay: str = "none"            # none | cosine (to 0 at the stage's last epoch)

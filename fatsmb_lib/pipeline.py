@@ -161,10 +161,26 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
         for name in PUBLISHED:
             if (run_dir / name).exists():
                 shutil.copy2(run_dir / name, run_dir.parent / name)
-        summary.update(status="finished", total_seconds=round(sum(summary["seconds"].values()), 1))
+        summary.update(status="finished", total_seconds=round(sum(summary["seconds"].values()), 1),
+                       training=training_times(run_dir))
         _write_summary(run_dir, summary)
     log(_summary_text(summary, run_dir))
     return summary
+
+
+def training_times(run_dir: Path) -> dict[str, dict]:
+    """{checkpoint name: {"epochs", "seconds"}} of every model trained into ``run_dir``: the
+    epochs run and the wall time of its training epochs (validation included), read from the
+    history each checkpoint keeps; a stage's share of a notebook's time."""
+    import torch
+
+    times = {}
+    for path in sorted(run_dir.glob("*.pt")):
+        history = torch.load(path, map_location="cpu", weights_only=True).get("history")
+        if history:
+            times[path.stem] = {"epochs": len(history["epochs"]),
+                                "seconds": round(sum(history["seconds"]), 1)}
+    return times
 
 
 def _earlier_seconds(run_dir: Path, dataset: str, profile: str, only) -> dict:
@@ -216,6 +232,10 @@ def _summary_text(summary: dict, run_dir: Path) -> str:
     lines = [f"Outputs in {run_dir}", "Wall time per notebook:"]
     lines += [f"  {name:<28} {secs:>7.0f} s" for name, secs in summary["seconds"].items()]
     lines.append(f"  {'total':<28} {summary['total_seconds']:>7.0f} s")
+    if summary.get("training"):
+        lines.append("Training time per model (epochs run):")
+        lines += [f"  {name:<40} {t['seconds']:>7.0f} s ({t['epochs']} epochs)"
+                  for name, t in summary["training"].items()]
     if "peak_rss_mib" in summary:
         lines.append(f"Peak memory of the largest kernel: {summary['peak_rss_mib']} MiB (RSS)")
     metrics_file = run_dir / "metrics.json"

@@ -141,6 +141,10 @@ def test_smoke_run_of_every_notebook(tmp_path):
     for notebook in pipeline.notebook_sequence():
         assert (run_dir / notebook.name).exists() and (run_dir / notebook.with_suffix(".html").name).exists()
     assert set(summary["seconds"]) == {nb.stem for nb in pipeline.notebook_sequence()}
+    trained = summary["training"]   # every fit checkpoint, with its epochs and time
+    assert {name.split("-")[0] for name in trained} >= {"mbae", "bert4rec", "sasrec", "denoiser", "decoder"}
+    assert all(t["epochs"] >= 1 and t["seconds"] > 0 for t in trained.values())
+    assert sum(t["seconds"] for t in trained.values()) < sum(summary["seconds"].values())
     for name in ("item_long_tail.png", "attention_ape_vs_barope.png", "latent_tsne.png", "comparison.png"):
         assert (run_dir / name).exists(), name
     published = tmp_path / "synthetic-tiny"

@@ -9,6 +9,7 @@ from fatsmb_lib.batches import PrefixView
 from fatsmb_lib.config import get_profile
 from fatsmb_lib.evaluate import recommend
 from fatsmb_lib.latents import cosine_by_behavior, trajectory_distances
+from fatsmb_lib.model import FatsMB
 from fatsmb_lib.preprocess import load_dataset
 from fatsmb_lib.run import Context
 from fatsmb_lib.stages import finetune_decoder, fit_pop, prefix_latents, train_denoiser, train_mbae
@@ -187,6 +188,26 @@ def test_checkpoints_are_keyed_by_what_changes_the_weights(trained, tmp_path):
     train_denoiser(mbae, run.replace(p_uncond=0.5), latents=latents)   # trains a new file
     new = set(tmp_path.iterdir()) - files
     assert len(new) == 1 and next(iter(new)).name.startswith("denoiser-mcgln-x0-")
+
+
+def test_stage2_batch_size_sets_the_denoiser_batches_alone(trained, tmp_path, monkeypatch):
+    ctx, mbae, _, latents, _ = trained
+    run = dataclasses.replace(ctx, run_dir=tmp_path).replace(stage2_epochs=1, stage3_epochs=1)
+    sizes = {"diffusion_loss": [], "loss": []}   # rows per step of stage 2 and of stage 3
+    for name, rows in sizes.items():
+        real = getattr(FatsMB, name)
+        monkeypatch.setattr(FatsMB, name, lambda self, batch, real=real, rows=rows:
+                            rows.append(len(batch["z_null"])) or real(self, batch))
+    train_denoiser(mbae, run, latents=latents)
+    assert max(sizes["diffusion_loss"]) == SETTINGS.batch_size
+    sizes["diffusion_loss"].clear()
+    larger = run.replace(stage2_batch_size=32)
+    model, _ = train_denoiser(mbae, larger, latents=latents)
+    assert max(sizes["diffusion_loss"]) == 32
+    assert len(sizes["diffusion_loss"]) == -(-len(latents["target"]) // 32)   # one epoch
+    assert len(list(tmp_path.glob("denoiser-*.pt"))) == 2     # a new checkpoint, not a reload
+    finetune_decoder(model, larger, latents=latents)
+    assert max(sizes["loss"]) == SETTINGS.batch_size            # stage 3 keeps batch_size
 
 
 def test_sampler_settings_change_inference_only_inside_the_context(trained):
