@@ -234,7 +234,8 @@ def _summary_text(summary: dict, run_dir: Path) -> str:
     lines.append(f"  {'total':<28} {summary['total_seconds']:>7.0f} s")
     if summary.get("training"):
         lines.append("Training time per model (epochs run):")
-        lines += [f"  {name:<40} {t['seconds']:>7.0f} s ({t['epochs']} epochs)"
+        lines += [f"  {name:<40} {t['seconds']:>7.0f} s ({t['epochs']} epoch"
+                  f"{'s' if t['epochs'] != 1 else ''})"
                   for name, t in summary["training"].items()]
     if "peak_rss_mib" in summary:
         lines.append(f"Peak memory of the largest kernel: {summary['peak_rss_mib']} MiB (RSS)")

@@ -101,8 +101,9 @@ def run_study(dataset: str, seeds: list[int], profile: str = "default",
                 continue
             runs = []
             for seed in seeds:
-                ctx = open_run(dataset, profile, device, run_dir, root / data_dir, seed,
-                               **step.overrides)
+                # replace, not open_run's overrides: those skip None (window_stride=None)
+                ctx = open_run(dataset, profile, device, run_dir, root / data_dir,
+                               seed).replace(**step.overrides)
                 runs.append(run_step(ctx, model))
                 log(f"{step.name:<45} {model:<9} seed {seed}: valid NDCG@10 {runs[-1]['best']:.4f} "
                     f"(epoch {runs[-1]['best_epoch']}, {runs[-1]['seconds']:.0f} s)")

@@ -28,7 +28,7 @@
 #
 # **Paper:** Section 3.4, Algorithms 1–2, Table 3, Figure 8 (d, e).
 # **Depends on:** notebooks 02 and 03 (their checkpoints are reloaded, or trained here).
-# **Runs in:** about 2 minutes on 2 CPU cores (`default` profile, ml100k).
+# **Runs in:** about half a minute on 2 CPU cores (`default` profile, ml100k).
 
 # %% tags=["parameters"]
 dataset = "ml100k"

@@ -44,3 +44,18 @@ def test_study_reports_validation_only_and_resumes(tmp_path):
     checkpoints = set((tmp_path / "run").glob("*.pt"))
     assert run_study(**kwargs)["steps"] == report["steps"]       # reloaded, not retrained
     assert set((tmp_path / "run").glob("*.pt")) == checkpoints
+
+
+def test_a_step_s_none_settings_are_applied(tmp_path, monkeypatch):
+    """The paper's windows are ``window_stride=None``; a step must set it even where the base
+    profile has another stride (``default`` trains a window at every item)."""
+    from fatsmb_lib import recipes
+
+    seen = []
+    monkeypatch.setattr(recipes, "run_step", lambda ctx, model: seen.append(ctx.profile) or {
+        "best": 0.0, "best_epoch": 1, "epochs": 1, "rows_seen": 0, "seconds": 0.0, "curve": []})
+    assert PROFILES["default"].window_stride == 1
+    run_study("synthetic-tiny", [0], "default", ("mbae",), "cpu", str(tmp_path / "data"),
+              log=lambda line: None, steps=[Step("paper recipe", RECIPES["paper"])],
+              run_dir=tmp_path / "run", out_dir=tmp_path / "out")
+    assert seen[0].window_stride is None and seen[0].stage1_epochs == RECIPES["paper"]["stage1_epochs"]
