@@ -33,7 +33,7 @@ from .config import project_root
 from .encoder import MBAE
 from .evaluate import evaluate
 from .precision import PRECISIONS, autocast
-from .run import open_run
+from .run import EVAL_BATCH, open_run
 from .runtime import make_generator, peak_rss_mib
 from .stages import build_fatsmb, cloze_batches, prefix_latents, tensor_batches
 from .train import train_one_epoch
@@ -109,11 +109,13 @@ def _inference(model, ctx, precision: str) -> float:
 
 
 def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30,
-              data_dir: str = "data", out_dir: Path | None = None, log=print) -> dict:
-    """Measure everything above; write ``<out_dir>/<dataset>-<device type>.{json,md}``
+              data_dir: str = "data", out_dir: Path | None = None, log=print,
+              **overrides) -> dict:
+    """Measure everything above under the ``default`` profile (``overrides`` change its fields,
+    e.g. ``stage2_batch_size``); write ``<out_dir>/<dataset>-<device type>.{json,md}``
     (default out_dir: ``<repo>/reports/bench``)."""
     ctx = open_run(dataset, "default", device, project_root() / "runs" / "bench",
-                   project_root() / data_dir)
+                   project_root() / data_dir, **overrides)
     dev, profile, data = ctx.device, ctx.profile, ctx.data
     torch.manual_seed(0)
     mbae = MBAE(profile.encoder_config(data.n_items, data.n_behaviors)).to(dev)
@@ -132,21 +134,28 @@ def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30
                                for p in PRECISIONS}  # the machine's rate: the best of the sizes
     loader = cloze_batches(ctx, profile.sigma)(1)
     cloze = [{k: v.to(dev) for k, v in b.items()} for b in islice(loader, n_batches)]
+    stage2_batch = profile.stage2_batch_size or profile.batch_size
+    # enough prefix latents for n_batches of the larger of the two latent-stage batch sizes
+    latent_passes = n_batches * -(-max(stage2_batch, profile.batch_size) // EVAL_BATCH)
     _sync(dev)
     start = time.perf_counter()
-    latents = prefix_latents(mbae, ctx, n_batches)   # encoder forward of both variants
+    latents = prefix_latents(mbae, ctx, latent_passes)   # encoder forward of both variants
     _sync(dev)
     result["prefix_latents"] = {
         "rows_per_s": len(latents["target"]) / (time.perf_counter() - start),
         "rows": len(PrefixView(data, profile.max_len, "train", profile.prefixes_per_user))}
     model = build_fatsmb(mbae, ctx)
     model.space.fit_(latents["z_b"], latents["z_null"])
-    pairs = list(islice(tensor_batches(latents, profile.stage2_batch_size or profile.batch_size,
-                                       make_generator(0)), n_batches))
+
+    def latent_batches(batch_size: int) -> list[dict]:
+        return list(islice(tensor_batches(latents, batch_size, make_generator(0)), n_batches))
+
     stage_inputs = {  # model whose train mode fit would set, batches, loss, trained parameters
         "stage1": (mbae, cloze, mbae.loss, mbae.parameters),
-        "stage2": (model, pairs, model.diffusion_loss, model.denoiser.parameters),
-        "stage3": (model, pairs, model.loss, model.mbae.decoder.parameters),
+        "stage2": (model, latent_batches(stage2_batch),
+                   model.diffusion_loss, model.denoiser.parameters),
+        "stage3": (model, latent_batches(profile.batch_size), model.loss,
+                   model.mbae.decoder.parameters),
     }
     result["stages"] = {}
     for stage, (module, batches, loss_fn, params) in stage_inputs.items():
@@ -216,8 +225,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", type=int, default=30, help="mini-batches timed per stage")
     parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--stage2-batch-size", type=int, default=None,
+                        help="rows per denoiser step (default: the profile's batch size)")
+    parser.add_argument("--out-dir", type=Path, default=None,
+                        help="where the JSON and Markdown go (default: reports/bench)")
     args = parser.parse_args(argv)
-    run_bench(args.dataset, args.device, args.batches, args.data_dir)
+    run_bench(args.dataset, args.device, args.batches, args.data_dir, args.out_dir,
+              stage2_batch_size=args.stage2_batch_size)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
         check_parameters(notebook, parameters)
     shown_dir = run_dir.relative_to(root) if run_dir.is_relative_to(root) else run_dir
     summary = {"dataset": dataset, "profile": profile, "device": device, "run_dir": str(shown_dir),
-               "status": "running", "seconds": _earlier_seconds(run_dir, dataset, profile, only)}
+               "status": "running", **_earlier(run_dir, dataset, profile, only)}
 
     with lock_run_dir(run_dir, hint=f"wait for it to finish, or pass --run NAME to write "
                                     f"reports/{dataset}/NAME instead"):
@@ -154,7 +154,8 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
             except Exception as exc:
                 raise _failed(notebook, exc, run_dir, shown_dir, summary) from None
             summary["seconds"][notebook.stem] = round(seconds, 1)
-            summary["peak_rss_mib"] = round(peak_rss_mib(children=True))  # largest kernel run here
+            summary["peak_rss_mib"] = max(round(peak_rss_mib(children=True)),  # largest kernel
+                                          summary.get("peak_rss_mib", 0))
             log(f"[pipeline] {notebook.name} done in {seconds:.0f} s")
             if update_sources:
                 sync_outputs(run_dir / notebook.name, notebook)
@@ -183,16 +184,20 @@ def training_times(run_dir: Path) -> dict[str, dict]:
     return times
 
 
-def _earlier_seconds(run_dir: Path, dataset: str, profile: str, only) -> dict:
-    """With ``--only``, the timings of the notebooks not re-run, from the folder's last summary
-    of the same dataset and profile (so the summary still covers the whole sequence)."""
+def _earlier(run_dir: Path, dataset: str, profile: str, only) -> dict:
+    """With ``--only``, what the folder's last summary of the same dataset and profile says of
+    the notebooks not re-run: their ``seconds``, and the ``peak_rss_mib`` it measured (so the
+    summary still covers the whole sequence)."""
     path = run_dir / "run_summary.json"
     if not only or not path.exists():
-        return {}
+        return {"seconds": {}}
     earlier = json.loads(path.read_text())
     if (earlier.get("dataset"), earlier.get("profile")) != (dataset, profile):
-        return {}
-    return dict(earlier.get("seconds", {}))
+        return {"seconds": {}}
+    kept = {"seconds": dict(earlier.get("seconds", {}))}
+    if "peak_rss_mib" in earlier:
+        kept["peak_rss_mib"] = earlier["peak_rss_mib"]
+    return kept
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:

@@ -8,9 +8,10 @@ from fatsmb_lib.bench import matmul_gflops, run_bench
 
 def test_bench_on_tiny_data(tmp_path):
     result = run_bench("synthetic-tiny", "cpu", n_batches=2, data_dir=str(tmp_path),
-                       out_dir=tmp_path, log=lambda line: None)
+                       out_dir=tmp_path, log=lambda line: None, stage2_batch_size=64)
     saved = json.loads((tmp_path / "synthetic-tiny-cpu.json").read_text())
     assert saved["dataset"] == "synthetic-tiny"
+    assert saved["stage2_batch_size"] == 64 and saved["batch_size"] != 64
     assert set(saved["matmul_gflops"]) == {"fp32", "bf16"}
     for stage in ("stage1", "stage2", "stage3"):
         s = saved["stages"][stage]
