@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=30, help="mini-batches timed per stage")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--stage2-batch-size", type=int, default=None,
-                        help="rows per denoiser step (default: the profile's batch size)")
+                        help="rows per denoiser step (default: the profile's stage2_batch_size)")
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="where the JSON and Markdown go (default: reports/bench)")
     args = parser.parse_args(argv)
