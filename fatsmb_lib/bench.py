@@ -124,7 +124,7 @@ def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "users": data.n_users, "items": data.n_items, "batch_size": profile.batch_size,
-        "stage2_batch_size": profile.stage2_batch_size or profile.batch_size,
+        "stage2_batch_size": profile.stage2_batch,
         "n_batches": n_batches, "default_precision": profile.precision,
         "matmul_gflops_by_size": {n: {p: matmul_gflops(dev, p, n, n, n, repeats)
                                       for p in PRECISIONS}
@@ -134,9 +134,8 @@ def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30
                                for p in PRECISIONS}  # the machine's rate: the best of the sizes
     loader = cloze_batches(ctx, profile.sigma)(1)
     cloze = [{k: v.to(dev) for k, v in b.items()} for b in islice(loader, n_batches)]
-    stage2_batch = profile.stage2_batch_size or profile.batch_size
     # enough prefix latents for n_batches of the larger of the two latent-stage batch sizes
-    latent_passes = n_batches * -(-max(stage2_batch, profile.batch_size) // EVAL_BATCH)
+    latent_passes = n_batches * -(-max(profile.stage2_batch, profile.batch_size) // EVAL_BATCH)
     _sync(dev)
     start = time.perf_counter()
     latents = prefix_latents(mbae, ctx, latent_passes)   # encoder forward of both variants
@@ -152,7 +151,7 @@ def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30
 
     stage_inputs = {  # model whose train mode fit would set, batches, loss, trained parameters
         "stage1": (mbae, cloze, mbae.loss, mbae.parameters),
-        "stage2": (model, latent_batches(stage2_batch),
+        "stage2": (model, latent_batches(profile.stage2_batch),
                    model.diffusion_loss, model.denoiser.parameters),
         "stage3": (model, latent_batches(profile.batch_size), model.loss,
                    model.mbae.decoder.parameters),

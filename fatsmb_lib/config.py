@@ -126,6 +126,11 @@ class Profile:
     min_epochs: int = 1               # no early stop before this epoch (stage 1, baselines):
                                       # Cloze models plateau for many epochs before improving
 
+    @property
+    def stage2_batch(self) -> int:
+        """Rows per denoiser step: ``stage2_batch_size``, or ``batch_size`` when it is None."""
+        return self.stage2_batch_size or self.batch_size
+
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (unknown names raise TypeError naming them)."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})

@@ -226,8 +226,7 @@ def cloze_latent_batches(mbae: MBAE, ctx: Context) -> Batches:
     def batches(epoch: int):
         generator = epoch_generator(ctx.seed, epoch)
         mbae.eval()  # frozen: no dropout while it produces targets (fit() set train mode)
-        for batch in make_loader(view, ctx.profile.stage2_batch_size or ctx.profile.batch_size,
-                                 True, generator):
+        for batch in make_loader(view, ctx.profile.stage2_batch, True, generator):
             # masks drawn on the CPU, from the epoch's CPU generator (the same masks on any device)
             masked = cloze_mask(batch["items"], batch["behaviors"], ctx.profile.rho, 0.0,
                                 ctx.data.mask_item, ctx.data.mask_behavior, generator,
@@ -274,9 +273,8 @@ def train_denoiser(mbae: MBAE, ctx: Context, latents: dict | None = None) -> tup
     _freeze(model.mbae)
     latents = latents if latents is not None else prefix_latents(model.mbae, ctx)
     model.space.fit_(latents["z_b"], latents["z_null"])
-    batch_size = p.stage2_batch_size or p.batch_size
     if p.stage2_source == "prefix":
-        batches = lambda epoch: tensor_batches(latents, batch_size,  # noqa: E731
+        batches = lambda epoch: tensor_batches(latents, p.stage2_batch,  # noqa: E731
                                                epoch_generator(ctx.seed, epoch))
         source = {"source": "prefix", "rows": _rows_fingerprint(latents)}
     elif p.stage2_source == "cloze":
@@ -289,7 +287,7 @@ def train_denoiser(mbae: MBAE, ctx: Context, latents: dict | None = None) -> tup
     settings = {"stage": 2, "mbae": state_fingerprint(mbae), "diffusion": trained,
                 "space": {"target": p.diffusion_target, "scaling": p.latent_scaling},
                 "denoiser": dataclasses.asdict(p.denoiser_config(ctx.data.n_behaviors)),
-                "batch_size": batch_size, **source}
+                "batch_size": p.stage2_batch, **source}
     history = ctx.fit(model, f"denoiser-{p.denoiser}-{p.prediction}", "stage2",
                       model.denoiser.parameters(), batches, model.diffusion_loss, settings)
     return model, history

@@ -1,6 +1,7 @@
 """The recipe study: one change per step, validation only, resumable, a report per step."""
 import json
 
+from fatsmb_lib import recipes
 from fatsmb_lib.config import PROFILES, RECIPES
 from fatsmb_lib.recipes import Step, run_study, study_steps
 
@@ -49,8 +50,6 @@ def test_study_reports_validation_only_and_resumes(tmp_path):
 def test_a_step_s_none_settings_are_applied(tmp_path, monkeypatch):
     """The paper's windows are ``window_stride=None``; a step must set it even where the base
     profile has another stride (``default`` trains a window at every item)."""
-    from fatsmb_lib import recipes
-
     seen = []
     monkeypatch.setattr(recipes, "run_step", lambda ctx, model: seen.append(ctx.profile) or {
         "best": 0.0, "best_epoch": 1, "epochs": 1, "rows_seen": 0, "seconds": 0.0, "curve": []})
