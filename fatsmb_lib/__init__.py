@@ -9,7 +9,7 @@ on lines above it or to its left (``tests/test_imports.py`` checks there is no c
     training   runtime, checkpoints → train (fit)            runtime → evaluate (+ recommend)
     settings   config (Profile: every hyperparameter; builds the component configs)
     a run      run (open_run → Context) → stages → pipeline, compare, bench → notebooks
-    figures    entropy, plots
+    figures    entropy, plots, verdicts (the tie rule every comparative word comes from)
 
 - ``readers`` parse files, ``synthetic`` generates data, ``datasets`` maps a name to its
   source (built in, or registered by ``data/<name>.dataset.json``), ``preprocess`` makes
