@@ -1,10 +1,13 @@
 """Figures of the notebooks: explicit sizes, one function per figure, each saved as PNG.
 
 Every function returns the matplotlib ``Figure``; :func:`save` writes it into the run folder,
-so the same picture is in the notebook and in ``reports/<dataset>/<run>/``.
+so the same picture is in the notebook and in ``reports/<dataset>/<run>/``. Also here,
+:func:`code_listing`: a library function's source, collapsed, beside the equation it implements.
 """
 from __future__ import annotations
 
+import inspect
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,6 +19,23 @@ def save(fig: plt.Figure, run_dir: Path, name: str) -> None:
     path = Path(run_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, bbox_inches="tight")
+
+
+def code_listing(*objects, summary: str = "", collapsed: bool = True):
+    """The source of library functions or classes as one Markdown block, folded into a
+    ``<details>`` element (JupyterLab and the HTML export show a clickable summary line) unless
+    ``collapsed=False``. Notebooks put it beside the equation the code implements; the source
+    is read from the installed library, so the listing cannot go stale.
+    """
+    from IPython.display import Markdown  # imported here: the library loads without IPython
+
+    names = ", ".join(f"`{getattr(o, '__qualname__', o)}`" for o in objects)
+    code = "\n\n".join(textwrap.dedent(inspect.getsource(o)).rstrip() for o in objects)
+    block = f"```python\n{code}\n```"
+    if not collapsed:
+        return Markdown(block)
+    return Markdown(f"<details><summary>{summary or 'source of ' + names}</summary>\n\n"
+                    f"{block}\n\n</details>")
 
 
 def behavior_shares(counts: dict[str, int], title: str) -> plt.Figure:
@@ -53,17 +73,30 @@ def popularity_long_tail(item_counts: np.ndarray, title: str) -> plt.Figure:
 
 
 def entropy_bars(ours: dict[str, float], paper: dict[str, dict[str, float]], ours_name: str) -> plt.Figure:
-    """H(B|I) against H(I|B) per dataset: the asymmetry of Table 1 at a glance (notebook 01)."""
+    """Table 1 at a glance (notebook 01): per dataset, H(B) beside H(B|I) (left) and H(I) beside
+    H(I|B) (right). Each pair differs by the same I(I;B) (mutual information is symmetric),
+    printed above it as the share of the marginal entropy that conditioning removes, so
+    the gap between the panels' scales -- H(I) − H(B) -- is the whole asymmetry."""
     names = [ours_name, *paper]
     rows = [ours, *paper.values()]
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.bar(x - 0.2, [r["H(B|I)"] for r in rows], width=0.4, label="H(B|I): behavior given item")
-    ax.bar(x + 0.2, [r["H(I|B)"] for r in rows], width=0.4, label="H(I|B): item given behavior")
-    ax.set_xticks(x, names)
-    ax.set_ylabel("nats")
-    ax.legend(fontsize=8)
-    ax.set_title("asymmetric determinism (Table 1)")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, (var, given, what) in zip(axes, (("B", "I", "behavior"), ("I", "B", "item"))):
+        marginal = [r[f"H({var})"] for r in rows]
+        conditional = [r[f"H({var}|{given})"] for r in rows]
+        ax.bar(x - 0.2, marginal, width=0.4, color="tab:grey", label=f"H({var}): {what}")
+        bars = ax.bar(x + 0.2, conditional, width=0.4, color="tab:blue",
+                      label=f"H({var}|{given}): {what} given {'item' if given == 'I' else 'behavior'}")
+        ax.bar_label(bars, labels=[f"−{1 - c / m:.1%}" for m, c in zip(marginal, conditional)],
+                     fontsize=7)
+        ax.set_xticks(x, names, rotation=15, ha="right")
+        ax.set_ylabel("entropy (nats)")
+        ax.set_ylim(0, max(marginal) * 1.45)  # room for the legend above the bars
+        ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(f"uncertainty of the {what}")
+    fig.suptitle("Table 1: both conditionals remove the same I(I;B) nats; "
+                 "labels: the share of the marginal removed")
+    fig.tight_layout()
     return fig
 
 
@@ -84,16 +117,22 @@ def training_curves(histories: dict, metric: str = "NDCG@10") -> plt.Figure:
 
 
 def attention_maps(maps: dict[str, np.ndarray], labels: list[str], title: str) -> plt.Figure:
-    """Averaged attention matrices side by side with item_behavior tick labels (Figure 5)."""
-    fig, axes = plt.subplots(1, len(maps), figsize=(5.5 * len(maps), 5))
-    for ax, (name, matrix) in zip(np.atleast_1d(axes), maps.items()):
-        image = ax.imshow(matrix, cmap="viridis")
+    """Averaged attention matrices side by side with item_behavior tick labels (Figure 5), on
+    ONE colour scale (0 to the largest weight of any map, one colour bar), so that equal
+    colours mean equal weights across the maps. Row = query (the position attending), column =
+    key (the position attended to); each row sums to 1."""
+    vmax = max(float(np.max(matrix)) for matrix in maps.values())
+    fig, axes = plt.subplots(1, len(maps), figsize=(5.2 * len(maps) + 1, 5.4), squeeze=False,
+                             layout="constrained")
+    for ax, (name, matrix) in zip(axes[0], maps.items()):
+        image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax)
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
         ax.set_yticks(range(len(labels)), labels, fontsize=6)
+        ax.set_xlabel("key (attended to), oldest → newest")
+        ax.set_ylabel("query (attending)")
         ax.set_title(name)
-        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.colorbar(image, ax=list(axes[0]), fraction=0.03, label="attention weight")
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -109,6 +148,31 @@ def metric_bars(table: dict[str, dict[str, float]], metrics: tuple[str, ...], ti
     ax.set_xticks(x, names)
     ax.legend(fontsize=8)
     ax.set_title(title)
+    return fig
+
+
+def mean_std_bars(table: dict[str, dict[str, tuple[float, float]]], metrics: tuple[str, ...],
+                  title: str, ylabel: str = "value (mean ± std)") -> plt.Figure:
+    """Grouped bars of the seed mean of ``metrics`` for each model, with ± one seed std as
+    error bars: ``table[model][metric] = (mean, std)`` (``comparison*.json``'s ``mean_std``).
+
+    The value axis starts at 0, so a gap inside one std does not look like a trend (the
+    tie rule of :mod:`fatsmb_lib.verdicts`); names slant, the legend sits outside the bars.
+    """
+    names = list(table)
+    x = np.arange(len(names))
+    width = 0.8 / len(metrics)
+    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 3.5, 3.4))
+    for i, metric in enumerate(metrics):
+        means, stds = zip(*(table[n][metric] for n in names))
+        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, means, width=width, yerr=stds,
+               capsize=3, label=metric)
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title)
+    fig.tight_layout()
     return fig
 
 
