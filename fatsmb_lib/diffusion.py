@@ -2,7 +2,8 @@
 classifier-free guidance (paper Section 2.2, Eqs. 1-6; Section 3.2, Eqs. 15-17; Algorithms 1-2).
 
 The sampler lives here; the network ε_θ lives in ``denoiser.py``. Any callable
-``denoiser(z_t, t, z_null, behavior) -> (B, D)`` works, so the tests can plug in oracles.
+``denoiser(z_t, t, z_null, behavior) -> (B, D)`` works, so the tests and notebook 03 plug in
+:func:`oracle_denoiser`, the perfect network for a known z_0, to check that DDIM is exact.
 
 Symbol map (code ↔ paper)::
 
@@ -283,3 +284,24 @@ class LatentDiffusion(nn.Module):
             z = self.ddim_step(z, eps, x0, t_batch, t_prev_batch, eta, noise)  # (B, D)
             trajectory.append(z)
         return (z, trajectory) if return_trajectory else z
+
+
+def oracle_denoiser(diffusion: LatentDiffusion, z0: Tensor) -> Denoiser:
+    """The perfect network for a known z_0 (B0, D), in ``diffusion``'s parameterisation.
+
+    prediction="eps": the ε that explains z_t exactly, ε = (z_t − sqrt(ᾱ_t)·z_0)/sqrt(1 − ᾱ_t)
+    (Eq. 15 solved for ε); prediction="x0": z_0 itself. Either way ``_eps_and_x0`` completes
+    the pair to (ε, z_0), so DDIM (Eq. 5, any Δt and η) lands on z_0 from any z_T: the
+    sampler's exactness check (notebook 03, tests/test_diffusion.py). An oracle of the other
+    parameterisation does not: its ε read as x̂_0 lands as far from z_0 as noise is.
+
+    It ignores z_∅ and b, so guidance (Eq. 17) leaves it unchanged for every ω; its rows repeat
+    z0 to the batch it is called with (the guided sampler stacks 2·B0 rows).
+    """
+    def denoiser(z_t: Tensor, t: Tensor, z_null: Tensor, behavior: Tensor) -> Tensor:
+        z = z0.repeat(z_t.shape[0] // z0.shape[0], 1)  # (B, D)
+        if diffusion.cfg.prediction == "x0":
+            return z
+        return ((z_t - extract(diffusion.sqrt_alpha_bar, t, z.shape) * z)
+                / extract(diffusion.sqrt_one_minus_alpha_bar, t, z.shape))
+    return denoiser

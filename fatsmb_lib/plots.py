@@ -136,8 +136,10 @@ def attention_maps(maps: dict[str, np.ndarray], labels: list[str], title: str) -
     return fig
 
 
-def metric_bars(table: dict[str, dict[str, float]], metrics: tuple[str, ...], title: str) -> plt.Figure:
-    """Grouped bars of ``metrics`` for each model of ``table`` (name -> metrics dict)."""
+def metric_bars(table: dict[str, dict[str, float]], metrics: tuple[str, ...], title: str,
+                ylabel: str = "metric value") -> plt.Figure:
+    """Grouped bars of ``metrics`` for each model of ``table`` (name -> metrics dict); the
+    model names slant so long ones do not run together, the legend sits outside the bars."""
     names = list(table)
     x = np.arange(len(names))
     width = 0.8 / len(metrics)
@@ -145,8 +147,9 @@ def metric_bars(table: dict[str, dict[str, float]], metrics: tuple[str, ...], ti
     for i, metric in enumerate(metrics):
         ax.bar(x + (i - (len(metrics) - 1) / 2) * width, [table[n][metric] for n in names],
                width=width, label=metric)
-    ax.set_xticks(x, names)
-    ax.legend(fontsize=8)
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(title)
     return fig
 
@@ -176,17 +179,23 @@ def mean_std_bars(table: dict[str, dict[str, tuple[float, float]]], metrics: tup
     return fig
 
 
-def denoising_trajectory(distances: np.ndarray, steps: list[int], title: str) -> plt.Figure:
+def denoising_trajectory(distances: np.ndarray, steps: list[int], title: str,
+                         reference: float | None = None) -> plt.Figure:
     """Distance of the sampled latent to z_b (and to z_∅) along the DDIM steps (notebook 03).
 
-    ``distances``: (2, n_steps + 1) rows "to z_b", "to z_∅"."""
+    ``distances``: (2, n_steps + 1) rows "to z_b", "to z_∅". ``reference``: the mean
+    ‖z_∅ − z_b‖, drawn as a dashed line: a sample below it is nearer z_b than z_∅ already is.
+    """
     fig, ax = plt.subplots(figsize=(6, 3.2))
     x = np.arange(distances.shape[1])
     ax.plot(x, distances[0], marker="o", label="‖z_t − z_b‖")
     ax.plot(x, distances[1], marker="s", label="‖z_t − z_∅‖")
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle="--", label=f"‖z_∅ − z_b‖ = {reference:.2f}")
     ax.set_xticks(x, ["z_T", *[f"t={t}" for t in steps[1:]], "z_0"], rotation=45, fontsize=7)
-    ax.set_ylabel("Euclidean distance")
-    ax.legend()
+    ax.set_xlabel("DDIM step")
+    ax.set_ylabel("mean Euclidean distance")
+    ax.legend(fontsize=8)
     ax.set_title(title)
     return fig
 
@@ -205,12 +214,19 @@ def latent_scatter(points: np.ndarray, behaviors: np.ndarray, names: tuple[str, 
     return fig
 
 
-def similarity_boxes(similarity: dict[str, np.ndarray], title: str) -> plt.Figure:
-    """Distribution of cos(z_∅, z_b) per behavior (Figure 6b)."""
+def similarity_boxes(similarity: dict[str, np.ndarray], title: str,
+                     ylabel: str = "cos(z_∅, z_b)", baseline: float | None = None,
+                     baseline_label: str = "random pair of users") -> plt.Figure:
+    """Distribution of cos(z_∅, z_b) per behavior (Figure 6b); ``baseline`` (e.g. the mean
+    cosine between unrelated users' latents) is drawn as a dashed line."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.boxplot(list(similarity.values()), showfliers=False)
     ax.set_xticks(range(1, len(similarity) + 1), list(similarity))
-    ax.set_ylabel("cos(z_∅, z_b)")
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", linestyle="--", label=f"{baseline_label}: {baseline:.3f}")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("target behavior b")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     return fig
 

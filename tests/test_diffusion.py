@@ -12,6 +12,7 @@ from fatsmb_lib.diffusion import (
     exp_betas,
     extract,
     linear_betas,
+    oracle_denoiser,
 )
 
 B, D = 6, 5
@@ -163,32 +164,47 @@ def test_timesteps_schedule():
 # ----------------------------------------------------------------------------- oracles
 
 
-def eps_oracle(diff, z0):
-    """True ε of the forward process for a known z_0 (ignores the conditions)."""
-    def denoiser(z_t, t, z_null, behavior):
-        z = z0.repeat(z_t.shape[0] // z0.shape[0], 1)
-        return (z_t - extract(diff.sqrt_alpha_bar, t, z.shape) * z) / extract(
-            diff.sqrt_one_minus_alpha_bar, t, z.shape)
-    return denoiser
-
-
-def x0_oracle(z0):
-    return lambda z_t, t, z_null, behavior: z0.repeat(z_t.shape[0] // z0.shape[0], 1)
+@pytest.mark.parametrize("prediction", ["eps", "x0"])
+def test_oracle_returns_the_true_target_of_its_parameterisation(prediction):
+    """The oracle is checked against the forward process itself, not against the sampler."""
+    torch.manual_seed(5)
+    diff = make_diffusion(T=100, prediction=prediction)
+    z0, noise = torch.randn(B, D, dtype=torch.float64), torch.randn(B, D, dtype=torch.float64)
+    t = torch.tensor([0, 1, 30, 60, 98, 99])
+    z_t = diff.q_sample(z0, t, noise)
+    out = oracle_denoiser(diff, z0)(z_t, t, None, None)
+    assert torch.allclose(out, noise if prediction == "eps" else z0, atol=1e-10)
+    # guided (Eq. 17) on the 2B stacked rows it returns the same pair for every ω
+    eps, x0 = diff.guided_prediction(oracle_denoiser(diff, z0), z_t, t, z0, torch.ones(B).long(), 3.0)
+    assert torch.allclose(eps, noise, atol=1e-8) and torch.allclose(x0, z0, atol=1e-8)
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "exp"])
 @pytest.mark.parametrize("prediction", ["eps", "x0"])
 @pytest.mark.parametrize("stride", [1, 7, 20, 200])
 def test_ddim_with_oracle_recovers_z0(schedule, prediction, stride):
+    """The sampler is exact: given the oracle of its parameterisation it lands on z_0 (Eq. 5,
+    deterministic and with η > 0, guided)."""
     torch.manual_seed(3)
     diff = make_diffusion(T=200, schedule=schedule, prediction=prediction)
     z0 = 2 * torch.randn(B, D, dtype=torch.float64)
-    oracle = eps_oracle(diff, z0) if prediction == "eps" else x0_oracle(z0)
     behavior = torch.arange(B) % 3
     for eta in (0.0, 0.7):
-        out = diff.sample(oracle, torch.zeros_like(z0), behavior, omega=2.0, stride=stride,
-                          eta=eta, generator=torch.Generator().manual_seed(0))
+        out = diff.sample(oracle_denoiser(diff, z0), torch.zeros_like(z0), behavior, omega=2.0,
+                          stride=stride, eta=eta, generator=torch.Generator().manual_seed(0))
         assert torch.allclose(out, z0, atol=1e-5)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0"])
+def test_ddim_with_the_other_parameterisations_oracle_misses_z0(prediction):
+    """The exactness check can fail: an oracle of the other parameterisation (the bug notebook
+    03 once printed as max |z_0 − sampled| = 4.0) lands far from z_0."""
+    other = "x0" if prediction == "eps" else "eps"
+    diff, wrong = make_diffusion(prediction=prediction), make_diffusion(prediction=other)
+    z0 = 2 * torch.randn(B, D, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    out = diff.sample(oracle_denoiser(wrong, z0), torch.zeros_like(z0), torch.ones(B).long(),
+                      generator=torch.Generator().manual_seed(0))
+    assert (out - z0).abs().max() > 0.5
 
 
 def test_sample_trajectory_and_generator():
