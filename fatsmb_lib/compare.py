@@ -146,6 +146,11 @@ def headline(report: dict, metric: str = "NDCG@10") -> str:
                    column: "—" if name == fatsmb else relation(ours, m[metric], "ahead", "tied",
                                                                   "behind")}
             for name, m in test.items()}
+    baselines = [name for name in test if name in BASELINES or name == "Pop"]
+    best = {key: max(baselines, key=lambda name: test[name][key][0]) for key in shown}
+    rows["Improve (FatsMB vs the best baseline)"] = {
+        key: f"{percent_change(test[fatsmb][key], test[best[key]][key]):+.1f}% vs {best[key]}"
+        for key in shown}
     table = format_metrics_table(rows, (*shown, f"valid {metric}", column))
 
     def against(names: list[str], label: str) -> str:
@@ -154,7 +159,6 @@ def headline(report: dict, metric: str = "NDCG@10") -> str:
         return (f"- Against {label}, {best} ({format_mean_std(theirs)}): FatsMB is "
                 f"**{relation(ours, theirs)}** it ({percent_change(ours, theirs):+.1f}% {metric}).")
 
-    baselines = [name for name in test if name in BASELINES or name == "Pop"]
     return "\n".join([
         table, "",
         f"Test {metric} of FatsMB ({fatsmb}): {format_mean_std(ours)}, mean ± std over "
