@@ -12,7 +12,7 @@ DATASET ?= ml100k
 PROFILE ?= default
 DEVICE ?= auto
 
-.PHONY: install run test bench clean-venv
+.PHONY: install run test bench student clean-venv
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ test: install
 
 bench: install
 	$(PY) -m fatsmb_lib.bench
+
+# The students' copy: every notebook without its exercise solutions (cells tagged `solution`),
+# in student/ (git-ignored). A copy changed since the last build is kept: FORCE=1 overwrites it.
+student: install
+	$(PY) -m fatsmb_lib.student --out student $(if $(FORCE),--force)
 
 clean-venv:
 	rm -rf $(VENV)

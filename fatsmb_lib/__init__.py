@@ -9,6 +9,7 @@ on lines above it or to its left (``tests/test_imports.py`` checks there is no c
     training   runtime, checkpoints → train (fit)            runtime → evaluate (+ recommend)
     settings   config (Profile: every hyperparameter; builds the component configs)
     a run      run (open_run → Context) → stages → pipeline, compare, bench → notebooks
+               pipeline → student (the notebooks without their solutions)
     figures    entropy, plots, verdicts (the tie rule every comparative word comes from)
 
 - ``readers`` parse files, ``synthetic`` generates data, ``datasets`` maps a name to its
@@ -21,7 +22,8 @@ on lines above it or to its left (``tests/test_imports.py`` checks there is no c
   ``evaluate`` full-ranking metrics.
 - ``run.open_run`` turns a notebook's parameters into a ``Context``; ``stages`` trains the
   three stages and the baselines from it. ``run.expect`` checks trained results (strict on
-  ml100k), ``run.lock_run_dir`` keeps one writer per run folder.
+  ml100k), ``run.lock_run_dir`` keeps one writer per run folder. ``pipeline`` executes the
+  notebooks through papermill; ``student`` writes the students' copy without solutions.
 """
 
 __version__ = "0.1.0"

@@ -8,7 +8,8 @@ It reports validation and test Recall/NDCG@10/20 as mean ± std over seeds in
 ``reports/<dataset>/comparison.{json,md}`` (another profile: ``comparison-<profile>.*``).
 Checkpoints go to ``runs/compare-<dataset>-<profile>/``, so an interrupted comparison resumes
 where it stopped, and seeds can run in parallel processes (``--seeds 1`` beside ``--seeds 0``)
-before one ``--seeds 0 1 2`` run reloads them all and writes the report.
+before one ``--seeds 0 1 2`` run reloads them all and writes the report. ``--headline`` prints
+the README's headline from the committed report (:func:`headline`), training nothing.
 """
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ from .run import Context, open_run
 from .stages import (finetune_decoder, fit_pop, prefix_latents, train_behavior_sasrec,
                      train_bert4rec, train_denoiser, train_diffurec, train_gru4rec, train_mbae,
                      train_mbstr, train_sasrec)
+from .verdicts import format_mean_std, percent_change, relation, verdict
 
 
-BASELINES = {  # Table 3's peers that this project implements, in the paper's order
+BASELINES = {  # the peers this project implements: Table 3's that run here, and common ones
     "SASRec": train_sasrec, "BERT4Rec": train_bert4rec, "GRU4Rec": train_gru4rec,
     "BehaviorSASRec": train_behavior_sasrec, "MB-STR": train_mbstr, "DiffuRec": train_diffurec,
 }
+PAPER_BASELINES = ("BERT4Rec", "MB-STR", "DiffuRec")  # those of them in the paper's Table 3
 
 
 def run_seed(ctx: Context, ablations: bool = False, log=print) -> dict[str, dict[str, dict]]:
@@ -123,6 +126,53 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFI
     return report
 
 
+def headline(report: dict, metric: str = "NDCG@10") -> str:
+    """The README's headline from a comparison report (``comparison.json``): test metrics as
+    mean ± std per model, where FatsMB stands against each by the one-std tie rule
+    (:mod:`fatsmb_lib.verdicts`), and its change (Table 3's "Improve") against the best
+    baseline, the best of the paper's own Table 3 baselines, and its own MBAE.
+    ``tests/test_readme.py`` checks that the README shows exactly this text;
+    ``python -m fatsmb_lib.compare --headline`` prints it."""
+    profile = report["profile"]
+    fatsmb = f"FatsMB {profile['denoiser']} {profile['prediction']}"
+    mbae = f"MBAE {profile['position']}"
+    shown = ("Recall@10", "NDCG@10", "Recall@20", "NDCG@20")
+    # (mean, std) pairs; JSON holds them as lists
+    test = {name: {key: tuple(m[key]) for key in shown} for name, m in report["mean_std"]["test"].items()}
+    valid = {name: tuple(m[metric]) for name, m in report["mean_std"]["valid"].items()}
+    ours = test[fatsmb][metric]
+    column = f"FatsMB is (test {metric})"
+    rows = {name: {**m, f"valid {metric}": valid[name],
+                   column: "—" if name == fatsmb else relation(ours, m[metric], "ahead", "tied",
+                                                                  "behind")}
+            for name, m in test.items()}
+    baselines = [name for name in test if name in BASELINES or name == "Pop"]
+    best = {key: max(baselines, key=lambda name: test[name][key][0]) for key in shown}
+    rows["Improve (FatsMB vs the best baseline)"] = {
+        key: f"{percent_change(test[fatsmb][key], test[best[key]][key]):+.1f}% vs {best[key]}"
+        for key in shown}
+    table = format_metrics_table(rows, (*shown, f"valid {metric}", column))
+
+    def against(names: list[str], label: str) -> str:
+        best = max(names, key=lambda name: test[name][metric][0])
+        theirs = test[best][metric]
+        return (f"- Against {label}, {best} ({format_mean_std(theirs)}): FatsMB is "
+                f"**{relation(ours, theirs)}** it ({percent_change(ours, theirs):+.1f}% {metric}).")
+
+    return "\n".join([
+        table, "",
+        f"Test {metric} of FatsMB ({fatsmb}): {format_mean_std(ours)}, mean ± std over "
+        f"{len(report['seeds'])} seeds, profile `{profile['name']}`; a gap within one standard "
+        f"deviation is a tie.",
+        "",
+        against(baselines, "the best baseline here"),
+        against([name for name in PAPER_BASELINES if name in test],
+                f"the best of the paper's own Table 3 baselines that run here "
+                f"({', '.join(PAPER_BASELINES)})"),
+        against([mbae], "its own MBAE"),
+    ])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml100k")
@@ -132,7 +182,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--ablations", action="store_true",
                         help="also the other MBAE positions and Table 4's denoiser variants")
+    parser.add_argument("--headline", action="store_true",
+                        help="print the README's headline from the committed report; trains nothing")
     args = parser.parse_args(argv)
+    if args.headline:
+        path = project_root() / "reports" / args.dataset / f"{report_name(args.profile)}.json"
+        print(headline(json.loads(path.read_text())))
+        return
     run_comparison(args.dataset, args.seeds, args.profile, args.device, args.data_dir,
                    args.ablations)
 

@@ -1,6 +1,7 @@
 """Run the notebook sequence through papermill: ``python -m fatsmb_lib.pipeline``.
 
-Each notebook ``notebooks/NN_topic.ipynb`` is executed (never in place) into
+Each notebook ``notebooks/NN_topic.ipynb`` that runs code (all but the markdown-only glossary
+``00_notation``) is executed (never in place) into
 ``reports/<dataset>/<run>/NN_topic.ipynb`` with the papermill parameters ``dataset``,
 ``profile``, ``device``, ``run_dir`` and ``seed``, exported to HTML beside it, and timed. The
 notebooks write their figures (PNG), JSON and Markdown results into the same folder; the
@@ -41,10 +42,30 @@ class NotebookFailedError(RuntimeError):
         self.summary = summary
 
 
-def notebook_sequence(root: Path | None = None, notebooks_dir: Path | None = None) -> list[Path]:
-    """The course notebooks in order: notebooks/NN_*.ipynb (or those in ``notebooks_dir``)."""
+def course_notebooks(root: Path | None = None, notebooks_dir: Path | None = None) -> list[Path]:
+    """Every notebook of the course in reading order: notebooks/NN_*.ipynb (or those in
+    ``notebooks_dir``), ``00_notation`` (read, never executed) included."""
     folder = notebooks_dir or (root or project_root()) / "notebooks"
     return sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
+
+
+def runs_code(notebook: Path) -> bool:
+    """Whether ``notebook`` has a code cell; a markdown-only one (the glossary and primer,
+    ``00_notation``) is read, not executed, and takes no parameters."""
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
+    return any(cell["cell_type"] == "code" for cell in cells)
+
+
+def notebook_sequence(root: Path | None = None, notebooks_dir: Path | None = None) -> list[Path]:
+    """The notebooks the pipeline executes, in order: the course notebooks that run code
+    (``01_*`` onwards; the markdown-only ``00_notation`` is skipped)."""
+    return [nb for nb in course_notebooks(root, notebooks_dir) if runs_code(nb)]
+
+
+def executed_cells(notebook) -> list:
+    """The cells of an (executed) notebook node without papermill's injected-parameters cell:
+    those that must match the source notebook's cells one for one."""
+    return [c for c in notebook.cells if "injected-parameters" not in c.metadata.get("tags", [])]
 
 
 def select_notebooks(notebooks: list[Path], only: list[str] | None) -> list[Path]:
@@ -109,7 +130,7 @@ def sync_outputs(executed: Path, source: Path) -> None:
 
     ran = nbformat.read(executed, as_version=4)
     src = nbformat.read(source, as_version=4)
-    ran_cells = [c for c in ran.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    ran_cells = executed_cells(ran)
     if [c.source for c in ran_cells] != [c.source for c in src.cells]:
         raise ValueError(f"{executed} was not executed from the current {source}: re-run it")
     for cell, done in zip(src.cells, ran_cells):

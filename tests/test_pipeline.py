@@ -7,6 +7,9 @@ import torch
 
 from fatsmb_lib import pipeline
 from fatsmb_lib.readers import DataError
+from fatsmb_lib.student import solution_cells
+
+EXERCISES_PER_NOTEBOOK = 3
 
 
 @pytest.fixture
@@ -134,7 +137,8 @@ def test_sync_outputs_copies_outputs_and_refuses_other_sources(tmp_path):
 
 def test_smoke_run_of_every_notebook(tmp_path):
     """The whole sequence on tiny synthetic data: every notebook executes, exports HTML, and the
-    headline files are written and published one folder up."""
+    headline files are written and published one folder up; every exercise solution (a code
+    cell tagged ``solution``) ran without error and showed its answer, three per notebook."""
     summary = pipeline.run_pipeline("synthetic-tiny", profile="smoke", reports_dir=tmp_path,
                                     log=lambda line: None)
     run_dir = tmp_path / "synthetic-tiny" / "smoke"
@@ -154,6 +158,22 @@ def test_smoke_run_of_every_notebook(tmp_path):
     assert {"Pop", "SASRec", "BERT4Rec", "MBAE", "FatsMB"} <= set(metrics["models"])
     assert set(metrics["models"]["FatsMB"]["per_behavior"]) <= {"pv", "fav", "cart", "buy"}
     assert (published / "results.md").read_text().startswith("# synthetic-tiny")
+
+    solutions = {}
+    for notebook in pipeline.notebook_sequence():
+        executed = nbformat.read(run_dir / notebook.name, as_version=4)
+        code = [cell for cell in solution_cells(executed) if cell.cell_type == "code"]
+        for cell in code:
+            where = f"{notebook.stem}, solution cell starting {cell.source[:60]!r}"
+            assert cell.execution_count is not None, f"{where} did not run"
+            assert not [o for o in cell.outputs if o.output_type == "error"], f"{where} failed"
+            shown = [o for o in cell.outputs
+                     if o.output_type in ("execute_result", "display_data")
+                     or (o.output_type == "stream" and o.name == "stdout" and o.text.strip())]
+            assert shown, f"{where} showed no answer (only warnings or nothing)"
+        solutions[notebook.stem] = len(code)
+    assert solutions == {nb.stem: EXERCISES_PER_NOTEBOOK for nb in pipeline.notebook_sequence()}, (
+        "each notebook keeps 3 exercises, each with one code cell tagged `solution`")
 
 
 def test_only_keeps_the_timings_of_the_other_notebooks(tmp_path, monkeypatch):
