@@ -3,6 +3,7 @@
 - :func:`user_latents` — for the evaluation users of a split: z_∅ from the encoder, the
   encoder's own z_b under each behavior, and the diffusion's generated z_0 under each behavior.
 - :func:`cosine_by_behavior` — cos(z_∅, z_0^b) per user and behavior (Figure 6b).
+- :func:`latent_scale` — how long the behavior-specific offset z_b − z_∅ is next to z_b.
 - :func:`tsne_2d` — a 2-D t-SNE of behavior-specific preferences (Figure 6a).
 - :func:`trajectory_distances` — ‖z_t − z_b‖ and ‖z_t − z_∅‖ along the DDIM steps.
 """
@@ -51,6 +52,17 @@ def user_latents(model: FatsMB, loader, n_batches: int | None = None,
 def cosine_by_behavior(z_null: torch.Tensor, z_by_behavior: torch.Tensor) -> torch.Tensor:
     """cos(z_∅, z^b) for each behavior and user: (n_behaviors, U) from (U, D), (n_b, U, D)."""
     return F.cosine_similarity(z_null[None], z_by_behavior, dim=-1)
+
+
+def latent_scale(z_b: torch.Tensor, z_null: torch.Tensor) -> dict[str, float]:
+    """How much of z_b is behavior-specific, over rows of (N, D) latents: the mean ‖z_b‖,
+    the mean ‖z_b − z_∅‖ (the offset the diffusion has to generate), their ratio, and the
+    mean cos(z_b, z_∅). A small ratio means the decoder reads almost the same vector with
+    or without the target behavior."""
+    length = z_b.norm(dim=-1).mean().item()
+    offset = (z_b - z_null).norm(dim=-1).mean().item()
+    return {"|z_b|": length, "|z_b − z_∅|": offset, "|z_b − z_∅| / |z_b|": offset / length,
+            "cos(z_b, z_∅)": F.cosine_similarity(z_b, z_null, dim=-1).mean().item()}
 
 
 def tsne_2d(points: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -136,44 +136,35 @@ def attention_maps(maps: dict[str, np.ndarray], labels: list[str], title: str) -
     return fig
 
 
-def metric_bars(table: dict[str, dict[str, float]], metrics: tuple[str, ...], title: str,
-                ylabel: str = "metric value") -> plt.Figure:
-    """Grouped bars of ``metrics`` for each model of ``table`` (name -> metrics dict); the
-    model names slant so long ones do not run together, the legend sits outside the bars."""
-    names = list(table)
-    x = np.arange(len(names))
-    width = 0.8 / len(metrics)
-    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 3.2))
-    for i, metric in enumerate(metrics):
-        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, [table[n][metric] for n in names],
-               width=width, label=metric)
-    ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(title)
-    return fig
+def _mean_and_error(value) -> tuple[float, float]:
+    """A plotted value: a float (one run, no error bar) or a ``(mean, std)`` pair over seeds."""
+    if isinstance(value, (tuple, list)):
+        return float(value[0]), float(value[1])
+    return float(value), 0.0
 
 
-def mean_std_bars(table: dict[str, dict[str, tuple[float, float]]], metrics: tuple[str, ...],
-                  title: str, ylabel: str = "value (mean ± std)") -> plt.Figure:
-    """Grouped bars of the seed mean of ``metrics`` for each model, with ± one seed std as
-    error bars: ``table[model][metric] = (mean, std)`` (``comparison*.json``'s ``mean_std``).
+def metric_bars(table: dict[str, dict], metrics: tuple[str, ...], title: str,
+                ylabel: str = "metric (full ranking)") -> plt.Figure:
+    """Grouped bars of ``metrics`` for each model of ``table`` (name -> metrics dict).
 
-    The value axis starts at 0, so a gap inside one std does not look like a trend (the
-    tie rule of :mod:`fatsmb_lib.verdicts`); names slant, the legend sits outside the bars.
+    A value is a float (one run) or a ``(mean, std)`` pair over seeds, drawn as the mean with a
+    ±1 std error bar (the tie rule's spread, :mod:`fatsmb_lib.verdicts`). Bars start at zero;
+    model names are slanted so that long names do not run together, and the legend sits
+    outside the axes so that it covers no bar.
     """
     names = list(table)
     x = np.arange(len(names))
     width = 0.8 / len(metrics)
-    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 3.5, 3.4))
+    fig, ax = plt.subplots(figsize=(0.9 * len(names) + 3.5, 3.6))
     for i, metric in enumerate(metrics):
-        means, stds = zip(*(table[n][metric] for n in names))
-        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, means, width=width, yerr=stds,
-               capsize=3, label=metric)
-    ax.set_xticks(x, names, rotation=20, ha="right")
+        means, errors = zip(*(_mean_and_error(table[n][metric]) for n in names))
+        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, means, width=width, label=metric,
+               yerr=errors if any(errors) else None, capsize=2, error_kw={"elinewidth": 0.8})
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -244,14 +235,31 @@ def noise_schedules(alpha_bars: dict[str, np.ndarray], title: str) -> plt.Figure
     return fig
 
 
-def sweep(values: list, metrics: dict[str, list[float]], xlabel: str, title: str) -> plt.Figure:
-    """A metric (or several) against one hyperparameter (Figure 8 style)."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+def sweep(values: list[float], metrics: dict[str, list], xlabel: str, title: str,
+          ylabel: str = "validation NDCG@10", band: tuple[float, float] | None = None,
+          band_label: str = "") -> plt.Figure:
+    """A metric (or several) against one numeric hyperparameter (Figure 8 style).
+
+    ``values`` go on a value axis (their spacing is shown as it is). A metric's entries are
+    floats (one run) or ``(mean, std)`` pairs over seeds, drawn with ±1 std error bars. The y
+    axis starts at zero, so that a gap inside the seeds' spread does not look like a trend;
+    ``band = (low, high)`` shades a reference range (e.g. ±1 seed std), labelled ``band_label``.
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    if band is not None:
+        ax.axhspan(*band, color="grey", alpha=0.2, label=band_label)
     for name, ys in metrics.items():
-        ax.plot([str(v) for v in values], ys, marker="o", label=name)
+        means, errors = zip(*(_mean_and_error(y) for y in ys))
+        ax.errorbar(values, means, yerr=errors if any(errors) else None, marker="o", capsize=3,
+                    label=name)
+    ax.set_xticks(values, [f"{v:g}" for v in values])
     ax.set_xlabel(xlabel)
-    ax.legend(fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0, top=1.25 * max(ax.get_ylim()[1], band[1] if band else 0))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
     ax.set_title(title)
+    fig.tight_layout()
     return fig
 
 

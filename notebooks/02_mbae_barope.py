@@ -628,9 +628,9 @@ else:
             position_results[a]["test NDCG@20"], position_results[b]["test NDCG@20"]),
         **{f"{name} (paper)": 100 * (rows[a][1] / rows[b][1] - 1) for name, rows in paper_table4.items()}}
         for a, b in claims}).T
-    fig = plots.mean_std_bars(position_results, ("valid NDCG@10", "test NDCG@10", "test NDCG@20", "test Recall@20"),
-                              f"{dataset}: MBAE position schemes, seeds {ablation['seeds']}\n"
-                              "(the earlier default: the paper's recipe)")
+    fig = plots.metric_bars(position_results, ("valid NDCG@10", "test NDCG@10", "test NDCG@20", "test Recall@20"),
+                            f"{dataset}: MBAE position schemes, seeds {ablation['seeds']}\n"
+                            "(the earlier default: the paper's recipe)", ylabel="mean ± std over seeds")
     plots.save(fig, run_dir, "position_ablation")
     display(position_table, position_verdicts)
 change_n20.round(1) if ablation else None

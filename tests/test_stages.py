@@ -8,7 +8,7 @@ import torch
 from fatsmb_lib.batches import PrefixView
 from fatsmb_lib.config import get_profile
 from fatsmb_lib.evaluate import recommend
-from fatsmb_lib.latents import cosine_by_behavior, trajectory_distances
+from fatsmb_lib.latents import cosine_by_behavior, latent_scale, trajectory_distances
 from fatsmb_lib.model import FatsMB
 from fatsmb_lib.preprocess import load_dataset
 from fatsmb_lib.run import Context
@@ -136,6 +136,9 @@ def test_latent_helpers_by_hand():
     traj = [torch.zeros(2, 2), torch.ones(2, 2)]
     d = trajectory_distances(traj, torch.ones(2, 2), torch.zeros(2, 2))
     assert d.shape == (2, 2) and d[0, 1] == 0 and abs(d[0, 0] - 2 ** 0.5) < 1e-6
+    scale = latent_scale(torch.tensor([[3.0, 4.0], [0.0, 5.0]]), torch.tensor([[3.0, 3.0], [0.0, 4.0]]))
+    assert scale["|z_b|"] == 5.0 and scale["|z_b − z_∅|"] == 1.0 and scale["|z_b − z_∅| / |z_b|"] == 0.2
+    assert abs(scale["cos(z_b, z_∅)"] - (21 / (5 * 18 ** 0.5) + 1.0) / 2) < 1e-6
 
 
 def test_stage2_on_cloze_positions_learns(trained, tmp_path):
