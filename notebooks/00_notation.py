@@ -122,8 +122,8 @@
 # |---|---|---|---|
 # | e_t | timestep embedding: an MLP of a sinusoidal code of t | first output of `ConditionEmbedding` (`time_mlp`) | Eq. 23 |
 # | e_b (e_{b_t}) | behavior embedding of the condition; row 0 is a learned e_∅ | `ConditionEmbedding.behavior_emb` | Eq. 23 |
-# | γ_s, δ_s, g_s | scale, shift and gate of the z_∅ branch (the paper: γ_s, β_s, α_s) | `gamma_s`, `beta_s`, `alpha_s` in `MCGLNBlock.forward` | Eqs. 21, 23 |
-# | γ_m, δ_m, g_m | scale, shift and gate of the MoE branch (the paper: γ_t, β_t, α_t) | `gamma_m`, `beta_m`, `alpha_m` | Eqs. 22–23 |
+# | γ_s, ξ_s, g_s | scale, shift and gate of the z_∅ branch (the paper: γ_s, β_s, α_s) | `gamma_s`, `beta_s`, `alpha_s` in `MCGLNBlock.forward` | Eqs. 21, 23 |
+# | γ_m, ξ_m, g_m | scale, shift and gate of the MoE branch (the paper: γ_t, β_t, α_t) | `gamma_m`, `beta_m`, `alpha_m` | Eqs. 22–23 |
 # | ẑ_t | the latent after the z_∅ branch | `z` between Eqs. 21 and 22 in `MCGLNBlock.forward` | Eq. 21 |
 # | LN | layer norm without a learned affine (the modulations replace it) | `norm_s`, `norm_m` | Eqs. 21–22 |
 # | m_s, m_p | shared experts, and private experts per behavior (2 and 1) | `n_shared`, `n_private` | Eq. 19 |
@@ -145,10 +145,10 @@
 #
 # - **β and α**: the paper uses β_t and α_t for the noise schedule (Eqs. 1, 3) and also for
 #   MCGLN's shift and gate (Eqs. 21–23). The schedule keeps β_t, α_t and ᾱ_t. MCGLN's
-#   modulations become γ (scale), δ (shift) and g (gate). The code still calls them
+#   modulations become γ (scale), ξ (shift) and g (gate). The code still calls them
 #   `gamma_*`, `beta_*` and `alpha_*`.
 # - **The subscript t**: in Eqs. 22–23, α_t, β_t, γ_t and b_t do not mean timestep t. We write
-#   the MoE branch's modulations γ_m, δ_m, g_m, as the code does (`*_m`).
+#   the MoE branch's modulations γ_m, ξ_m, g_m, as the code does (`*_m`).
 # - **σ**: the Cloze behavior mask probability (Sec. 3.1) and the per-step noise scale σ_t of a
 #   reverse step (Eqs. 2–3).
 # - **h**: the number of heads, the hidden states h_i, and BaRoPE's scaling h(·).
@@ -266,14 +266,14 @@
 #
 # $$(\gamma, \delta, g) = \mathrm{MLP}(c), \qquad x \leftarrow x + g \odot F\big(\mathrm{LN}(x)\,(1+\gamma) + \delta\big)$$
 #
-# DiT writes β for the shift and α for the gate. We write δ and g, because β and α already
+# DiT writes β for the shift and α for the gate. We write ξ and g, because β and α already
 # name the noise schedule ([Glossary](#glossary)).
 #
 # **MCGLN** (Eqs. 21–23) is two such branches per block, both conditioned on c = e_t + e_b:
-# - F is an MLP over [modulated z_t ; z_∅] with (γ_s, δ_s, g_s), so z_∅ enters every block
+# - F is an MLP over [modulated z_t ; z_∅] with (γ_s, ξ_s, g_s), so z_∅ enters every block
 #   (Eq. 21);
 # - F is a mixture of experts routed by the target behavior, Customized Gate Control from
-#   PLE (Tang et al., RecSys 2020; [48]), with (γ_m, δ_m, g_m) (Eq. 22).
+#   PLE (Tang et al., RecSys 2020; [48]), with (γ_m, ξ_m, g_m) (Eq. 22).
 #
 # The "AdaLN" ablation of Table 4 replaces the mixture of experts with a plain MLP. In code:
 # `MCGLNBlock` and `BehaviorMoE` (notebook 03).
