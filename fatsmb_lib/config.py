@@ -7,7 +7,7 @@ A profile fixes the cost of a run (epochs, patience, seeds) and the paper's hype
 - ``smoke``: tiny synthetic data, a few epochs — for tests, seconds per notebook. Bounded on
   any dataset: at most 500 users (a fixed sample), each with their 200 most recent
   interactions, and stages 2-3 on each user's 40 most recent training prefixes, so at most
-  100,000 interactions, about 5,500 Cloze windows per epoch and 20,000 diffused rows
+  100,000 interactions, 5,000 Cloze windows of L = 20 per epoch and 20,000 diffused rows
   (synthetic-tiny, 200 users of at most 40 interactions, is within every cap).
 - ``default``: ml100k on CPU, the whole notebook sequence within 10 minutes on 2 cores: the
   recipe of ``full`` for 4 epochs of the Cloze models instead of 15, other epochs capped

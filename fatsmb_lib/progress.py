@@ -150,13 +150,14 @@ class EventTail:
     """Print the events the notebooks append to ``path`` while they run (a thread polls the
     file), each prefixed with the notebook running; collect the warnings. Set :attr:`notebook`
     before each notebook and call :meth:`poll` after it, so every event is attributed to the
-    notebook that wrote it."""
+    notebook that wrote it. A warning that several notebooks raise (each loads the data) is
+    printed once and listed once, with the notebooks that raised it."""
 
     def __init__(self, path: Path, console: Console, interval: float = 0.5):
         self.path, self.console, self.interval = Path(path), console, interval
         self.path.write_text("", encoding="utf-8")
         self.position, self.pending, self.notebook = 0, b"", ""
-        self.warnings: list[str] = []
+        self.raised: dict[str, list[str]] = {}      # warning -> the notebooks that raised it
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -198,12 +199,21 @@ class EventTail:
                     continue
                 self._handle(event.get("kind"), str(event.get("text", "")))
 
+    @property
+    def warnings(self) -> list[str]:
+        """Each warning once, after the notebooks that raised it: ``[01_x, 02_y] text``."""
+        return [f"[{', '.join(notebooks)}] {text}" if notebooks[0] else text
+                for text, notebooks in self.raised.items()]
+
     def _handle(self, kind: str, text: str) -> None:
         prefix = f"[{self.notebook}] " if self.notebook else ""
         if kind == "epoch":
             self.console.transient(prefix + text)
         elif kind == "warning":
-            self.warnings.append(prefix + text)
-            self.console.line(f"{prefix}warning: {text}")
+            notebooks = self.raised.setdefault(text, [])
+            if not notebooks:
+                self.console.line(f"{prefix}warning: {text}")
+            if self.notebook not in notebooks:
+                notebooks.append(self.notebook)
         else:
             self.console.line(prefix + text)

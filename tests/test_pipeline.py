@@ -154,6 +154,24 @@ def test_smoke_run_of_every_notebook(tmp_path):
     assert {"Pop", "SASRec", "BERT4Rec", "MBAE", "FatsMB"} <= set(metrics["models"])
     assert set(metrics["models"]["FatsMB"]["per_behavior"]) <= {"pv", "fav", "cart", "buy"}
     assert (published / "results.md").read_text().startswith("# synthetic-tiny")
+    # data/README.md's recommend snippet, pointed at the run folder, reloads the pipeline's
+    # three stages: nothing is retrained, nothing new is written
+    from fatsmb_lib.run import open_run
+    from fatsmb_lib.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
+
+    before = sorted(run_dir.glob("*.pt"))
+    ctx = open_run("synthetic-tiny", "smoke", "cpu", run_dir=run_dir)
+    lines = []
+    ctx.model_lines = False
+    ctx.log = lines.append
+    mbae, _ = train_mbae(ctx)
+    latents = prefix_latents(mbae, ctx)
+    fatsmb, _ = train_denoiser(mbae, ctx, latents=latents)
+    finetune_decoder(fatsmb, ctx, latents=latents)
+    assert len(lines) == 3 and all(line.endswith("not retraining") for line in lines), lines
+    assert sorted(run_dir.glob("*.pt")) == before
+    top = ctx.recommend(fatsmb, user=ctx.data.user_keys[0], behavior="buy", k=10)
+    assert len(top) == 10
 
 
 def test_only_keeps_the_timings_of_the_other_notebooks(tmp_path, monkeypatch):
@@ -194,19 +212,25 @@ def test_the_console_streams_model_lines_and_warnings_and_the_summary_lists_them
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     tiny_notebook(notebooks / "01_toy.ipynb", TOY_TRAINING)
+    tiny_notebook(notebooks / "02_again.ipynb",        # the same warning: printed and listed once
+                  "import warnings\nfrom fatsmb_lib.progress import capture_warnings\n"
+                  "capture_warnings()\nwarnings.warn('3 users dropped by min_uc', UserWarning)")
     lines = []
     summary = pipeline.run_pipeline("synthetic-tiny", profile="smoke", device="cpu",
                                     reports_dir=tmp_path / "reports", notebooks_dir=notebooks,
                                     log=lines.append)
     final = "toy-model  2/3 epochs (stopped early)  loss 0.5000  best valid NDCG@10 0.2000 (epoch 2)  3 s"
     warning = "UserWarning: 3 users dropped by min_uc"
-    assert lines[:4] == ["[pipeline] 01_toy.ipynb ...", f"[01_toy] {final}",
-                         f"[01_toy] warning: {warning}", lines[3]]
+    assert lines[:6] == ["[pipeline] 01_toy.ipynb ...", f"[01_toy] {final}",
+                         f"[01_toy] warning: {warning}", lines[3], "[pipeline] 02_again.ipynb ...",
+                         lines[5]]
     assert lines[3].startswith("[pipeline] 01_toy.ipynb done in ")
-    assert summary["warnings"] == [f"[01_toy] {warning}"]
+    assert lines[5].startswith("[pipeline] 02_again.ipynb done in ")
+    assert summary["warnings"] == [f"[01_toy, 02_again] {warning}"]
     run_dir = tmp_path / "reports" / "synthetic-tiny" / "smoke"
     assert json.loads((run_dir / "run_summary.json").read_text())["warnings"] == summary["warnings"]
-    assert lines[-1].endswith(f"Warnings (1, also in run_summary.json):\n  [01_toy] {warning}")
+    assert lines[-1].endswith(f"Warnings (1, also in run_summary.json):\n"
+                              f"  [01_toy, 02_again] {warning}")
     # the saved notebook keeps the model's last line only, not every rewrite
     cell = nbformat.read(run_dir / "01_toy.ipynb", as_version=4).cells[-1]
     stdout = "".join(o["text"] for o in cell.outputs if o.get("name") == "stdout")
