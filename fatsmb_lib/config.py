@@ -4,7 +4,11 @@ A profile fixes the cost of a run (epochs, patience, seeds) and the paper's hype
 (Section 4.1.4): AdamW, lr 2e-3, batch 256 (64 for IJCAI), d = 64, L = 50, dropout 0.1,
 2 encoder layers, 2 MCGLN layers, T = 200, Δt = 20.
 
-- ``smoke``: tiny synthetic data, a few epochs — for tests, seconds per notebook.
+- ``smoke``: tiny synthetic data, a few epochs — for tests, seconds per notebook. Bounded on
+  any dataset: at most 500 users (a fixed sample), each with their 200 most recent
+  interactions, and stages 2-3 on each user's 40 most recent training prefixes, so at most
+  100,000 interactions, 5,000 Cloze windows of L = 20 per epoch and 20,000 diffused rows
+  (synthetic-tiny, 200 users of at most 40 interactions, is within every cap).
 - ``default``: ml100k on CPU, the whole notebook sequence within 10 minutes on 2 cores: the
   recipe of ``full`` for 4 epochs of the Cloze models instead of 15, other epochs capped
   (baselines: 40, stage 2: 12, stage 3: 6), stages 2-3 on each user's 20 most recent training
@@ -48,8 +52,13 @@ class Profile:
     """
 
     name: str
-    dataset: str                      # the dataset this profile is meant for
+    dataset: str                      # the dataset this profile is meant for; get_profile
+                                      # sets the one a run uses
     # data (Section 4.1.1) and encoder (Section 3.1)
+    max_users: int | None = None      # a run uses at most this many users (a fixed sample;
+                                      # None: all), ...
+    max_history: int | None = None    # ... each with at most this many most recent
+                                      # interactions (None: all): smoke's bound on any data
     max_len: int = 50                 # L
     d_model: int = 64                 # d
     n_heads: int = 2                  # h
@@ -203,6 +212,7 @@ PROFILES: dict[str, Profile] = {
         name="smoke", dataset="synthetic-tiny", d_model=32, max_len=20,
         stage1_epochs=30, stage2_epochs=10, stage3_epochs=4, baseline_epochs=30, patience=10,
         batch_size=128, T=50, stride=10,
+        max_users=500, max_history=200, prefixes_per_user=40,  # a quick look at any data
     ),
     "default": Profile(
         name="default", dataset="ml100k", prefixes_per_user=20,
@@ -245,7 +255,7 @@ def get_profile(name: str, dataset: str | None = None, data_dir: str | Path = "d
         return profile
     changes = profile_changes(dataset, data_dir)
     try:
-        return profile.replace(**changes)
+        return profile.replace(**{**changes, "dataset": dataset})
     except TypeError as exc:
         raise ValueError(f"dataset {dataset!r} changes profile fields that do not exist: {exc}") from None
 

@@ -71,6 +71,7 @@ REGISTRATION_HINT = ("To use your own CSV/TSV, register it: write <data_dir>/<na
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SYNTHETIC_PREFIX = "synthetic-"
 HASH_BYTES = 1 << 20  # bytes hashed at each end of a raw file for the cache key
+TABLE_READER_VERSION = 2  # read_table's rules (2: exact duplicate lines dropped); in the cache key
 REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec for spec in (
         DatasetSpec("ml100k", "ml100k", ML100K_BEHAVIORS),
@@ -141,6 +142,13 @@ def _read_registration(name: str, path: Path) -> DatasetSpec:
     if not isinstance(columns, dict) or not set(TABLE_FIELDS) <= set(columns):
         problems.append(f'"columns" must map {", ".join(TABLE_FIELDS)} (and optionally title) '
                         f'to column names or 0-based positions')
+    else:
+        given = [json.dumps(columns[key]) for key in TABLE_FIELDS]
+        shared = sorted({g for g in given if given.count(g) > 1})
+        for column in shared:
+            roles = [key for key, g in zip(TABLE_FIELDS, given) if g == column]
+            problems.append(f'"columns" gives column {column} to {" and ".join(roles)}: '
+                            f'user, item, behavior and timestamp each need their own column')
     if (not isinstance(behaviors, list) or not behaviors or len(set(behaviors)) != len(behaviors)
             or not all(isinstance(b, str) and b for b in behaviors)):
         problems.append('"behaviors" must list the behavior names once each, in order '
@@ -228,7 +236,7 @@ def load_interactions(dataset: str, data_dir: str | Path = "data",
         return read_mbstr(path, entry.behaviors)
     if entry.kind == "table":
         return read_table(path, entry.table.columns, entry.table.sep, entry.behaviors,
-                          header=entry.table.header)
+                          header=entry.table.header, registration=entry.table.registration)
     return synthetic.generate(synthetic_config(dataset), seed=synthetic_seed)
 
 
@@ -259,7 +267,8 @@ def source_identity(dataset: str, data_dir: str | Path, synthetic_seed: int) -> 
     entry = spec(dataset, data_dir)
     if entry.kind == "table":
         how = {k: v for k, v in asdict(entry.table).items() if k != "registration"}
-        return {"file": file_fingerprint(path), "read": how, "behaviors": list(entry.behaviors)}
+        return {"file": file_fingerprint(path), "read": how, "behaviors": list(entry.behaviors),
+                "reader": TABLE_READER_VERSION}
     return {"file": file_fingerprint(path)}
 
 

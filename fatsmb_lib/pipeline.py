@@ -12,26 +12,45 @@ Everything that can fail cheaply fails first, before any training: an unknown da
 registered one, ``data/<name>.dataset.json``, is known), a missing data file, a device that
 is misspelled or absent, an unknown parameter name (papermill itself only warns about
 those), ``--only`` matching no notebook, and another run already writing the same folder
-(``<run folder>/.lock``). A notebook that fails stops the sequence: ``run_summary.json`` then
-says which one, its error and where its partial output is, and the command exits non-zero;
-re-running it reloads every finished checkpoint and resumes an interrupted one.
+(``<run folder>/.lock``), and a ``--run`` that is not a single folder name. A notebook that
+fails stops the sequence: ``run_summary.json`` then says which one, its error and where its
+partial output is, and the command exits non-zero; re-running it reloads every finished
+checkpoint and resumes an interrupted one. ``run_summary.json`` is written for every outcome:
+``running`` from the start, then ``finished``, ``failed`` or ``interrupted`` (Ctrl-C or
+SIGTERM, which also stop the notebook's kernel; exit status 128 + the signal's number).
+
+While a notebook runs, the console shows one line per trained model (rewritten after each
+epoch) and every warning the notebook raises, read from the event file the notebooks append to
+(:mod:`fatsmb_lib.progress`); the summary lists the warnings again. Kernels talk to the runner
+over IPC sockets where the platform has them, so ipykernel's warning about unencrypted TCP
+does not fill the console.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import shutil
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+from .checkpoints import CorruptCheckpointError, atomic_write, read_checkpoint
 from .config import PROFILES, get_profile, project_root
-from .datasets import raw_file
+from .datasets import NAME_PATTERN, raw_file
+from .progress import Console, EventTail
 from .run import lock_run_dir
 from .runtime import peak_rss_mib, resolve_device
 
 PUBLISHED = ("stats.json", "entropy.json", "metrics.json", "results.md")
 COMMON_PARAMETERS = ("dataset", "profile", "device", "run_dir", "data_dir", "seed")
+EVENTS_NAME = ".events.jsonl"   # what the notebooks report while they run (progress.EventTail)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+KERNEL_GRACE_S = 5.0            # a signalled kernel gets this long to exit before SIGKILL
 
 
 class NotebookFailedError(RuntimeError):
@@ -40,6 +59,34 @@ class NotebookFailedError(RuntimeError):
     def __init__(self, message: str, summary: dict):
         super().__init__(message)
         self.summary = summary
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (a BaseException, like KeyboardInterrupt: nothing catches it
+    by accident)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class RunInterruptedError(RuntimeError):
+    """The run was stopped by a signal; ``summary`` is what run_summary.json holds."""
+
+    def __init__(self, message: str, summary: dict, signum: int):
+        super().__init__(message)
+        self.summary, self.signum = summary, signum
+
+
+def check_run_name(run: str) -> str:
+    """``--run`` names one folder under ``reports/<dataset>/``: letters, digits, '_', '-', '.'
+    (starting with a letter or digit), so no run writes outside the reports folder."""
+    if not NAME_PATTERN.fullmatch(run):
+        raise ValueError(f"--run {run!r}: a run name must be a single folder name (letters, "
+                         f"digits, '_', '-' and '.', starting with a letter or digit), e.g. "
+                         f"--run trial2; the run is written to reports/<dataset>/<name>/. To "
+                         f"write elsewhere, pass --reports-dir")
+    return run
 
 
 def course_notebooks(root: Path | None = None, notebooks_dir: Path | None = None) -> list[Path]:
@@ -116,10 +163,119 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict) -> float:
     papermill.execute_notebook(
         str(notebook), str(executed), parameters=parameters, kernel_name="python3",
         cwd=str(notebook.parent), progress_bar=False, log_output=False,
+        coalesce_streams=True,                  # a model line's rewrites saved as its last state
+        kernel_manager_class=_kernel_manager_class(), **_kernel_transport(),
     )
     seconds = time.perf_counter() - start
     export_html(executed)
     return seconds
+
+
+def _kernel_transport() -> dict:
+    """IPC sockets between runner and kernel where the platform has them: nothing to encrypt
+    on the network, and no "running over TCP without encryption" warning on the console."""
+    if os.name != "posix":
+        return {}
+    from traitlets.config import Config
+
+    return {"config": Config({"KernelManager": {"transport": "ipc"}})}
+
+
+@functools.cache
+def _kernel_manager_class() -> type:
+    """nbclient's kernel manager, remembering the kernels it runs so that an interrupted run
+    can stop them (:func:`_stop_kernels`)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class TrackedKernelManager(AsyncKernelManager):
+        running: set = set()
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            TrackedKernelManager.running.add(self)
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False):
+            try:
+                await super().shutdown_kernel(now=now, restart=restart)
+            finally:
+                TrackedKernelManager.running.discard(self)
+
+    return TrackedKernelManager
+
+
+def _stop_kernels() -> None:
+    """SIGTERM every kernel this process started and still runs (each leads its own process
+    group), SIGKILL after :data:`KERNEL_GRACE_S`."""
+    if not hasattr(os, "killpg"):
+        return
+    pids = [km.provisioner.pid for km in list(_kernel_manager_class().running)
+            if getattr(km, "provisioner", None) is not None and km.provisioner.pid]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + KERNEL_GRACE_S
+        while sig == signal.SIGTERM and time.monotonic() < deadline and any(
+                _alive(pid) for pid in pids):
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+@contextmanager
+def _signals_raise():
+    """In the main thread: SIGINT and SIGTERM raise :class:`Interrupted` (restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _interruptible(call):
+    """``call()`` in a worker thread while the main thread waits, so that a signal reaches our
+    handler (nbclient, in the main thread, would take SIGINT and SIGTERM for itself) and the
+    notebook's kernel is stopped. Off the main thread, just ``call()``."""
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    outcome = {}
+
+    def work():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:   # handed to the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except BaseException:
+        _stop_kernels()
+        worker.join(30)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def sync_outputs(executed: Path, source: Path) -> None:
@@ -148,61 +304,96 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
     into ``<reports_dir>/<dataset>/<run>`` (default reports_dir: ``<repo>/reports``).
 
     Holds ``<run folder>/.lock`` while it runs (a second run on the same folder gets
-    ``RunLockedError``). When a notebook fails, writes ``run_summary.json`` with
-    ``status: "failed"`` and raises :class:`NotebookFailedError`.
+    ``RunLockedError``) and keeps ``run_summary.json`` there for every outcome: when a notebook
+    fails, ``status: "failed"`` and :class:`NotebookFailedError`; on SIGINT/SIGTERM,
+    ``status: "interrupted"`` and :class:`RunInterruptedError`. ``log`` prints the console's
+    lines: the notebooks, one line per trained model and every warning (``summary["warnings"]``).
     """
     root = project_root()
     data_path = root / data_dir
+    run = check_run_name(profile if run is None else run)  # before any folder is made
     resolve_device(device)                              # misspelled, or cuda without a GPU
     get_profile(profile, dataset, data_path)            # unknown profile or dataset
     raw_file(dataset, data_path)                        # missing file
     notebooks = select_notebooks(notebook_sequence(root, notebooks_dir), only)
-    run_dir = Path(reports_dir or root / "reports") / dataset / (run or profile)
+    run_dir = Path(reports_dir or root / "reports") / dataset / run
     parameters = dict(dataset=dataset, profile=profile, device=device, run_dir=str(run_dir),
                       data_dir=str(data_path), seed=seed)
     for notebook in notebooks:                           # fail on a bad name before any run
         check_parameters(notebook, parameters)
     shown_dir = run_dir.relative_to(root) if run_dir.is_relative_to(root) else run_dir
     summary = {"dataset": dataset, "profile": profile, "device": device, "run_dir": str(shown_dir),
-               "status": "running", **_earlier(run_dir, dataset, profile, only)}
+               "status": "running", **_earlier(run_dir, dataset, profile, only), "warnings": []}
+    console = Console(log)
 
     with lock_run_dir(run_dir, hint=f"wait for it to finish, or pass --run NAME to write "
                                     f"reports/{dataset}/NAME instead"):
-        for notebook in notebooks:
-            log(f"[pipeline] {notebook.name} ...")
-            try:
-                seconds = run_notebook(notebook, run_dir, parameters)
-            except Exception as exc:
-                raise _failed(notebook, exc, run_dir, shown_dir, summary) from None
-            summary["seconds"][notebook.stem] = round(seconds, 1)
-            summary["peak_rss_mib"] = max(round(peak_rss_mib(children=True)),  # largest kernel
-                                          summary.get("peak_rss_mib", 0))
-            log(f"[pipeline] {notebook.name} done in {seconds:.0f} s")
-            if update_sources:
-                sync_outputs(run_dir / notebook.name, notebook)
-        for name in PUBLISHED:
-            if (run_dir / name).exists():
-                shutil.copy2(run_dir / name, run_dir.parent / name)
-        summary.update(status="finished", total_seconds=round(sum(summary["seconds"].values()), 1),
-                       training=training_times(run_dir))
-        _write_summary(run_dir, summary)
+        _write_summary(run_dir, summary)   # a summary of an earlier run never outlives this start
+        events = EventTail(run_dir / EVENTS_NAME, console)
+        current = None
+        try:
+            with _signals_raise(), events:
+                for notebook in notebooks:
+                    current, events.notebook = notebook, notebook.stem
+                    console.line(f"[pipeline] {notebook.name} ...")
+                    try:
+                        seconds = _interruptible(lambda: run_notebook(notebook, run_dir, parameters))
+                    except Exception as exc:
+                        events.poll()
+                        summary["warnings"] = events.warnings
+                        raise _failed(notebook, exc, run_dir, shown_dir, summary) from None
+                    events.poll()
+                    summary["warnings"] = events.warnings
+                    summary["seconds"][notebook.stem] = round(seconds, 1)
+                    summary["peak_rss_mib"] = max(round(peak_rss_mib(children=True)),  # largest kernel
+                                                  summary.get("peak_rss_mib", 0))
+                    console.line(f"[pipeline] {notebook.name} done in {seconds:.0f} s")
+                    if update_sources:
+                        sync_outputs(run_dir / notebook.name, notebook)
+                current, events.notebook = None, ""
+                for name in PUBLISHED:
+                    if (run_dir / name).exists():
+                        shutil.copy2(run_dir / name, run_dir.parent / name)
+                training, unreadable = training_times(run_dir)
+                summary["warnings"] = events.warnings + unreadable
+                summary.update(status="finished",
+                               total_seconds=round(sum(summary["seconds"].values()), 1),
+                               training=training)
+                _write_summary(run_dir, summary)
+        except NotebookFailedError:
+            raise
+        except (Interrupted, KeyboardInterrupt) as exc:
+            raise _interrupted(exc, current, events, run_dir, shown_dir, summary) from None
+        except Exception as exc:                          # after the notebooks: record it too
+            summary.update(status="failed", warnings=events.warnings,
+                           total_seconds=round(sum(summary["seconds"].values()), 1),
+                           failed={"notebook": None, "error": f"{type(exc).__name__}: {exc}",
+                                   "where": "after the notebooks (publishing, summary)"})
+            _write_summary(run_dir, summary)
+            raise
     log(_summary_text(summary, run_dir))
     return summary
 
 
-def training_times(run_dir: Path) -> dict[str, dict]:
-    """{checkpoint name: {"epochs", "seconds"}} of every model trained into ``run_dir``: the
-    epochs run and the wall time of its training epochs (validation included), read from the
-    history each checkpoint keeps; a stage's share of a notebook's time."""
-    import torch
-
-    times = {}
+def training_times(run_dir: Path) -> tuple[dict[str, dict], list[str]]:
+    """({checkpoint name: {"epochs", "seconds"}}, warnings) of every model trained into
+    ``run_dir``: the epochs run and the wall time of its training epochs (validation
+    included), read from the history each checkpoint keeps; a stage's share of a notebook's
+    time. Checkpoints are read as everywhere else (``checkpoints.read_checkpoint``); one that
+    cannot be read (a stray or damaged file that no notebook loaded) is left out with a
+    warning instead of failing a finished run."""
+    times, unreadable = {}, []
     for path in sorted(run_dir.glob("*.pt")):
-        history = torch.load(path, map_location="cpu", weights_only=True).get("history")
+        try:
+            history = read_checkpoint(path, required=("history",)).get("history")
+        except (CorruptCheckpointError, OSError) as exc:
+            unreadable.append(f"{exc}: left out of the training times (no notebook of this run "
+                              f"loaded it; delete or move it)")
+            continue
         if history:
             times[path.stem] = {"epochs": len(history["epochs"]),
                                 "seconds": round(sum(history["seconds"]), 1)}
-    return times
+    return times, unreadable
 
 
 def _earlier(run_dir: Path, dataset: str, profile: str, only) -> dict:
@@ -212,7 +403,10 @@ def _earlier(run_dir: Path, dataset: str, profile: str, only) -> dict:
     path = run_dir / "run_summary.json"
     if not only or not path.exists():
         return {"seconds": {}}
-    earlier = json.loads(path.read_text())
+    try:
+        earlier = json.loads(path.read_text())
+    except ValueError:
+        return {"seconds": {}}
     if (earlier.get("dataset"), earlier.get("profile")) != (dataset, profile):
         return {"seconds": {}}
     kept = {"seconds": dict(earlier.get("seconds", {}))}
@@ -222,7 +416,31 @@ def _earlier(run_dir: Path, dataset: str, profile: str, only) -> dict:
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:
-    (run_dir / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    text = (json.dumps(summary, indent=2) + "\n").encode()
+    atomic_write(run_dir / "run_summary.json", lambda f: f.write(text))
+
+
+def _interrupted(exc: BaseException, notebook: Path | None, events: EventTail, run_dir: Path,
+                 shown_dir: Path, summary: dict) -> RunInterruptedError:
+    """Record an interrupted run in run_summary.json; the error to raise."""
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    name = signal.Signals(signum).name
+    events.poll()
+    partial = notebook is not None and (run_dir / notebook.name).exists()
+    summary.update(status="interrupted", signal=name, warnings=events.warnings,
+                   total_seconds=round(sum(summary["seconds"].values()), 1),
+                   interrupted={"notebook": notebook.stem if notebook else None,
+                                "partial_output": str(shown_dir / notebook.name) if partial
+                                else None},
+                   resume="re-run the same command: finished checkpoints in the run folder are "
+                          "reloaded, an interrupted one resumes from its last epoch")
+    _write_summary(run_dir, summary)
+    where = f" during {notebook.name}" if notebook else ""
+    return RunInterruptedError(
+        f"interrupted by {name}{where}; the notebook's kernel was stopped. Summary: "
+        f"{shown_dir / 'run_summary.json'}. Re-run the same command to resume: finished "
+        f"checkpoints are reloaded, an interrupted one resumes from its last epoch.",
+        summary, signum)
 
 
 def _failed(notebook: Path, exc: Exception, run_dir: Path, shown_dir: Path,
@@ -265,6 +483,9 @@ def _summary_text(summary: dict, run_dir: Path) -> str:
                   for name, t in summary["training"].items()]
     if "peak_rss_mib" in summary:
         lines.append(f"Peak memory of the largest kernel: {summary['peak_rss_mib']} MiB (RSS)")
+    if summary.get("warnings"):
+        lines.append(f"Warnings ({len(summary['warnings'])}, also in run_summary.json):")
+        lines += [f"  {warning}" for warning in summary["warnings"]]
     metrics_file = run_dir / "metrics.json"
     if metrics_file.exists():
         models = json.loads(metrics_file.read_text())["models"]
@@ -282,7 +503,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="a built-in name, or one registered as data/<name>.dataset.json")
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--run", default=None, help="run folder name (default: the profile)")
+    parser.add_argument("--run", default=None,
+                        help="run folder name, one folder under reports/<dataset>/ "
+                             "(default: the profile)")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
@@ -298,6 +521,9 @@ def main(argv: list[str] | None = None) -> None:
     except NotebookFailedError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         sys.exit(1)
+    except RunInterruptedError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
     except (ValueError, RuntimeError) as exc:   # bad input, found before any notebook ran
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
 

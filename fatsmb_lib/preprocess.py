@@ -44,6 +44,11 @@ from .readers import DataError, DataWarning, Interactions
 
 RECIPE_VERSION = 1
 CACHE_FORMAT = 2  # 2: the cache stores a checksum of its arrays (older files are not read)
+# The fewest users and items a run evaluates on (check_evaluable): every model ranks all N
+# items and is scored on its top K <= 20, so with N <= 20 every item is in every top 20
+# (Recall@20 = 1.0 for any model) and a random ranking scores K/N; 100 items keep that chance
+# level at or below 0.2. One user moves a metric by 1/n_users: 50 users keep it at 2 points.
+MIN_USERS, MIN_ITEMS = 50, 100
 
 
 @dataclass
@@ -187,7 +192,7 @@ def prepare(interactions: Interactions, min_uc: int = 3) -> SequenceData:
     assert min_uc >= 3, "min_uc must be >= 3: each user needs training, validation and test items"
     if len(interactions) == 0:
         raise DataError(f"{interactions.source}: no interactions to prepare. Check the file.")
-    notes = _negative_ids(interactions)
+    notes = list(interactions.notes) + _negative_ids(interactions)
     user_of, _ = _dense(interactions.users)
     counts = np.bincount(user_of)
     keep = counts[user_of] >= min_uc
@@ -224,6 +229,67 @@ def prepare(interactions: Interactions, min_uc: int = 3) -> SequenceData:
     data.fingerprint = data_fingerprint(data)
     report(data, stacklevel=3)
     return data
+
+
+def check_evaluable(data: SequenceData, dataset: str) -> None:
+    """Refuse data too small to rank models on (:data:`MIN_USERS`, :data:`MIN_ITEMS`): raise
+    ``DataError`` saying what the floor protects against and what to do."""
+    short = []
+    if data.n_users < MIN_USERS:
+        short.append(f"{data.n_users} users (at least {MIN_USERS}: one user moves every metric "
+                     f"by 1/{data.n_users} = {1 / data.n_users:.0%})")
+    if data.n_items < MIN_ITEMS:
+        short.append(f"{data.n_items} items (at least {MIN_ITEMS}: every model ranks all items "
+                     f"and is scored on its top 10 and 20, so with {data.n_items} items a random "
+                     f"ranking scores Recall@20 = {min(20 / data.n_items, 1):.2f}"
+                     + (", and every model 1.0" if data.n_items <= 20 else "") + ")")
+    if short:
+        raise DataError(
+            f"{dataset} ({data.source}) is too small to evaluate: after preprocessing it has "
+            f"{' and '.join(short)}. Add interactions (each user needs at least 3), or try the "
+            f"course on synthetic-tiny (200 users, about 300 items).")
+
+
+def subsample(data: SequenceData, max_users: int | None = None,
+              max_history: int | None = None) -> SequenceData:
+    """A smaller copy: at most ``max_users`` users (a fixed random sample, the same for every
+    seed) with their ``max_history`` most recent interactions each; items that no longer occur
+    are dropped and ids made dense again, keeping the order of their raw keys (so each
+    sequence's order and split are what :func:`prepare` would give on those rows). Returns
+    ``data`` itself when neither cap binds; otherwise a note says what was kept."""
+    lengths = data.lengths
+    users = np.arange(data.n_users)
+    if max_users is not None and data.n_users > max_users:
+        users = np.sort(np.random.default_rng(0).choice(data.n_users, max_users, replace=False))
+    keep_len = lengths[users] if max_history is None else np.minimum(lengths[users], max_history)
+    if len(users) == data.n_users and (keep_len == lengths).all():
+        return data
+    starts = data.offsets[1:][users] - keep_len          # the most recent keep_len of each
+    rows = np.repeat(starts - np.cumsum(keep_len) + keep_len, keep_len) + np.arange(keep_len.sum())
+    kept_items = np.unique(data.seq_items[rows])          # old ids, sorted = raw-key order
+    new_id = np.zeros(data.n_items + 2, dtype=np.int32)
+    new_id[kept_items] = np.arange(1, len(kept_items) + 1, dtype=np.int32)
+    offsets = np.zeros(len(users) + 1, dtype=np.int64)
+    np.cumsum(keep_len, out=offsets[1:])
+    caps = ", ".join(filter(None, (
+        f"{len(users):,} of {data.n_users:,} users sampled (max_users={max_users})"
+        if len(users) < data.n_users else "",
+        f"{int((lengths[users] > keep_len).sum()):,} users cut to their {max_history} most "
+        f"recent interactions (max_history={max_history})"
+        if (lengths[users] > keep_len).any() else "")))
+    note = (f"this profile caps the data: {caps}; {int(keep_len.sum()):,} of "
+            f"{int(lengths.sum()):,} interactions and {len(kept_items):,} of {data.n_items:,} "
+            f"items kept. Results describe this sample; the default profile uses every user.")
+    small = SequenceData(
+        behavior_names=data.behavior_names, item_keys=data.item_keys[kept_items - 1],
+        item_titles=None if data.item_titles is None else
+        [data.item_titles[i - 1] for i in kept_items.tolist()],
+        user_keys=data.user_keys[users], offsets=offsets,
+        seq_items=new_id[data.seq_items[rows]], seq_behaviors=data.seq_behaviors[rows],
+        fingerprint="", source=data.source, notes=(*data.notes, note))
+    small.fingerprint = data_fingerprint(small)
+    warnings.warn(f"{data.source}: {note}", DataWarning, stacklevel=2)
+    return small
 
 
 def report(data: SequenceData, stacklevel: int = 2) -> None:

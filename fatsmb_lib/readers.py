@@ -18,15 +18,23 @@ Which dataset NAME means which file and reader is decided in :mod:`fatsmb_lib.da
 
 Fast path: pandas' C parser with fixed dtypes. Only when that fails (or a value is out of
 range) is the file scanned line by line, to report the first bad line exactly: every
-:class:`DataError` names the file, the 1-based line number and the offending text, and says
-what to do. Every line must have the file's number of fields: the files are read with
+:class:`DataError` names the file, the 1-based line number and what is wrong, and says what to
+do. Every line must have the file's number of fields: the files are read with
 ``header=None`` and ``index_col=False`` and the column count is checked, so pandas never
 turns a surplus first column into the index (which would silently shift every column).
+
+Files are UTF-8; a byte order mark (BOM) before the first line is dropped, and a byte that is
+not UTF-8 is reported with its line and how to convert the file. An error quotes a line of
+the file only once the file is recognised as the declared format (some line of it passes
+every check): a registration may name any file, and an error must not print back the contents
+of one that is not a dataset (``/etc/passwd``); it then gives line numbers, field counts and
+the shape of the offending value instead.
 """
 from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -47,6 +55,12 @@ RECBOLE_HINT = (
 ML100K_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
 INT64_LIMIT = 2**63  # ids and integer timestamps must lie in [-2^63, 2^63)
 TABLE_FIELDS = ("user", "item", "behavior", "timestamp")  # read_table's required mapping keys
+ENCODING = "utf-8-sig"  # UTF-8, dropping a byte order mark (BOM) before the first line
+RECOGNISE_LINES = 10_000  # lines looked at past a bad one for a line that passes every check
+SEPARATORS = {"\t": "TAB", ",": "comma", ";": "semicolon", "|": "vertical bar"}
+# Unix time by magnitude: dates from 1973 to 5138 in each unit (read_table's mixed-units check)
+TIME_UNITS = (("seconds", 1e8, 1e11), ("milliseconds", 1e11, 1e14),
+              ("microseconds", 1e14, 1e17), ("nanoseconds", 1e17, 1e20))
 
 
 class DataError(ValueError):
@@ -70,6 +84,8 @@ class Interactions:
         behavior_names: behavior id ``i`` is named ``behavior_names[i - 1]``.
         item_titles: raw item key -> title, or None.
         source: the file read, or a description of how the data were made.
+        notes: what the reader removed or noticed (duplicate lines dropped, a declared
+            behavior absent), one sentence each; ``preprocess.prepare`` keeps and warns them.
     """
 
     users: np.ndarray
@@ -79,6 +95,7 @@ class Interactions:
     behavior_names: tuple[str, ...]
     item_titles: dict | None = None
     source: str = ""
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.users)
@@ -104,8 +121,37 @@ def _clip(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _line_error(path: Path, line_no: int, raw: str, problem: str, fix: str) -> DataError:
-    return DataError(f"{path}, line {line_no}: {problem} in {_clip(raw)!r}. {fix}")
+def _line_error(path: Path, line_no: int, raw: str | None, problem: str, fix: str) -> DataError:
+    """``raw`` is the line's text, or None when the file is not recognised as the declared
+    format (its text is then not shown)."""
+    where = "" if raw is None else f" in {_clip(raw)!r}"
+    return DataError(f"{path}, line {line_no}: {problem}{where}. {fix}")
+
+
+def _shape(value: str) -> str:
+    """What a value looks like, without its content (for files that are not recognised)."""
+    if not value:
+        return "empty"
+    if _is_number(value):
+        return "a number"
+    return f"a text of {len(value)} character{'s' if len(value) != 1 else ''}"
+
+
+def _fix(key: str, value, kwarg: str, registration: str | None) -> str:
+    """How to change one setting: in the registration (JSON) or as read_table's argument."""
+    if registration:
+        return f"set {json.dumps(key)}: {json.dumps(value)} in {registration}"
+    return f"pass {kwarg}={value!r} to read_table"
+
+
+def _sep_hint(line: str, sep: str, registration: str | None) -> str:
+    """When ``line`` splits into more fields by another usual separator: which, and the fix."""
+    counts = {s: len(line.split(s)) for s in SEPARATORS if s != sep}
+    best = max(counts, key=counts.get)
+    if counts[best] <= max(len(line.split(sep)), 1):
+        return ""
+    return (f" The line holds {counts[best]} fields separated by {SEPARATORS[best]}s: if the "
+            f"file is {SEPARATORS[best]}-separated, {_fix('sep', best, 'sep', registration)}.")
 
 
 def _is_int(text: str) -> bool:
@@ -142,26 +188,49 @@ def _is_timestamp(text: str) -> bool:
 Check = tuple[int, str, Callable[[str], bool]]
 
 
-def _scan(path: Path, records: Iterator[tuple[int, list[str], str]], n_fields: int,
-          checks: list[Check], layout: str) -> DataError | None:
-    """Return a DataError for the first record that breaks a check, or None."""
-    for line_no, fields, raw in records:
-        if not fields or fields == [""]:
-            continue  # blank lines are skipped, as pandas does
-        if len(fields) != n_fields:
-            return _line_error(path, line_no, raw,
-                               f"expected {n_fields} fields, found {len(fields)}",
-                               f"Each line must be {layout}.")
-        for col, what, ok in checks:
-            if not ok(fields[col]):
-                return _line_error(path, line_no, raw,
-                                   f"field {col + 1} is {fields[col]!r}, not {what}",
-                                   f"Each line must be {layout}.")
+def _problem(fields: list[str], n_fields: int, checks: list[Check], show: bool) -> str | None:
+    """What is wrong with one line (None: nothing); ``show``: quote the offending value."""
+    if len(fields) != n_fields:
+        return f"expected {n_fields} fields, found {len(fields)}"
+    for col, what, ok in checks:
+        if not ok(fields[col]):
+            value = repr(fields[col]) if show else _shape(fields[col])
+            return f"field {col + 1} is {value}, not {what}"
     return None
 
 
+def _scan(path: Path, records: Iterator[tuple[int, list[str], str]], n_fields: int,
+          checks: list[Check], layout: str) -> DataError | None:
+    """Return a DataError for the first record that breaks a check, or None.
+
+    The error quotes the line only when the file is recognised: some line passes every check
+    (looked for up to :data:`RECOGNISE_LINES` lines past the bad one)."""
+    bad, recognised, looked = None, False, 0
+    for line_no, fields, raw in records:
+        if not fields or fields == [""]:
+            continue  # blank lines are skipped, as pandas does
+        if _problem(fields, n_fields, checks, show=False) is None:
+            recognised = True
+        elif bad is None:
+            bad = (line_no, fields, raw)
+        if bad is not None:
+            looked += 1
+            if recognised or looked > RECOGNISE_LINES:
+                break
+    if bad is None:
+        return None
+    line_no, fields, raw = bad
+    problem = _problem(fields, n_fields, checks, show=recognised)
+    if recognised:
+        return _line_error(path, line_no, raw, problem, f"Each line must be {layout}.")
+    return _line_error(path, line_no, None, problem,
+                       f"Each line must be {layout}. No line of the file looks like that, so no "
+                       f"line is quoted: check that this is the data file you meant (and its "
+                       f"separator).")
+
+
 def _split_records(path: Path, sep: str, skip: int = 0) -> Iterator[tuple[int, list[str], str]]:
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding=ENCODING, errors="replace") as f:
         for line_no, line in enumerate(f, start=1):
             if line_no <= skip:
                 continue
@@ -170,7 +239,7 @@ def _split_records(path: Path, sep: str, skip: int = 0) -> Iterator[tuple[int, l
 
 
 def _csv_records(path: Path, sep: str, header: bool = True) -> Iterator[tuple[int, list[str], str]]:
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+    with open(path, encoding=ENCODING, errors="replace", newline="") as f:
         reader = csv.reader(f, delimiter=sep)
         if header:
             next(reader, None)
@@ -194,6 +263,23 @@ def require_file(path: Path, what: str) -> None:
         raise DataError(f"{path} not found. {what}")
 
 
+def encoding_error(path: Path) -> DataError | None:
+    """A DataError naming the first line of ``path`` that is not UTF-8 (None: all are)."""
+    with open(path, "rb") as f:
+        for line_no, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                byte = line[exc.start]
+                return DataError(
+                    f"{path}, line {line_no}: byte 0x{byte:02x} (at character {exc.start + 1}) is "
+                    f"not UTF-8; the file must be UTF-8. Convert it, e.g. `iconv -f cp1252 -t "
+                    f"utf-8 {path.name} > utf8-{path.name}` (cp1252: Excel on Windows; gbk or "
+                    f"gb18030 for Chinese exports, shift_jis for Japanese ones), then point to "
+                    f"the converted file.")
+    return None
+
+
 def _read_or_explain(read: Callable[[], pd.DataFrame], explain: Callable[[], DataError | None],
                      path: Path) -> pd.DataFrame:
     """Run the fast parser; if it fails, scan the file for the exact bad line."""
@@ -202,6 +288,8 @@ def _read_or_explain(read: Callable[[], pd.DataFrame], explain: Callable[[], Dat
         df = read()
     except pd.errors.EmptyDataError:
         raise empty from None
+    except UnicodeDecodeError:
+        raise encoding_error(path) or DataError(f"{path} is not UTF-8; convert it.") from None
     except (ValueError, TypeError, OverflowError, pd.errors.ParserError) as exc:
         error = explain()
         if error is not None:
@@ -243,7 +331,7 @@ def read_mbstr(path: str | Path, behavior_names: tuple[str, ...]) -> Interaction
     df = _read_or_explain(lambda: pd.read_csv(
         path, sep="\t", header=None, index_col=False,
         dtype={0: np.int64, 1: np.int64, 2: "category", 3: np.int64},
-        engine="c", na_filter=False), explain, path)
+        engine="c", na_filter=False, encoding=ENCODING), explain, path)
     _check_width(df, 4, explain, path)
     column = df[2].cat
     # position of each row's name in `names`; -1 marks an unknown name
@@ -298,7 +386,7 @@ def read_ml100k(path: str | Path | None = None) -> Interactions:
     path = ml100k_path() if path is None else Path(path)
     require_file(path, f"Give the path to an ml-100k.inter file, or pass None. {RECBOLE_HINT}")
     layout = "user_id<TAB>item_id<TAB>rating<TAB>timestamp under a typed header"
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding=ENCODING, errors="replace") as f:
         header = f.readline().rstrip("\r\n")
     if tuple(header.split("\t")) != ML100K_HEADER:
         raise _line_error(path, 1, header, "unexpected header",
@@ -319,7 +407,7 @@ def read_ml100k(path: str | Path | None = None) -> Interactions:
     df = _read_or_explain(lambda: pd.read_csv(
         path, sep="\t", header=None, skiprows=1, index_col=False,
         dtype={0: np.int64, 1: np.int64, 2: np.float64, 3: np.float64},
-        engine="c"), explain, path)
+        engine="c", encoding=ENCODING), explain, path)
     _check_width(df, 4, explain, path)
     rating = df[2].to_numpy()
     timestamps = df[3].to_numpy()
@@ -366,30 +454,122 @@ def _timestamps(column: pd.Series) -> np.ndarray | None:
 
 def _first_fields(path: Path, sep: str) -> tuple[int, list[str]]:
     """(1-based line number, fields) of the first non-blank line."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.reader(f, delimiter=sep)
-        for fields in reader:
-            if fields and fields != [""]:
-                return reader.line_num, fields
+    for line_no, fields, _ in _data_records(path, sep, 2):
+        return line_no, fields
     raise DataError(f"{path} is empty. Put the interactions there, one per line.")
+
+
+def _data_records(path: Path, sep: str, n: int) -> list[tuple[int, list[str], str]]:
+    """The first ``n`` non-blank records of ``path``; a non-UTF-8 byte among them is reported."""
+    records = []
+    try:
+        with open(path, encoding=ENCODING, newline="") as f:
+            reader = csv.reader(f, delimiter=sep)
+            for fields in reader:
+                if fields and fields != [""]:
+                    records.append((reader.line_num, fields, sep.join(fields)))
+                    if len(records) == n:
+                        break
+    except UnicodeDecodeError:
+        raise encoding_error(path) or DataError(f"{path} is not UTF-8; convert it.") from None
+    return records
+
+
+def _column_name(key: str, column: str | int) -> str:
+    return f"position {column}" if isinstance(column, int) else f"{column!r}"
+
+
+def _header_problems(path: Path, sep: str, header: bool, records: list, col_at: dict,
+                     registration: str | None) -> None:
+    """The first line is a header although ``header`` is False: its timestamp is a name (not a
+    number) while the next line's is a number."""
+    if header or len(records) < 2:
+        return
+    column = col_at["timestamp"]
+    (line_no, first, raw), (next_no, second, _) = records[:2]
+    if len(second) > column and not _is_timestamp(first[column]) and _is_timestamp(second[column]):
+        raise DataError(
+            f"{path}, line {line_no} looks like a header: its timestamp field (position "
+            f"{column}) is {_clip(first[column], 40)!r}, not a number, while line {next_no}'s "
+            f"is a number. If the first line names the columns, "
+            f"{_fix('header', True, 'header', registration)} (columns may then be given by name).")
+
+
+def _mapping_error(path: Path, line_no: int, first: list[str], sep: str, header: bool,
+                   problem: str, registration: str | None) -> DataError:
+    """A column of the mapping is not in the first line: say what the line holds (its names
+    when it is a header of names; never its data) and the likely fix."""
+    line = sep.join(first)
+    if len(first) == 1:
+        hint = _sep_hint(line, sep, registration) or (
+            " No usual separator (TAB , ; |) splits it either: check that this is the data "
+            "file you meant.")
+        return DataError(f"{path}, line {line_no}: {problem}: the line has 1 field when split "
+                         f"by {sep!r}.{hint}")
+    if header and not any(_is_number(name) for name in first):
+        names = ", ".join(_clip(name, 30) for name in first[:12]) + (", ..." if len(first) > 12 else "")
+        return DataError(f"{path}, line {line_no}: {problem}. The header has: {names}; fix the "
+                         f"mapping \"columns\".")
+    if header:
+        return DataError(
+            f"{path}, line {line_no}: {problem}. The line has {len(first)} fields and holds "
+            f"numbers, so it looks like data, not column names: if the file has no header row, "
+            f"{_fix('header', False, 'header', registration)} and give columns as 0-based "
+            f"positions.")
+    return DataError(f"{path}, line {line_no}: {problem}: the line has {len(first)} fields, "
+                     f"positions 0..{len(first) - 1}.{_sep_hint(line, sep, registration)}")
+
+
+def _units(timestamps: np.ndarray) -> dict[str, np.ndarray]:
+    """{unit: mask} of the timestamps whose magnitude reads as Unix time in that unit."""
+    size = np.abs(timestamps.astype(np.float64))
+    masks = {unit: (size >= lo) & (size < hi) for unit, lo, hi in TIME_UNITS}
+    return {unit: mask for unit, mask in masks.items() if mask.any()}
+
+
+def _mixed_units_error(path: Path, timestamps: np.ndarray, line_of: Callable[[float], int | None],
+                       registration: str | None) -> DataError | None:
+    units = _units(timestamps)
+    if len(units) < 2:
+        return None
+    ranked = sorted(units, key=lambda unit: -units[unit].sum())
+    parts = []
+    for unit in ranked:
+        example, count = timestamps[units[unit]][0].item(), int(units[unit].sum())
+        line = line_of(example)
+        parts.append(f"{count:,} look{'s' if count == 1 else ''} like {unit} (e.g. {example}"
+                     + (f", line {line})" if line else ")"))
+    return DataError(
+        f"{path}: the timestamps mix units: {'; '.join(parts)}, judged by their size (Unix "
+        f"time is about 1.7e9 in seconds, 1.7e12 in milliseconds). Sorted together, every "
+        f"{ranked[-1]} value would come after every {ranked[0]} one and scramble the order of "
+        f"each user's interactions. Convert them to one unit (e.g. divide milliseconds by 1000) "
+        f"in the file{' named by ' + registration if registration else ''}.")
 
 
 def read_table(path: str | Path, columns: Mapping[str, str | int], sep: str | None = None,
                behavior_names: tuple[str, ...] | None = None,
-               header: bool = True) -> Interactions:
+               header: bool = True, registration: str | None = None) -> Interactions:
     """Read a CSV/TSV with a column mapping, with or without a header row.
 
     Args:
-        path: the file.
+        path: the file (UTF-8; a BOM before the first line is dropped).
         columns: maps ``user``, ``item``, ``behavior``, ``timestamp`` (and optionally
             ``title``, an item title) to a column: a name from the header row, or a 0-based
-            position (the only choice when ``header`` is False).
+            position (the only choice when ``header`` is False). The four roles need four
+            different columns.
         sep: field separator; None picks it from the extension (.tsv/.txt -> tab, .csv -> comma).
         behavior_names: behavior names in order (id = position + 1); None -> the sorted
             unique names found in the file.
         header: whether the first line names the columns.
+        registration: the ``.dataset.json`` these settings come from, if any: errors then say
+            what to change in it (JSON) rather than which argument to pass.
 
     Every line must have as many fields as the header (or, without one, as the first line).
+    Lines that repeat an earlier line exactly (same user, item, behavior and timestamp) are
+    dropped, and timestamps that mix units (seconds and milliseconds, by size) are refused.
+    What was dropped, and a declared behavior that no line has, go into ``notes`` (warned
+    by ``preprocess.prepare``).
     """
     path = Path(path)
     missing = [k for k in TABLE_FIELDS if k not in columns]
@@ -401,12 +581,16 @@ def read_table(path: str | Path, columns: Mapping[str, str | int], sep: str | No
     if sep is None:
         seps = {".tsv": "\t", ".txt": "\t", ".csv": ","}
         if path.suffix.lower() not in seps:
+            fix = (f'add "sep" to {registration}, e.g. "sep": "\\t" (TAB) or "sep": ","'
+                   if registration else "pass sep='\\t' (TAB) or sep=',' to read_table")
             raise DataError(f"{path}: cannot tell the separator from the extension "
-                            f"{path.suffix!r}; pass sep=',' or sep='\\t'.")
+                            f"{path.suffix!r}; {fix}.{_double_colon_hint(path)}")
         sep = seps[path.suffix.lower()]
     require_file(path, "Check the path (relative paths start from the working directory).")
-    first_line, first = _first_fields(path, sep)
-    names_in_file = first if header else [str(i) for i in range(len(first))]
+    records = _data_records(path, sep, 2)
+    if not records:
+        raise DataError(f"{path} is empty. Put the interactions there, one per line.")
+    first_line, first, _ = records[0]
     col_at = {}
     for key, column in columns.items():
         if isinstance(column, bool) or not isinstance(column, (int, str)):
@@ -414,18 +598,29 @@ def read_table(path: str | Path, columns: Mapping[str, str | int], sep: str | No
                             f"position.")
         if isinstance(column, int):
             if not 0 <= column < len(first):
-                raise _line_error(path, first_line, sep.join(first),
-                                  f"no column at position {column} (0-based) for {key!r}",
-                                  f"The line has {len(first)} fields, positions 0..{len(first) - 1}.")
+                raise _mapping_error(path, first_line, first, sep, header,
+                                     f"no column at position {column} (0-based) for {key!r}",
+                                     registration)
             col_at[key] = column
         elif not header:
             raise DataError(f"{path}: columns[{key!r}] = {column!r} is a name, but the file has "
                             f"no header row (header=False): give a 0-based position.")
         elif column not in first:
-            raise _line_error(path, first_line, sep.join(first), f"no column named {column!r}",
-                              f"The header has: {', '.join(first)}; fix the mapping `columns`.")
+            raise _mapping_error(path, first_line, first, sep, header,
+                                 f"no column named {column!r}", registration)
         else:
             col_at[key] = first.index(column)
+    roles: dict[int, list[str]] = {}
+    for key in TABLE_FIELDS:
+        roles.setdefault(col_at[key], []).append(key)
+    for column, keys in roles.items():
+        if len(keys) > 1:
+            given = ", ".join(f"{k} -> {_column_name(k, columns[k])}" for k in keys)
+            raise DataError(
+                f"{path}: columns gives one column (position {column}) to {' and '.join(keys)} "
+                f"({given}); user, item, behavior and timestamp each need their own column. "
+                f"Fix \"columns\"{' in ' + registration if registration else ''}.")
+    _header_problems(path, sep, header, records, col_at, registration)
     known = None if behavior_names is None else set(behavior_names)
     layout = (f"{len(first)} fields separated by {sep!r}, as in the "
               f"{'header' if header else 'first line'}")
@@ -440,7 +635,8 @@ def read_table(path: str | Path, columns: Mapping[str, str | int], sep: str | No
 
     df = _read_or_explain(lambda: pd.read_csv(
         path, sep=sep, header=None, skiprows=first_line if header else first_line - 1,
-        index_col=False, dtype=str, keep_default_na=False, engine="c"), explain, path)
+        index_col=False, dtype=str, keep_default_na=False, engine="c", encoding=ENCODING),
+        explain, path)
     _check_width(df, len(first), explain, path)
     if (df[len(first) - 1] == "").any():  # pandas pads a short line with empty cells
         error = explain()
@@ -452,11 +648,64 @@ def read_table(path: str | Path, columns: Mapping[str, str | int], sep: str | No
     codes = pd.Index(names).get_indexer(raw_behaviors).astype(np.int64)  # -1: unknown
     if timestamps is None or (codes < 0).any():
         raise explain() or DataError(f"{path}: bad timestamps or behavior names.")
-    items = _keys(df[col_at["item"]])
+
+    def line_of(value) -> int | None:
+        """The line of the first timestamp equal to ``value`` (error path only)."""
+        for line_no, fields, _ in _csv_records(path, sep, header):
+            if len(fields) > col_at["timestamp"] and _is_number(fields[col_at["timestamp"]]) \
+                    and float(fields[col_at["timestamp"]]) == float(value):
+                return line_no
+        return None
+
+    mixed = _mixed_units_error(path, timestamps, line_of, registration)
+    if mixed is not None:
+        raise mixed
+    users, items = _keys(df[col_at["user"]]), _keys(df[col_at["item"]])
+    behaviors = codes + 1
+    notes = []
+    repeated = pd.DataFrame({"u": users, "i": items, "b": behaviors, "t": timestamps}).duplicated()
+    if repeated.any():
+        n, keep = int(repeated.sum()), ~repeated.to_numpy()
+        k = int(np.flatnonzero(repeated.to_numpy())[0])
+        notes.append(
+            f"{n:,} of {len(df):,} lines repeat an earlier line exactly (same user, item, behavior "
+            f"and timestamp; the first: user {users[k]}, item {items[k]}, {names[behaviors[k] - 1]} "
+            f"at {timestamps[k].item()}): dropped them, keeping one of each. A repeat carries no order, "
+            f"and a repeated last interaction would make a user's validation and test items the "
+            f"same. If they are distinct events, give them distinct timestamps.")
+        users, items, behaviors, timestamps = users[keep], items[keep], behaviors[keep], timestamps[keep]
+        df = df[keep]
+    counts = np.bincount(behaviors, minlength=len(names) + 1)[1:]
+    if behavior_names is not None and (counts == 0).any():
+        absent = [name for name, c in zip(names, counts) if c == 0]
+        them = "them" if len(absent) > 1 else "it"
+        where = _column_name("behavior", columns["behavior"])
+        declared = f'"behaviors" in {registration}' if registration else "behavior_names"
+        per_behavior = ", ".join(f"{name} {c:,}" for name, c in zip(names, counts))
+        notes.append(
+            f"{'behaviors' if len(absent) > 1 else 'behavior'} {', '.join(map(repr, absent))} "
+            f"{'are' if len(absent) > 1 else 'is'} declared but no line has {them} (lines per "
+            f"behavior: {per_behavior}), so {them} can never be a target and "
+            f"{'their embeddings are' if len(absent) > 1 else 'its embedding is'} never "
+            f"trained. Check the behavior column ({where}); if the data simply lack {them}, "
+            f"remove {them} from {declared} to silence this.")
     titles = None
     if "title" in col_at:
         firsts = ~pd.Series(items).duplicated().to_numpy()   # each item's first title
         titles = dict(zip(items[firsts].tolist(), df[col_at["title"]].to_numpy()[firsts].tolist()))
     return Interactions(
-        users=_keys(df[col_at["user"]]), items=items, behaviors=codes + 1, timestamps=timestamps,
-        behavior_names=names, item_titles=titles, source=str(path))
+        users=users, items=items, behaviors=behaviors, timestamps=timestamps,
+        behavior_names=names, item_titles=titles, source=str(path), notes=tuple(notes))
+
+
+def _double_colon_hint(path: Path) -> str:
+    """MovieLens 1M/10M ``.dat`` files separate fields by '::', which no one-character sep reads."""
+    try:
+        records = _data_records(path, "\t", 1) if path.is_file() else []
+    except DataError:
+        return ""
+    if records and "::" in records[0][2]:
+        return (f" Its lines separate fields by '::' (MovieLens 1M style), two characters: "
+                f"convert it first, e.g. `sed 's/::/\\t/g' {path.name} > {path.stem}.tsv`, "
+                f"and register the .tsv.")
+    return ""

@@ -29,7 +29,8 @@ from .batches import PrefixView, make_loader
 from .checkpoints import settings_digest
 from .config import PROFILES, RECIPES, Profile, default_run_dir, get_profile, project_root
 from .evaluate import evaluate, recommend
-from .preprocess import SequenceData, load_dataset
+from .preprocess import SequenceData, check_evaluable, load_dataset, subsample
+from .progress import ModelLine, capture_warnings
 from .runtime import epoch_seed, make_generator, resolve_device, seed_everything
 from .train import History, NonFiniteError, fit
 
@@ -57,9 +58,10 @@ class Context:
     run_dir: Path
     device: torch.device = field(default_factory=lambda: resolve_device("auto"))
     seed: int = 0
-    progress: bool = False
+    progress: bool = False          # a bar over each epoch's batches
     log: Callable[[str], object] = print
     dataset: str = ""  # the name it was opened with (for messages and expect())
+    model_lines: bool = True        # one line per trained model (progress.ModelLine)
 
     def replace(self, **overrides) -> "Context":
         """The same run (data, folder, seed) with some profile fields changed."""
@@ -99,12 +101,19 @@ class Context:
         settings = {**settings, "train": dataclasses.asdict(cfg)}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_path(name, settings)
+        line, events = ModelLine(name, cfg.max_epochs, show=self.model_lines), []
+
+        def on_epoch(event: str, history: History) -> None:
+            events.append(event)
+            line.update(event, history)
         try:
-            return fit(model, params=params, train_batches=train_batches, loss_fn=loss_fn,
-                       validate=lambda: self.evaluate(model, "valid"), cfg=cfg,
-                       checkpoint_path=path, fingerprint=self.data.fingerprint, config=settings,
-                       progress=self.progress, log=self.log)
+            history = fit(model, params=params, train_batches=train_batches, loss_fn=loss_fn,
+                          validate=lambda: self.evaluate(model, "valid"), cfg=cfg,
+                          checkpoint_path=path, fingerprint=self.data.fingerprint,
+                          config=settings, progress=self.progress, log=self.log,
+                          on_epoch=on_epoch)
         except NonFiniteError as exc:
+            line.close()
             lower = min(cfg.lr / 10, PROFILES["default"].lr)
             raise exc.explained(advice=(
                 f"Lower the learning rate (now {cfg.lr:g}) and re-run: ctx = ctx.replace(lr="
@@ -112,6 +121,11 @@ class Context:
                 f"{lower:g}) in a notebook's first cell). The lr is part of the checkpoint's file "
                 f"name, so the new lr trains its own file instead of being refused by {path.name}"
             )) from None
+        except BaseException:
+            line.close()
+            raise
+        line.finish(history, reloaded=events == ["reloaded"])
+        return history
 
     def recommend(self, model: nn.Module, user, behavior: str | int, k: int = 10) -> list[tuple]:
         """Top-k items for one user of this run's dataset under a target behavior, in the
@@ -216,14 +230,18 @@ def open_run(dataset: str, profile: str, device: str = "auto", run_dir: str | Pa
     a value of None keeps the profile's, so a notebook parameter left at None means "the
     profile's), after the named ``recipe`` of ``config.RECIPES`` if one is given (e.g.
     ``recipe="paper"``); ``data_dir`` empty -> ``<repo>/data``; ``run_dir`` empty ->
-    ``runs/<dataset>-<profile>`` (created); the data loaded; the global generators seeded
-    (for the notebook's own demonstrations). Training logs are silenced (notebooks print
-    their own summaries).
+    ``runs/<dataset>-<profile>`` (created); the data loaded, cut to the profile's
+    ``max_users`` / ``max_history`` (smoke's bound on any data) and refused when too small to
+    evaluate (``preprocess.check_evaluable``); the global generators seeded (for the
+    notebook's own demonstrations). Each trained model shows one line that updates after every
+    epoch (``progress.ModelLine``); the per-epoch log lines are silenced. Under the pipeline,
+    warnings and model lines also go to its console (``progress.capture_warnings``).
 
     Validates the parameters cheapest first, before any data are read: the device (a
     misspelling gets the same advice as a missing GPU), the profile and the dataset (built-in
     or registered in ``data_dir``), then each override's name.
     """
+    capture_warnings()
     torch_device = resolve_device(device)
     data_dir = Path(data_dir) if data_dir else project_root() / "data"
     settings = get_profile(profile, dataset, data_dir)
@@ -232,7 +250,8 @@ def open_run(dataset: str, profile: str, device: str = "auto", run_dir: str | Pa
             raise ValueError(f"unknown recipe {recipe!r}: choose one of {sorted(RECIPES)}")
         settings = settings.replace(**RECIPES[recipe])
     settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
-    data = load_dataset(dataset, data_dir)
+    data = subsample(load_dataset(dataset, data_dir), settings.max_users, settings.max_history)
+    check_evaluable(data, dataset)
     run_dir = Path(run_dir) if run_dir else default_run_dir(dataset, profile)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)

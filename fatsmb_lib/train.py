@@ -308,6 +308,7 @@ def fit(
     config: dict,
     progress: bool = True,
     log: Callable[[str], object] = print,
+    on_epoch: Callable[[str, History], object] | None = None,
 ) -> History:
     """Train ``params`` (only those; the rest of ``model`` stays frozen) with AdamW and early stopping.
 
@@ -321,7 +322,11 @@ def fit(
     one is moved aside (``CheckpointWarning``) and training starts afresh. NaN or ±inf in the
     loss or, after an epoch, in the weights or optimizer state raises :class:`NonFiniteError`
     saying which checkpoint is intact. At the end the best validated weights are in ``model``.
+    ``on_epoch(event, history)`` hears of every recorded epoch (``"epoch"``), of a resume
+    (``"resumed"``) and of a finished checkpoint reloaded (``"reloaded"``): how a run shows
+    its progress (:class:`fatsmb_lib.progress.ModelLine`).
     """
+    report = on_epoch or (lambda event, history: None)
     params = list(params)
     run = _Run(checkpoint_path, fingerprint,
                canonical({**config, "train_config": dataclasses.asdict(cfg)}))
@@ -336,11 +341,13 @@ def fit(
         if ckpt["finished"]:
             model.load_state_dict(best_state if best_state is not None else ckpt["model"])
             log(f"{checkpoint_path}: training had finished (best epoch {history.best_epoch}); not retraining")
+            report("reloaded", history)
             return history
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         bad_evals, start_epoch = ckpt["bad_evals"], ckpt["epoch"] + 1
         log(f"resuming from {checkpoint_path} at epoch {start_epoch}")
+        report("resumed", history)
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.max_epochs + 1):
         # 3. One pass over the training data (NaN guard inside), from this epoch's own seed.
@@ -367,6 +374,7 @@ def fit(
         history.stopped_early = bad_evals >= cfg.patience and epoch >= cfg.min_epochs
         history.record(epoch, train_loss, metrics, time.perf_counter() - t0)
         log(history.summary_line(-1))
+        report("epoch", history)
         # 5. Checkpoint atomically every epoch (Ctrl-C loses at most one), then maybe stop early.
         run.save(model, optimizer, epoch, best_state, bad_evals, history, finished=False)
         if history.stopped_early:

@@ -345,3 +345,114 @@ def test_two_pipeline_runs_on_one_folder_the_second_is_refused(data_dir, tmp_pat
     pipeline.main(args)
     summary = json.loads((lock.parent / "run_summary.json").read_text())
     assert summary["status"] == "finished"
+
+
+# ----------------------------------------------------------------------------- the end of a run
+
+
+@pytest.mark.parametrize("damage", ["zero-byte", "truncated"])
+def test_a_stray_corrupt_checkpoint_does_not_crash_the_end_of_a_good_run(damage, reference,
+                                                                          data_dir, tmp_path,
+                                                                          monkeypatch):
+    """A checkpoint no selected notebook loads (a stray file, a truncated denoiser with
+    --only 01) used to end a finished run with torch's raw EOFError / PytorchStreamReader
+    traceback, leaving the previous run's "finished" summary in place."""
+    ref_dir, _ = reference
+    run_dir = tmp_path / "reports" / "synthetic-tiny" / "smoke"
+    run_dir.mkdir(parents=True)
+    (good,) = ref_dir.glob(STAGE_FILES[1])
+    shutil.copy2(good, run_dir / good.name)
+    (denoiser,) = ref_dir.glob(STAGE_FILES[2])
+    content = denoiser.read_bytes()
+    bad = run_dir / denoiser.name
+    bad.write_bytes(b"" if damage == "zero-byte" else content[: len(content) // 3])
+    (run_dir / "run_summary.json").write_text('{"status": "finished"}')
+    monkeypatch.setattr(pipeline, "run_notebook", lambda notebook, out_dir, parameters: 1.0)
+    summary = pipeline.run_pipeline("synthetic-tiny", "smoke", "cpu", data_dir=str(data_dir),
+                                    only=["01"], reports_dir=tmp_path / "reports",
+                                    log=lambda line: None)
+    assert summary["status"] == "finished"
+    assert list(summary["training"]) == [good.stem]                  # the good one is timed
+    (warning,) = summary["warnings"]
+    print(warning)
+    reason = "zero bytes" if damage == "zero-byte" else "PytorchStreamReader failed"
+    assert warning.startswith(f"checkpoint {bad} is unreadable ({reason}")
+    assert warning.endswith("): left out of the training times (no notebook of this run loaded "
+                            "it; delete or move it)")
+    assert json.loads((run_dir / "run_summary.json").read_text()) == summary
+
+
+def test_checkpoints_are_read_through_one_function():
+    """Every torch.load of the library is checkpoints.read_checkpoint's (weights only, errors
+    that name the file)."""
+    import fatsmb_lib
+
+    package = Path(fatsmb_lib.__file__).parent
+    loads = {path.name for path in package.glob("*.py") if "torch.load(" in path.read_text()}
+    assert loads == {"checkpoints.py"}
+
+
+SLEEPER = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from fatsmb_lib import pipeline
+    notebooks = Path(sys.argv[1])
+    pipeline.notebook_sequence = lambda root=None, notebooks_dir=None: sorted(notebooks.glob("*.ipynb"))
+    pipeline.main(["--dataset", "synthetic-tiny", "--profile", "smoke", "--device", "cpu",
+                   "--data-dir", sys.argv[2], "--reports-dir", sys.argv[3]])
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_writes_an_interrupted_summary_and_stops_the_kernel(sig, data_dir,
+                                                                             tmp_path):
+    from test_pipeline import tiny_notebook
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    marker = tmp_path / "kernel-pid"
+    tiny_notebook(notebooks / "01_first.ipynb", "1 + 1")
+    tiny_notebook(notebooks / "02_sleeps.ipynb",
+                  f"import os, time\nfrom pathlib import Path\n"
+                  f"Path({str(marker)!r}).write_text(str(os.getpid()))\ntime.sleep(600)")
+    tiny_notebook(notebooks / "03_never.ipynb", "raise SystemExit('must not run')")
+    reports = tmp_path / "reports"
+    run_dir = reports / "synthetic-tiny" / "smoke"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run_summary.json").write_text('{"status": "finished"}')     # a stale one
+    child = subprocess.Popen([sys.executable, "-c", SLEEPER, str(notebooks), str(data_dir),
+                              str(reports)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             cwd=tmp_path, text=True)
+    deadline = time.monotonic() + WAIT_S
+    while not marker.exists():
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the sleeping cell never started"
+        time.sleep(0.1)
+    assert json.loads((run_dir / "run_summary.json").read_text())["status"] == "running"
+    kernel = int(marker.read_text())
+    child.send_signal(sig)
+    out, err = child.communicate(timeout=WAIT_S)
+    print(out, err)
+    assert child.returncode == 128 + sig
+    name = signal.Signals(sig).name
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == name
+    assert summary["interrupted"] == {"notebook": "02_sleeps",
+                                      "partial_output": str(run_dir / "02_sleeps.ipynb")}
+    assert list(summary["seconds"]) == ["01_first"]
+    assert err.endswith(
+        f"python -m fatsmb_lib.pipeline: interrupted by {name} during 02_sleeps.ipynb; the "
+        f"notebook's kernel was stopped. Summary: {run_dir / 'run_summary.json'}. Re-run the "
+        f"same command to resume: finished checkpoints are reloaded, an interrupted one resumes "
+        f"from its last epoch.\n")
+    assert "Traceback" not in err and "without encryption" not in err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the kernel (pid {kernel}) outlived the interrupted run")
+    assert not (run_dir / "03_never.ipynb").exists()

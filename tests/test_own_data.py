@@ -1,6 +1,7 @@
 """A user's own dataset, registered by a small JSON file, works everywhere a built-in one does:
 the registry, the cache, open_run, the pipeline (and so papermill's ``-p dataset``), and
 recommendations in the dataset's own item ids."""
+import importlib.util
 import json
 
 import numpy as np
@@ -151,3 +152,125 @@ def test_pipeline_and_papermill_run_a_registered_dataset(shop, tmp_path):
     stats = json.loads((tmp_path / "reports" / "shop" / "stats.json").read_text())
     assert stats["dataset"] == "shop" and set(stats["behaviors"]) == set(BEHAVIORS)
 
+
+
+# ----------------------------------------------------------------------------- registration mistakes
+
+
+def test_a_registration_giving_one_column_two_roles_is_refused(tmp_path):
+    (tmp_path / "shop.dataset.json").write_text(json.dumps({
+        "file": "shop.csv", "columns": {**COLUMNS, "item": 0}, "header": False,
+        "behaviors": list(BEHAVIORS)}))
+    with pytest.raises(DataError) as err:
+        spec("shop", tmp_path)
+    assert str(err.value).startswith(
+        f"{tmp_path / 'shop.dataset.json'}: \"columns\" gives column 0 to user and item: user, "
+        f"item, behavior and timestamp each need their own column. A registration looks like")
+    with pytest.raises(DataError, match="gives column 0 to user and item"):
+        register("shop", "shop.csv", {**COLUMNS, "item": 0}, BEHAVIORS, header=False,
+                 data_dir=tmp_path / "fresh")
+    assert registered(tmp_path / "fresh") == ()                # register() kept nothing
+
+
+def test_errors_of_a_registered_file_name_the_registration_and_the_json_fix(shop):
+    lines = (shop / "shop.csv").read_text().replace(",", "\t")
+    (shop / "shop.csv").write_text(lines)
+    with pytest.raises(DataError) as err:
+        load_interactions("shop", shop)
+    assert str(err.value).endswith(
+        f"set \"sep\": \"\\t\" in {shop / 'shop.dataset.json'}.")
+
+
+def test_a_dataset_too_small_to_evaluate_is_refused_before_training(tmp_path):
+    """Two users and a handful of items: every model would score Recall@20 = 1.0."""
+    lines = [f"{u},{i},0,{b},{1511500000 + i}" for u in (1, 2)
+             for i, b in enumerate(("pv", "fav", "cart", "buy", "pv"))]
+    (tmp_path / "two.csv").write_text("\n".join(lines) + "\n")
+    register("two", "two.csv", COLUMNS, BEHAVIORS, header=False, data_dir=tmp_path)
+    assert load_dataset("two", tmp_path).n_users == 2          # loading is fine, evaluating is not
+    with pytest.raises(DataError) as err:
+        open_run("two", "smoke", "cpu", tmp_path / "run", tmp_path)
+    assert str(err.value) == (
+        f"two ({tmp_path / 'two.csv'}) is too small to evaluate: after preprocessing it has 2 "
+        f"users (at least 50: one user moves every metric by 1/2 = 50%) and 5 items (at least "
+        f"100: every model ranks all items and is scored on its top 10 and 20, so with 5 items a "
+        f"random ranking scores Recall@20 = 1.00, and every model 1.0). Add interactions (each "
+        f"user needs at least 3), or try the course on synthetic-tiny (200 users, about 300 "
+        f"items).")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_floor_lets_the_course_data_through(shop, tmp_path):
+    from fatsmb_lib.preprocess import MIN_ITEMS, MIN_USERS, check_evaluable
+
+    names = [("synthetic-tiny", tmp_path), ("shop", shop)]
+    if importlib.util.find_spec("recbole") is not None:
+        names.append(("ml100k", tmp_path))
+    for name, data_dir in names:
+        data = load_dataset(name, data_dir)
+        check_evaluable(data, name)
+        assert data.n_users >= 4 * MIN_USERS and data.n_items >= 2 * MIN_ITEMS
+
+
+def test_the_run_records_its_own_dataset_not_the_profiles(shop):
+    """stage1_metrics.json stores ``settings.to_dict()``: its dataset is the run's."""
+    assert get_profile("smoke", "shop", shop).dataset == "shop"
+    assert get_profile("default", "ml100k").dataset == "ml100k"
+
+
+def test_smoke_is_bounded_on_any_dataset_and_leaves_synthetic_tiny_alone(tmp_path):
+    from fatsmb_lib.preprocess import subsample
+
+    smoke = get_profile("smoke")
+    config = synthetic.SyntheticConfig(n_users=800, n_items=2_000, n_interactions=120_000,
+                                       min_len=5, max_len=1000, length_sigma=1.0)
+    x = synthetic.generate(config, seed=0)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    names = np.array(x.behavior_names)[x.behaviors - 1]
+    (data_dir / "big.csv").write_text("".join(
+        f"{u},{i},0,{b},{T0 + t}\n" for u, i, b, t in zip(x.users.tolist(), x.items.tolist(),
+                                                          names.tolist(), x.timestamps.tolist())))
+    register("big", "big.csv", COLUMNS, BEHAVIORS, header=False, data_dir=data_dir)
+    full = load_dataset("big", data_dir)
+    assert full.n_users == 800 and full.lengths.max() > smoke.max_history
+    with pytest.warns(UserWarning) as record:
+        ctx = open_run("big", "smoke", "cpu", tmp_path / "run", data_dir)
+    (note,) = [str(w.message) for w in record if "caps the data" in str(w.message)]
+    assert f"500 of 800 users sampled (max_users=500)" in note
+    assert ctx.data.n_users == smoke.max_users and ctx.data.lengths.max() == smoke.max_history
+    # the rows each stage sees: Cloze windows, stage 2-3 prefixes
+    from fatsmb_lib.batches import ClozeView, PrefixView
+    assert len(PrefixView(ctx.data, smoke.max_len, "train", smoke.prefixes_per_user)) \
+        <= smoke.max_users * smoke.prefixes_per_user
+    assert len(ClozeView(ctx.data, smoke.max_len, smoke.window_stride)) \
+        <= smoke.max_users * -(-smoke.max_history // smoke.max_len)       # 500 x 10 windows
+    # each kept user's sequence is the tail of the full one, in the same raw ids
+    u = 3
+    raw_user = ctx.data.user_keys[u]
+    full_u = int(np.flatnonzero(full.user_keys == raw_user)[0])
+    tail = full.item_keys[full.seq_items[full.offsets[full_u]:full.offsets[full_u + 1]] - 1]
+    kept = ctx.data.item_keys[ctx.data.seq_items[ctx.data.offsets[u]:ctx.data.offsets[u + 1]] - 1]
+    assert kept.tolist() == tail[-len(kept):].tolist()
+    # synthetic-tiny (the tests' and the smoke run's data) is inside every cap: unchanged
+    tiny = load_dataset("synthetic-tiny", data_dir)
+    assert subsample(tiny, smoke.max_users, smoke.max_history) is tiny
+    assert len(PrefixView(tiny, smoke.max_len, "train", smoke.prefixes_per_user)) \
+        == len(PrefixView(tiny, smoke.max_len, "train", None))
+
+
+def test_reports_of_other_datasets_are_ignored_by_git():
+    import shutil
+    import subprocess
+
+    from fatsmb_lib.config import project_root
+
+    if shutil.which("git") is None or not (project_root() / ".git").exists():
+        pytest.skip("needs the git checkout")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "reports/shop/default/metrics.json",
+         "reports/shop/metrics.json", "reports/ml100k/default/metrics.json",
+         "reports/bench/ml100k-cpu.md", "reports/ml100k/default/.events.jsonl"],
+        cwd=project_root(), capture_output=True, text=True).stdout.split()
+    assert ignored == ["reports/shop/default/metrics.json", "reports/shop/metrics.json",
+                       "reports/ml100k/default/.events.jsonl"]

@@ -158,6 +158,24 @@ def test_smoke_run_of_every_notebook(tmp_path):
     assert {"Pop", "SASRec", "BERT4Rec", "MBAE", "FatsMB"} <= set(metrics["models"])
     assert set(metrics["models"]["FatsMB"]["per_behavior"]) <= {"pv", "fav", "cart", "buy"}
     assert (published / "results.md").read_text().startswith("# synthetic-tiny")
+    # data/README.md's recommend snippet, pointed at the run folder, reloads the pipeline's
+    # three stages: nothing is retrained, nothing new is written
+    from fatsmb_lib.run import open_run
+    from fatsmb_lib.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
+
+    before = sorted(run_dir.glob("*.pt"))
+    ctx = open_run("synthetic-tiny", "smoke", "cpu", run_dir=run_dir)
+    lines = []
+    ctx.model_lines = False
+    ctx.log = lines.append
+    mbae, _ = train_mbae(ctx)
+    latents = prefix_latents(mbae, ctx)
+    fatsmb, _ = train_denoiser(mbae, ctx, latents=latents)
+    finetune_decoder(fatsmb, ctx, latents=latents)
+    assert len(lines) == 3 and all(line.endswith("not retraining") for line in lines), lines
+    assert sorted(run_dir.glob("*.pt")) == before
+    top = ctx.recommend(fatsmb, user=ctx.data.user_keys[0], behavior="buy", k=10)
+    assert len(top) == 10
 
     solutions = {}
     for notebook in pipeline.notebook_sequence():
@@ -189,3 +207,90 @@ def test_only_keeps_the_timings_of_the_other_notebooks(tmp_path, monkeypatch):
     assert again["seconds"]["01_entropy_analysis"] == 5.0
     assert again["seconds"]["04_finetune_evaluate"] == 1.0 and again["total_seconds"] == 16.0
     assert again["peak_rss_mib"] == 900     # the earlier notebooks' peak is kept
+
+
+# ----------------------------------------------------------------------------- what the console shows
+
+TOY_TRAINING = """\
+import warnings
+from fatsmb_lib.progress import ModelLine, capture_warnings
+from fatsmb_lib.train import History
+capture_warnings()                 # open_run does this in the course notebooks
+history, line = History(), ModelLine("toy-model", 3)
+for epoch in (1, 2):
+    history.record(epoch, 1.0 / epoch, {"NDCG@10": 0.1 * epoch}, 1.5)
+    history.best_value, history.best_epoch = 0.1 * epoch, epoch
+    line.update("epoch", history)
+history.stopped_early = True
+line.finish(history)
+warnings.warn("3 users dropped by min_uc", UserWarning)
+print("done")"""
+
+
+def test_the_console_streams_model_lines_and_warnings_and_the_summary_lists_them(
+        tmp_path, capfd):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    tiny_notebook(notebooks / "01_toy.ipynb", TOY_TRAINING)
+    tiny_notebook(notebooks / "02_again.ipynb",        # the same warning: printed and listed once
+                  "import warnings\nfrom fatsmb_lib.progress import capture_warnings\n"
+                  "capture_warnings()\nwarnings.warn('3 users dropped by min_uc', UserWarning)")
+    lines = []
+    summary = pipeline.run_pipeline("synthetic-tiny", profile="smoke", device="cpu",
+                                    reports_dir=tmp_path / "reports", notebooks_dir=notebooks,
+                                    log=lines.append)
+    final = "toy-model  2/3 epochs (stopped early)  loss 0.5000  best valid NDCG@10 0.2000 (epoch 2)  3 s"
+    warning = "UserWarning: 3 users dropped by min_uc"
+    assert lines[:6] == ["[pipeline] 01_toy.ipynb ...", f"[01_toy] {final}",
+                         f"[01_toy] warning: {warning}", lines[3], "[pipeline] 02_again.ipynb ...",
+                         lines[5]]
+    assert lines[3].startswith("[pipeline] 01_toy.ipynb done in ")
+    assert lines[5].startswith("[pipeline] 02_again.ipynb done in ")
+    assert summary["warnings"] == [f"[01_toy, 02_again] {warning}"]
+    run_dir = tmp_path / "reports" / "synthetic-tiny" / "smoke"
+    assert json.loads((run_dir / "run_summary.json").read_text())["warnings"] == summary["warnings"]
+    assert lines[-1].endswith(f"Warnings (1, also in run_summary.json):\n"
+                              f"  [01_toy, 02_again] {warning}")
+    # the saved notebook keeps the model's last line only, not every rewrite
+    cell = nbformat.read(run_dir / "01_toy.ipynb", as_version=4).cells[-1]
+    stdout = "".join(o["text"] for o in cell.outputs if o.get("name") == "stdout")
+    assert stdout == f"{final}\ndone\n"
+    # the kernel talks over IPC: no "running over TCP without encryption" on the console
+    assert "without encryption" not in capfd.readouterr().err
+
+
+def test_a_model_line_shows_epoch_loss_validation_and_time_in_place(tmp_path, capsys):
+    from fatsmb_lib.run import open_run
+    from fatsmb_lib.stages import train_mbae
+
+    ctx = open_run("synthetic-tiny", "smoke", "cpu", tmp_path / "run", tmp_path, stage1_epochs=2)
+    _, history = train_mbae(ctx)
+    out = capsys.readouterr().out
+    first, last = history.val_metrics[0]["NDCG@10"], history.best_value
+    assert out.startswith("\rmbae-barope  starting\rmbae-barope  epoch 1/2  loss "
+                          f"{history.train_loss[0]:.4f}  valid NDCG@10 {first:.4f}  ")
+    assert out.endswith(f"mbae-barope  2/2 epochs  loss {history.train_loss[1]:.4f}  best valid "
+                        f"NDCG@10 {last:.4f} (epoch {history.best_epoch})  "
+                        f"{sum(history.seconds):.0f} s\n")
+    assert out.count("\n") == 1                                  # one line per model
+    train_mbae(ctx)                                                # finished: reloaded
+    assert capsys.readouterr().out.endswith(
+        f"mbae-barope  reloaded: 2/2 epochs, best valid NDCG@10 {last:.4f} (epoch "
+        f"{history.best_epoch}), trained in {sum(history.seconds):.0f} s\n")
+
+
+def test_a_run_name_must_be_one_folder_name(no_execution, tmp_path, capsys):
+    reports = tmp_path / "a" / "b" / "reports"
+    with pytest.raises(SystemExit) as exit_:
+        pipeline.main(["--dataset", "synthetic-tiny", "--profile", "smoke", "--run", "../../x",
+                       "--reports-dir", str(reports)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "python -m fatsmb_lib.pipeline: error: --run '../../x': a run name must be a single "
+        "folder name (letters, digits, '_', '-' and '.', starting with a letter or digit), e.g. "
+        "--run trial2; the run is written to reports/<dataset>/<name>/. To write elsewhere, pass "
+        "--reports-dir\n")
+    assert not (tmp_path / "a").exists()
+    for name in ("/tmp/x", "a/b", "..", ".hidden", ""):
+        with pytest.raises(ValueError, match="a run name must be a single folder name"):
+            pipeline.run_pipeline("synthetic-tiny", profile="smoke", run=name, reports_dir=reports)

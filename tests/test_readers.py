@@ -271,3 +271,178 @@ def test_read_table_title_column_and_mixed_mapping(tmp_path):
                                          "a\t8\tbuy\t2\tEight", "b\t7\tbuy\t3\tSeven (again)"])
     x = read_table(path, {"user": "who", "item": 1, "behavior": "act", "timestamp": 3, "title": "name"})
     assert x.item_titles == {7: "Seven", 8: "Eight"}
+
+
+# --------------------------------------------------------------------------- registration mistakes
+# Each of these loaded without a word before (or failed with advice that did not help).
+
+POSITIONS = {"user": 0, "item": 1, "behavior": 3, "timestamp": 4}
+SHOP_BEHAVIORS = ("pv", "fav", "cart", "buy")
+
+
+def shop_lines(n_users=3, t0=1511500000):
+    return [f"{1000 + u},{7 + k},0,{b},{t0 + 10 * k}" for u in range(n_users)
+            for k, b in enumerate(("pv", "fav", "pv", "cart", "buy"))]
+
+
+def test_the_same_column_for_two_roles_is_refused(tmp_path):
+    path = write(tmp_path / "shop.csv", shop_lines())
+    with pytest.raises(DataError) as err:
+        read_table(path, {**POSITIONS, "item": 0}, header=False)
+    assert str(err.value) == (
+        f"{path}: columns gives one column (position 0) to user and item (user -> position 0, "
+        f"item -> position 0); user, item, behavior and timestamp each need their own column. "
+        f"Fix \"columns\".")
+
+
+def test_duplicated_lines_are_dropped_counted_and_warned(tmp_path):
+    lines = shop_lines()
+    x = read_table(write(tmp_path / "shop.csv", lines + lines), POSITIONS, header=False)
+    assert len(x) == len(lines)                                     # every repeat dropped
+    (note,) = x.notes
+    assert note == (
+        "15 of 30 lines repeat an earlier line exactly (same user, item, behavior and timestamp; "
+        "the first: user 1000, item 7, pv at 1511500000): dropped them, keeping one of each. A "
+        "repeat carries no order, and a repeated last interaction would make a user's "
+        "validation and test items the same. If they are distinct events, give them distinct "
+        "timestamps.")
+    from fatsmb_lib.preprocess import prepare
+    with pytest.warns(readers.DataWarning, match="15 of 30 lines repeat an earlier line"):
+        data = prepare(x)
+    assert (data.split().test_items != data.split().valid_items).all()
+
+
+def test_timestamps_that_mix_seconds_and_milliseconds_are_refused(tmp_path):
+    lines = shop_lines()
+    lines[7] = "1001,9,0,pv,1511500020000"                        # milliseconds
+    path = write(tmp_path / "shop.csv", lines)
+    with pytest.raises(DataError) as err:
+        read_table(path, POSITIONS, header=False)
+    assert str(err.value) == (
+        f"{path}: the timestamps mix units: 14 look like seconds (e.g. 1511500000, line 1); 1 "
+        f"looks like milliseconds (e.g. 1511500020000, line 8), judged by their size (Unix "
+        f"time is about 1.7e9 in seconds, 1.7e12 in milliseconds). Sorted together, every "
+        f"milliseconds value would come after every seconds one and scramble the order of each "
+        f"user's interactions. Convert them to one unit (e.g. divide milliseconds by 1000) in "
+        f"the file.")
+    # small ordinal timestamps (0, 1, 2, ...) have no unit and are fine
+    read_table(write(tmp_path / "ord.csv", shop_lines(t0=0)), POSITIONS, header=False)
+
+
+def test_a_declared_behavior_that_never_occurs_is_warned(tmp_path):
+    lines = [line.replace(",fav,", ",pv,") for line in shop_lines()]
+    x = read_table(write(tmp_path / "shop.csv", lines), POSITIONS, behavior_names=SHOP_BEHAVIORS,
+                   header=False, registration="data/shop.dataset.json")
+    assert x.notes == (
+        "behavior 'fav' is declared but no line has it (lines per behavior: pv 9, fav 0, cart 3, "
+        "buy 3), so it can never be a target and its embedding is never trained. Check the "
+        "behavior column (position 3); if the data simply lack it, remove it from \"behaviors\" "
+        "in data/shop.dataset.json to silence this.",)
+
+
+def test_a_tab_separated_file_named_csv_says_sep_tab(tmp_path):
+    path = write(tmp_path / "shop.csv", [line.replace(",", "\t") for line in shop_lines()])
+    with pytest.raises(DataError) as err:
+        read_table(path, POSITIONS, header=False, registration="data/shop.dataset.json")
+    assert str(err.value) == (
+        f"{path}, line 1: no column at position 1 (0-based) for 'item': the line has 1 field "
+        f"when split by ','. The line holds 5 fields separated by TABs: if the file is TAB-separated, set "
+        f"\"sep\": \"\\t\" in data/shop.dataset.json.")
+    with pytest.raises(DataError, match=r"set \"sep\": \"\\t\" in data/shop.dataset.json"):
+        read_table(path, {"user": "u", "item": "i", "behavior": "b", "timestamp": "t"},
+                   registration="data/shop.dataset.json")
+    with pytest.raises(DataError, match=r"pass sep='\\t' to read_table"):      # from Python
+        read_table(path, POSITIONS, header=False)
+
+
+def test_a_header_while_header_false_says_so(tmp_path):
+    path = write(tmp_path / "shop.csv", ["user_id,item_id,category_id,behavior_type,timestamp"]
+                 + shop_lines())
+    with pytest.raises(DataError) as err:
+        read_table(path, POSITIONS, header=False, registration="data/shop.dataset.json")
+    assert str(err.value) == (
+        f"{path}, line 1 looks like a header: its timestamp field (position 4) is 'timestamp', "
+        f"not a number, while line 2's is a number. If the first line names the columns, set "
+        f"\"header\": true in data/shop.dataset.json (columns may then be given by name).")
+
+
+def test_no_header_while_header_true_says_so(tmp_path):
+    path = write(tmp_path / "shop.csv", shop_lines())
+    with pytest.raises(DataError) as err:
+        read_table(path, {"user": "user_id", "item": "item_id", "behavior": "behavior_type",
+                          "timestamp": "timestamp"}, registration="data/shop.dataset.json")
+    assert str(err.value) == (
+        f"{path}, line 1: no column named 'user_id'. The line has 5 fields and holds numbers, so "
+        f"it looks like data, not column names: if the file has no header row, set \"header\": "
+        f"false in data/shop.dataset.json and give columns as 0-based positions.")
+
+
+def test_a_utf8_bom_before_the_header_is_dropped(tmp_path):
+    path = tmp_path / "shop.csv"
+    path.write_bytes("\n".join(["\ufeffuser,item,cat,behavior,ts"] + shop_lines()).encode())
+    x = read_table(path, {"user": "user", "item": "item", "behavior": "behavior",
+                          "timestamp": "ts"})
+    assert x.users.dtype == np.int64 and len(x) == 15
+    # without a header the BOM would have stuck to the first user id, making every id text
+    path.write_bytes("\n".join(shop_lines()).encode("utf-8-sig"))
+    assert read_table(path, POSITIONS, header=False).users.dtype == np.int64
+
+
+def test_a_non_utf8_byte_names_its_line_and_how_to_convert(tmp_path):
+    path = tmp_path / "shop.csv"
+    lines = shop_lines()
+    lines[5] = "1001,caf\xe9,0,pv,1511500000"
+    path.write_bytes("\n".join(lines).encode("latin-1"))
+    with pytest.raises(DataError) as err:
+        read_table(path, POSITIONS, header=False)
+    assert str(err.value) == (
+        f"{path}, line 6: byte 0xe9 (at character 9) is not UTF-8; the file must be UTF-8. "
+        f"Convert it, e.g. `iconv -f cp1252 -t utf-8 shop.csv > utf8-shop.csv` (cp1252: Excel "
+        f"on Windows; gbk or gb18030 for Chinese exports, shift_jis for Japanese ones), then "
+        f"point to the converted file.")
+    with pytest.raises(DataError, match=r"line 1: byte 0xe9"):           # in the header line
+        path.write_bytes("caf\xe9,i,b,t\n1,2,pv,3\n".encode("latin-1"))
+        read_table(path, MAPPING)
+
+
+def test_the_dat_separator_advice_is_json_for_a_registration(tmp_path):
+    path = write(tmp_path / "ratings.dat", ["1::1193::5::978300760"])
+    with pytest.raises(DataError) as err:
+        read_table(path, POSITIONS, registration="data/ml1m.dataset.json")
+    assert str(err.value) == (
+        f"{path}: cannot tell the separator from the extension '.dat'; add \"sep\" to "
+        f"data/ml1m.dataset.json, e.g. \"sep\": \"\\t\" (TAB) or \"sep\": \",\". Its lines "
+        f"separate fields by '::' (MovieLens 1M style), two characters: convert it first, e.g. "
+        f"`sed 's/::/\\t/g' ratings.dat > ratings.tsv`, and register the .tsv.")
+
+
+PASSWD = ["root:x:0:0:root:/root:/bin/bash", "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin",
+          "secretuser:x:1000:1000:Secret Name,,,:/home/secretuser:/bin/bash"]
+
+
+@pytest.mark.parametrize("sep, columns, header", [
+    (",", POSITIONS, False), (":", POSITIONS, False),
+    (":", {"user": 0, "item": 1, "behavior": 2, "timestamp": 5}, False),
+    (",", MAPPING, True), (":", MAPPING, True),
+])
+def test_an_error_never_prints_back_a_file_that_is_not_a_dataset(tmp_path, sep, columns, header):
+    """A registration's "file" may point anywhere; its error shows line numbers and field
+    counts, not the contents."""
+    path = write(tmp_path / "passwd", PASSWD)
+    with pytest.raises(DataError) as err:
+        read_table(path, columns, sep=sep, behavior_names=SHOP_BEHAVIORS, header=header)
+    msg = str(err.value)
+    print(msg)
+    assert msg.startswith(f"{path}, line 1")
+    shown = msg.replace(str(path), "<path>")
+    assert not any(word in shown for word in ("root", "daemon", "secret", "Secret", "/bin", "nologin"))
+
+
+def test_a_recognised_file_still_quotes_its_bad_line(tmp_path):
+    path = write(tmp_path / "passwd", PASSWD)
+    with pytest.raises(DataError) as err:
+        read_table(path, {"user": 0, "item": 1, "behavior": 6, "timestamp": 3}, sep=":",
+                   behavior_names=("/bin/bash",), header=False)
+    assert str(err.value).startswith(
+        f"{path}, line 2: field 7 is '/usr/sbin/nologin', not a known behavior name (one of "
+        f"/bin/bash) in 'daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin'.")
