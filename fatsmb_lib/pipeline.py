@@ -34,6 +34,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -160,25 +161,32 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict) -> float:
     check_parameters(notebook, parameters)
     executed = out_dir / notebook.name
     start = time.perf_counter()
-    papermill.execute_notebook(
-        str(notebook), str(executed), parameters=parameters, kernel_name="python3",
-        cwd=str(notebook.parent), progress_bar=False, log_output=False,
-        coalesce_streams=True,                  # a model line's rewrites saved as its last state
-        kernel_manager_class=_kernel_manager_class(), **_kernel_transport(),
-    )
+    with tempfile.TemporaryDirectory(prefix="fatsmb-kernel-") as sockets:
+        papermill.execute_notebook(
+            str(notebook), str(executed), parameters=parameters, kernel_name="python3",
+            cwd=str(notebook.parent), progress_bar=False, log_output=False,
+            coalesce_streams=True,              # a model line's rewrites saved as its last state
+            kernel_manager_class=_kernel_manager_class(), **_kernel_transport(Path(sockets)),
+        )
     seconds = time.perf_counter() - start
     export_html(executed)
     return seconds
 
 
-def _kernel_transport() -> dict:
+def _kernel_transport(socket_dir: Path) -> dict:
     """IPC sockets between runner and kernel where the platform has them: nothing to encrypt
-    on the network, and no "running over TCP without encryption" warning on the console."""
+    on the network, and no "running over TCP without encryption" warning on the console.
+
+    The sockets live in ``socket_dir``, a folder of this kernel's own: jupyter_client's default
+    (``kernel-ipc-N`` in the working directory, ``notebooks/``) is shared by every run, so two
+    pipelines at once (two datasets, two profiles) would connect to each other's kernels.
+    """
     if os.name != "posix":
         return {}
     from traitlets.config import Config
 
-    return {"config": Config({"KernelManager": {"transport": "ipc"}})}
+    return {"config": Config({"KernelManager": {"transport": "ipc",
+                                                "ip": str(socket_dir / "kernel")}})}
 
 
 @functools.cache

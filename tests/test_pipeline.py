@@ -294,3 +294,36 @@ def test_a_run_name_must_be_one_folder_name(no_execution, tmp_path, capsys):
     for name in ("/tmp/x", "a/b", "..", ".hidden", ""):
         with pytest.raises(ValueError, match="a run name must be a single folder name"):
             pipeline.run_pipeline("synthetic-tiny", profile="smoke", run=name, reports_dir=reports)
+
+
+def test_two_runs_at_once_each_talk_to_their_own_kernel(tmp_path):
+    """Two notebooks executed at the same time from one folder (two pipelines: two datasets or
+    profiles) each get their own kernel: the IPC sockets are per kernel, not per folder."""
+    import threading
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    sources = [tiny_notebook(notebooks / f"0{i}_who.ipynb",
+                             f"import time; time.sleep(2); print('run {i}', dataset)")
+               for i in (1, 2)]
+    outcomes = {}
+
+    def run(i, source):
+        out_dir = tmp_path / f"out{i}"
+        out_dir.mkdir()
+        try:
+            pipeline.run_notebook(source, out_dir, dict(dataset=f"d{i}", profile="smoke",
+                                                        device="cpu", run_dir=str(out_dir),
+                                                        data_dir="", seed=0))
+            cell = nbformat.read(out_dir / source.name, as_version=4).cells[-1]
+            outcomes[i] = "".join(o.get("text", "") for o in cell.outputs)
+        except Exception as exc:               # recorded, so the assertion shows it
+            outcomes[i] = repr(exc)
+
+    threads = [threading.Thread(target=run, args=(i, s)) for i, s in zip((1, 2), sources)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {1: "run 1 d1\n", 2: "run 2 d2\n"}
+    assert not list(notebooks.glob("kernel-ipc*")), "sockets were left in the notebooks folder"
