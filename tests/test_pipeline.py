@@ -1,5 +1,7 @@
 """The papermill runner fails fast on bad input and runs a notebook end to end."""
 import json
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -297,33 +299,31 @@ def test_a_run_name_must_be_one_folder_name(no_execution, tmp_path, capsys):
 
 
 def test_two_runs_at_once_each_talk_to_their_own_kernel(tmp_path):
-    """Two notebooks executed at the same time from one folder (two pipelines: two datasets or
-    profiles) each get their own kernel: the IPC sockets are per kernel, not per folder."""
-    import threading
-
+    """Two notebooks executed at the same time from one folder by two processes (two
+    pipelines: two datasets or profiles) each get their own kernel. jupyter_client's default
+    puts the IPC sockets in the working directory (``notebooks/kernel-ipc-N``, N picked as the
+    first free number), where two kernels starting together took the same N and connected to
+    each other ("Invalid Signature"); so each kernel's sockets must live in a folder of its own,
+    which the notebook itself checks while it runs. (Processes, as in real use: papermill's
+    working-directory switch is process-wide, so threads would race on it.)"""
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    sources = [tiny_notebook(notebooks / f"0{i}_who.ipynb",
-                             f"import time; time.sleep(2); print('run {i}', dataset)")
-               for i in (1, 2)]
-    outcomes = {}
-
-    def run(i, source):
+    runs = []
+    for i in (1, 2):
+        source = tiny_notebook(notebooks / f"0{i}_who.ipynb",
+                               f"import glob, time; time.sleep(2); print('run {i}', dataset, glob.glob('kernel-ipc*'))")
         out_dir = tmp_path / f"out{i}"
         out_dir.mkdir()
-        try:
-            pipeline.run_notebook(source, out_dir, dict(dataset=f"d{i}", profile="smoke",
-                                                        device="cpu", run_dir=str(out_dir),
-                                                        data_dir="", seed=0))
-            cell = nbformat.read(out_dir / source.name, as_version=4).cells[-1]
-            outcomes[i] = "".join(o.get("text", "") for o in cell.outputs)
-        except Exception as exc:               # recorded, so the assertion shows it
-            outcomes[i] = repr(exc)
-
-    threads = [threading.Thread(target=run, args=(i, s)) for i, s in zip((1, 2), sources)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert outcomes == {1: "run 1 d1\n", 2: "run 2 d2\n"}
-    assert not list(notebooks.glob("kernel-ipc*")), "sockets were left in the notebooks folder"
+        code = ("import sys; from pathlib import Path; from fatsmb_lib.pipeline import run_notebook; "
+                "run_notebook(Path(sys.argv[1]), Path(sys.argv[2]), dict(dataset=sys.argv[3], "
+                "profile='smoke', device='cpu', run_dir=sys.argv[2], data_dir='', seed=0))")
+        runs.append((source, out_dir, subprocess.Popen(
+            [sys.executable, "-c", code, str(source), str(out_dir), f"d{i}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    printed = {}
+    for i, (source, out_dir, process) in zip((1, 2), runs):
+        log, _ = process.communicate(timeout=240)
+        assert process.returncode == 0, log
+        cell = nbformat.read(out_dir / source.name, as_version=4).cells[-1]
+        printed[i] = "".join(o.get("text", "") for o in cell.outputs)
+    assert printed == {1: "run 1 d1 []\n", 2: "run 2 d2 []\n"}
