@@ -45,9 +45,7 @@ epochs = None          # stage-2 epochs; None: the profile's value
 
 # %%
 import copy
-import inspect
 import json
-import textwrap
 
 import numpy as np
 import pandas as pd
@@ -76,11 +74,6 @@ print(f"stage-1 MBAE ({settings.position}) loaded; denoiser {settings.denoiser},
       f"prediction {settings.prediction}, target {settings.diffusion_target}, T={settings.T}, "
       f"stride={settings.stride}, omega={settings.omega}")
 
-
-def show_source(function, summary: str | None = None) -> Markdown:
-    """The library's code of ``function`` as a code block, folded under ``summary`` if given."""
-    code = f"```python\n{textwrap.dedent(inspect.getsource(function)).rstrip()}\n```"
-    return Markdown(f"<details><summary>{summary}</summary>\n\n{code}\n\n</details>" if summary else code)
 
 
 # %% [markdown]
@@ -218,8 +211,8 @@ print(f"guidance at ω = {omega_check}: the library's ε* equals Eq. 17 on ε fo
 # diffusion's coordinates: the identity for the paper's target z_b, see section 5):
 
 # %%
-display(show_source(FatsMB.score_all))
-show_source(LatentDiffusion.sample, "LatentDiffusion.sample: Algorithm 2, lines 2–5 (click to unfold)")
+display(plots.code_listing(FatsMB.score_all, collapsed=False))
+plots.code_listing(LatentDiffusion.sample, summary="LatentDiffusion.sample: Algorithm 2, lines 2–5 (click to unfold)")
 
 # %% [markdown]
 # What "DDIM is exact" means: give the sampler an *oracle*, the perfect network for a known

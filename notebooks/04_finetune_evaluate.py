@@ -43,7 +43,6 @@ seed = 0
 epochs = None          # stage-3 epochs; None: the profile's value
 
 # %%
-import inspect
 import json
 from pathlib import Path
 
@@ -139,7 +138,7 @@ plots.save(fig, run_dir, "stage3_training_curve")
 # `FatsMB.loss`, the library's stage-3 loss:
 
 # %%
-say(f"```python\n{inspect.getsource(FatsMB.loss)}```")
+plots.code_listing(FatsMB.loss, collapsed=False)
 
 # %% [markdown]
 # The same loss written out from Eq. 14, on a batch of training prefixes, with the same z_T
