@@ -52,7 +52,7 @@ from IPython.display import Markdown, display
 
 from fatsmb_lib import plots
 from fatsmb_lib.batches import PrefixView
-from fatsmb_lib.compare import ABSENT_BASELINES, PAPER_BASELINES
+from fatsmb_lib.compare import ABSENT_BASELINES, PAPER_BASELINES, improve
 from fatsmb_lib.config import get_profile, project_root
 from fatsmb_lib.denoiser import ABLATION
 from fatsmb_lib.encoder import POSITIONS
@@ -63,7 +63,7 @@ from fatsmb_lib.run import expect, open_run
 from fatsmb_lib.runtime import make_generator
 from fatsmb_lib.stages import (finetune_decoder, fit_pop, prefix_latents, train_bert4rec,
                                train_denoiser, train_mbae, train_sasrec)
-from fatsmb_lib.verdicts import HOLDS, format_mean_std, percent_change, relation, verdict
+from fatsmb_lib.verdicts import HOLDS, format_mean_std, relation, verdict
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, stage3_epochs=epochs)
 data, settings, run_dir = ctx.data, ctx.profile, ctx.run_dir
@@ -274,13 +274,8 @@ else:
             for n in all_baselines} | {"Pop": "reference"}
     role |= {mbae_name: "FatsMB's stage 1", stage2_name: "FatsMB before stage 3", ours: "FatsMB"}
 
-    def improve(baselines: list[str]) -> tuple[dict, dict]:
-        """The best of ``baselines`` per column, and FatsMB's change against it (Improve %)."""
-        best = {k: max(baselines, key=lambda n: table3[n][k][0]) for k in columns}
-        return best, {k: percent_change(table3[ours][k], table3[best[k]][k]) for k in columns}
-
-    best_paper, improve_paper = improve(paper_baselines)
-    best_all, improve_all = improve(all_baselines)
+    best_paper, improve_paper = improve(table3, ours, paper_baselines, columns)   # Table 3's Improve row
+    best_all, improve_all = improve(table3, ours, all_baselines, columns)
     rows = {name: {"role": role.get(name, ""), **{k: format_mean_std(m[k]) for k in columns},
                    "train minutes": f"{m['train_seconds'][0] / 60:.1f}"} for name, m in table3.items()}
     for label, best, change in (("Improve % vs the paper's baselines", best_paper, improve_paper),
