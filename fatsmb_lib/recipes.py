@@ -5,7 +5,13 @@ under a sequence of recipe variants, each differing from its parent step in ONE 
 and records per variant: best validation NDCG@10 (mean ± std over seeds; the test item is
 never looked at), the epoch it was reached, rows seen, wall time and the validation curve.
 It writes ``reports/<dataset>/recipe_study.json`` and ``.md``; notebook 02 draws the curves.
-Checkpoints go to ``runs/recipes-<dataset>-<profile>/``, so an interrupted study resumes.
+``--study every-prefix`` runs the branches off the every-prefix step instead (issue 21) into
+``recipe_study_every_prefix.{json,md}``.
+
+The JSON report is the study's ledger: it is rewritten after every (step, model, seed), and a
+run already in it with the same settings is not trained again, so the study resumes where it
+stopped even on a fresh checkout without checkpoints (``--only`` runs some steps and keeps the
+others' rows). Checkpoints go to ``runs/recipes-<dataset>-<profile>/``.
 
 A recipe is a named bundle of profile fields (``config.RECIPES``); ``open_run(recipe=...)``
 applies one before any other override, so the paper's recipe is one setting away.
@@ -70,6 +76,33 @@ def study_steps() -> list[Step]:
               for name, change in branch)]
 
 
+EVERY_PREFIX = "a window ending at every item"
+
+
+def every_prefix_steps() -> list[Step]:
+    """Branches off the every-prefix step (the main line's last step, ``full``'s stage 1), each
+    changing ONE setting, MBAE only.
+
+    The first study tried the optimisation settings on the paper's windows only, where the
+    model sees about 2,400 rows an epoch and nothing else can show; these repeat the ones
+    that might matter where it sees 98,000: more masked targets per row (ρ, on the rows that
+    are not last-item-only) and a budget of 30 epochs instead of 15 (30 is also ``full``'s
+    ``min_epochs``, so the run does not stop early and the best validation epoch is kept).
+    """
+    root = {**RECIPES["paper"], "last_only_prob": 0.5, "window_stride": 1, "stage1_epochs": 15}
+    branch = [("ρ 0.4 instead of 0.2", {"rho": 0.4}),
+              ("ρ 0.6 instead of 0.2", {"rho": 0.6}),
+              ("30 epochs instead of 15", {"stage1_epochs": 30}),
+              ("dropout 0.2 instead of 0.1", {"dropout": 0.2})]
+    return [Step(EVERY_PREFIX, root, None, ("mbae",)),
+            *(Step(f"{EVERY_PREFIX}, {name}", {**root, **change}, EVERY_PREFIX, ("mbae",))
+              for name, change in branch)]
+
+
+STUDIES = {"paper-windows": ("recipe_study", study_steps),
+           "every-prefix": ("recipe_study_every_prefix", every_prefix_steps)}
+
+
 def _row(history, rows_per_epoch: int) -> dict:
     epochs, values = history.metric(history.monitor)
     return {"best": history.best_value, "best_epoch": history.best_epoch,
@@ -85,49 +118,93 @@ def run_step(ctx: Context, model: str) -> dict:
     return _row(history, rows)
 
 
-def run_study(dataset: str, seeds: list[int], profile: str = "default",
-              models: tuple[str, ...] = ("mbae", "bert4rec"), device: str = "auto",
-              data_dir: str = "data", log=print, steps: list[Step] | None = None,
-              run_dir: Path | None = None, out_dir: Path | None = None) -> dict:
-    """Train every model of every step for every seed (resuming finished checkpoints) and write
-    the report to ``<out_dir>/recipe_study.{json,md}`` (default ``reports/<dataset>``)."""
-    root = project_root()
-    run_dir = run_dir or root / "runs" / f"recipes-{dataset}-{profile}"
-    results: dict[str, dict] = {}
-    start = time.perf_counter()
-    for step in steps or study_steps():
-        for model in step.models or models:
-            if model not in models:
-                continue
-            runs = []
-            for seed in seeds:
-                # replace, not open_run's overrides: those skip None (window_stride=None)
-                ctx = open_run(dataset, profile, device, run_dir, root / data_dir,
-                               seed).replace(**step.overrides)
-                runs.append(run_step(ctx, model))
-                log(f"{step.name:<45} {model:<9} seed {seed}: valid NDCG@10 {runs[-1]['best']:.4f} "
-                    f"(epoch {runs[-1]['best_epoch']}, {runs[-1]['seconds']:.0f} s)")
-            best = np.array([r["best"] for r in runs])
-            results.setdefault(step.name, {})[model] = {
-                "overrides": step.overrides, "parent": step.parent,
-                "valid_ndcg10": (float(best.mean()), float(best.std(ddof=1)) if len(best) > 1 else 0.0),
-                "per_seed": runs}
-    report = {"dataset": dataset, "profile": profile, "seeds": seeds,
-              "minutes": round((time.perf_counter() - start) / 60, 1), "steps": results}
-    out = out_dir or root / "reports" / dataset
-    atomic_write(out / "recipe_study.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
-    table = {f"{name} ({model})": {
-        "changes one setting of": r["parent"] or "—", "valid NDCG@10": tuple(r["valid_ndcg10"]),
+def _ledger(path: Path) -> dict:
+    """Finished runs of an earlier report at ``path``: {(step, model, seed): (overrides, row)}."""
+    if not path.is_file():
+        return {}
+    report = json.loads(path.read_text())
+    return {(name, model, run.get("seed", seed)): (result["overrides"], {"seed": seed, **run})
+            for name, per_model in report["steps"].items() for model, result in per_model.items()
+            for seed, run in zip(report["seeds"], result["per_seed"])}
+
+
+def _summary(overrides: dict, parent: str | None, runs: list[dict]) -> dict:
+    best = np.array([r["best"] for r in runs])
+    return {"overrides": overrides, "parent": parent,
+            "valid_ndcg10": (float(best.mean()), float(best.std(ddof=1)) if len(best) > 1 else 0.0),
+            "per_seed": runs}
+
+
+def _write_report(out: Path, name: str, dataset: str, profile: str, results: dict,
+                  minutes: float, log=None) -> dict:
+    seeds = sorted({run["seed"] for per_model in results.values() for r in per_model.values()
+                    for run in r["per_seed"]})
+    report = {"dataset": dataset, "profile": profile, "seeds": seeds, "minutes": minutes,
+              "steps": results}
+    atomic_write(out / f"{name}.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
+    table = {f"{step} ({model})": {
+        "changes one setting of": r["parent"] or "—", "seeds": len(r["per_seed"]),
+        "valid NDCG@10": tuple(r["valid_ndcg10"]),
         "best epoch": f"{np.mean([s['best_epoch'] for s in r['per_seed']]):.1f}",
         "rows seen (M)": f"{np.mean([s['rows_seen'] for s in r['per_seed']]) / 1e6:.2f}",
         "minutes": f"{np.mean([s['seconds'] for s in r['per_seed']]) / 60:.1f}"}
-        for name, per_model in results.items() for model, r in per_model.items()}
+        for step, per_model in results.items() for model, r in per_model.items()}
     text = (f"# {dataset}: Cloze recipe study (profile `{profile}`, seeds {seeds}, validation only)\n\n"
-            + format_metrics_table(table, keys=("changes one setting of", "valid NDCG@10",
+            + format_metrics_table(table, keys=("changes one setting of", "seeds", "valid NDCG@10",
                                                 "best epoch", "rows seen (M)", "minutes")) + "\n")
-    atomic_write(out / "recipe_study.md", lambda f: f.write(text.encode()))
-    log(text)
+    atomic_write(out / f"{name}.md", lambda f: f.write(text.encode()))
+    if log:
+        log(text)
     return report
+
+
+def run_study(dataset: str, seeds: list[int], profile: str = "default",
+              models: tuple[str, ...] = ("mbae", "bert4rec"), device: str = "auto",
+              data_dir: str = "data", log=print, steps: list[Step] | None = None,
+              run_dir: Path | None = None, out_dir: Path | None = None,
+              study: str = "paper-windows", only: str | None = None) -> dict:
+    """Train every model of every step for every seed and write the report to
+    ``<out_dir>/<study's name>.{json,md}`` (default ``reports/<dataset>``) after each run.
+
+    Runs already in that report with the same overrides are kept, not retrained; with ``only``
+    (a substring of step names) the other steps keep the rows the report has.
+    """
+    root = project_root()
+    name, default_steps = STUDIES[study]
+    run_dir = run_dir or root / "runs" / f"recipes-{dataset}-{profile}"
+    out = out_dir or root / "reports" / dataset
+    done = _ledger(out / f"{name}.json")
+    start = time.perf_counter()
+    plan = [(step, model) for step in steps or default_steps() for model in step.models or models
+            if model in models]
+    runs = {(step.name, model): sorted((row for (s, m, _), (overrides, row) in done.items()
+                                        if (s, m) == (step.name, model) and overrides == step.overrides),
+                                       key=lambda row: row["seed"])
+            for step, model in plan}
+
+    def report(log=None) -> dict:
+        results: dict[str, dict] = {}
+        for step, model in plan:
+            if runs[step.name, model]:
+                results.setdefault(step.name, {})[model] = _summary(step.overrides, step.parent,
+                                                                    runs[step.name, model])
+        return _write_report(out, name, dataset, profile, results,
+                             round((time.perf_counter() - start) / 60, 1), log)
+
+    for step, model in plan:
+        for seed in seeds:
+            finished = {row["seed"] for row in runs[step.name, model]}
+            if (only and only not in step.name) or seed in finished:
+                continue
+            # replace, not open_run's overrides: those skip None (window_stride=None)
+            ctx = open_run(dataset, profile, device, run_dir, root / data_dir,
+                           seed).replace(**step.overrides)
+            row = {"seed": seed, **run_step(ctx, model)}
+            runs[step.name, model].append(row)
+            log(f"{step.name:<45} {model:<9} seed {seed}: valid NDCG@10 {row['best']:.4f} "
+                f"(epoch {row['best_epoch']}, {row['seconds']:.0f} s)")
+            report()  # the ledger after every run: an interruption loses at most this one
+    return report(log)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,13 +215,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["mbae", "bert4rec"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--study", choices=sorted(STUDIES), default="paper-windows",
+                        help="paper-windows: from the paper's recipe to every prefix; "
+                             "every-prefix: one-change branches off the every-prefix step")
+    parser.add_argument("--only", default=None,
+                        help="run only the steps whose name contains this text (the report "
+                             "keeps the other steps' finished rows)")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="checkpoint folder (default runs/recipes-<dataset>-<profile>); "
                              "runs/compare-<dataset>-full shares the every-prefix models with "
                              "the full comparison")
     args = parser.parse_args(argv)
     run_study(args.dataset, args.seeds, args.profile, tuple(args.models), args.device,
-              args.data_dir, run_dir=args.run_dir)
+              args.data_dir, run_dir=args.run_dir, study=args.study, only=args.only)
 
 
 if __name__ == "__main__":

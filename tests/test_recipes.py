@@ -1,6 +1,8 @@
 """The recipe study: one change per step, validation only, resumable, a report per step."""
 import json
 
+import pytest
+
 from fatsmb_lib import recipes
 from fatsmb_lib.config import PROFILES, RECIPES
 from fatsmb_lib.recipes import Step, run_study, study_steps
@@ -58,3 +60,41 @@ def test_a_step_s_none_settings_are_applied(tmp_path, monkeypatch):
               log=lambda line: None, steps=[Step("paper recipe", RECIPES["paper"])],
               run_dir=tmp_path / "run", out_dir=tmp_path / "out")
     assert seen[0].window_stride is None and seen[0].stage1_epochs == RECIPES["paper"]["stage1_epochs"]
+
+
+def test_the_report_is_a_ledger_a_fresh_checkout_resumes_from(tmp_path, monkeypatch):
+    """Finished runs are read back from the report, with no checkpoint; ``only`` trains some
+    steps and keeps the others' rows; a changed step's settings are trained again."""
+    trained = []
+
+    def fake_run_step(ctx, model):
+        trained.append((ctx.seed, ctx.profile.rho))
+        return {"best": 0.01 * ctx.seed + ctx.profile.rho, "best_epoch": 1, "epochs": 1,
+                "rows_seen": 10, "seconds": 1.0, "curve": [[10], [0.1]]}
+
+    monkeypatch.setattr(recipes, "run_step", fake_run_step)
+    steps = [Step("root", {"rho": 0.2}), Step("root, ρ 0.4", {"rho": 0.4}, "root")]
+    kwargs = dict(dataset="synthetic-tiny", profile="smoke", models=("mbae",), device="cpu",
+                  data_dir=str(tmp_path / "data"), log=lambda line: None, steps=steps,
+                  run_dir=tmp_path / "run", out_dir=tmp_path / "out")
+    run_study(seeds=[0, 1], only="ρ 0.4", **kwargs)
+    assert trained == [(0, 0.4), (1, 0.4)]
+    report = run_study(seeds=[0, 1, 2], **kwargs)
+    assert trained[2:] == [(0, 0.2), (1, 0.2), (2, 0.2), (2, 0.4)]
+    branch = report["steps"]["root, ρ 0.4"]["mbae"]
+    assert [r["seed"] for r in branch["per_seed"]] == [0, 1, 2]
+    assert branch["valid_ndcg10"][0] == pytest.approx(0.41)
+    run_study(seeds=[0, 1, 2], **kwargs)
+    assert len(trained) == 6                                     # nothing retrained
+    steps[1] = Step("root, ρ 0.4", {"rho": 0.5}, "root")         # settings changed: retrain
+    run_study(seeds=[0], **kwargs)
+    assert trained[6:] == [(0, 0.5)]
+
+
+def test_every_prefix_branches_change_one_setting_of_full_s_stage1():
+    root, *branches = recipes.every_prefix_steps()
+    full = PROFILES["full"]
+    assert all(getattr(full, k) == v for k, v in root.overrides.items())
+    for step in branches:
+        changed = {k for k in step.overrides if step.overrides[k] != root.overrides.get(k)}
+        assert step.parent == root.name and len(changed) == 1, (step.name, changed)
