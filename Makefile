@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(PY) -m fatsmb_lib.pipeline --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE)
+	$(PY) -m fatsmb_lib.course.pipeline --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE)
 
 # nbval executes the notebooks in place with their default parameters; start from a clean
 # scratch run folder so no checkpoint of an earlier code version is reused.
@@ -35,12 +35,12 @@ test: install
 	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 bench: install
-	$(PY) -m fatsmb_lib.bench
+	$(PY) -m fatsmb_lib.studies.bench
 
 # The students' copy: every notebook without its exercise solutions (cells tagged `solution`),
 # in student/ (git-ignored). A copy changed since the last build is kept: FORCE=1 overwrites it.
 student: install
-	$(PY) -m fatsmb_lib.student --out student $(if $(FORCE),--force)
+	$(PY) -m fatsmb_lib.course.student --out student $(if $(FORCE),--force)
 
 clean-venv:
 	rm -rf $(VENV)

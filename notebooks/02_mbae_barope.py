@@ -56,12 +56,14 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from fatsmb_lib import plots, verdicts
-from fatsmb_lib.batches import ClozeView, cloze_mask
-from fatsmb_lib.config import PROFILES, RECIPES, project_root
-from fatsmb_lib.encoder import MBAE, BaRoPE, MultiHeadSelfAttention, apply_rope, rope_cos_sin
-from fatsmb_lib.run import expect, open_run
-from fatsmb_lib.stages import fit_pop, train_bert4rec, train_mbae, train_sasrec
+from fatsmb_lib.studies import plots
+
+from fatsmb_lib.studies import verdicts
+from fatsmb_lib.data.batches import ClozeView, cloze_mask
+from fatsmb_lib.training.config import PROFILES, RECIPES, project_root
+from fatsmb_lib.models.encoder import MBAE, BaRoPE, MultiHeadSelfAttention, apply_rope, rope_cos_sin
+from fatsmb_lib.training.run import expect, open_run
+from fatsmb_lib.training.stages import fit_pop, train_bert4rec, train_mbae, train_sasrec
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed,
                position=position, rho=rho, sigma=sigma, stage1_epochs=epochs)
@@ -360,14 +362,14 @@ paper_size = epoch_sizes.loc["Cloze, the paper's windows"]
 Markdown(f"On {dataset}, an epoch of the paper's windows holds {paper_size['rows per epoch']:,.0f} "
          f"rows and about {paper_size['targets per epoch (expected)']:,.0f} masked targets; "
          f"next-item training has {n_train - data.n_users:,} targets per epoch. "
-         "`python -m fatsmb_lib.recipes` changes one setting at a time and records the "
+         "`python -m fatsmb_lib.studies.recipes` changes one setting at a time and records the "
          "**validation** NDCG@10 over two seeds (the test item is never looked at). Its main line "
          "goes from the paper's recipe to half the rows masking only their last item (the "
          "inference situation, as RecBole's BERT4Rec does), then to overlapping windows, down to "
          "a window ending at every item; the branches change one optimisation setting of the "
          "cheap second step. Each row below is judged against "
          "the step it changes (for BERT4Rec, the nearest step that trained it) with the tie rule "
-         "of `fatsmb_lib.verdicts`; two seeds make a thin estimate of the spread.")
+         "of `fatsmb_lib.studies.verdicts`; two seeds make a thin estimate of the spread.")
 
 # %%
 study_file = project_root() / "reports" / dataset / "recipe_study.json"
@@ -383,7 +385,7 @@ def compared_step(step: str, model: str) -> str | None:
 
 
 if study is None:
-    print(f"no recipe study for {dataset} yet: python -m fatsmb_lib.recipes --dataset {dataset}")
+    print(f"no recipe study for {dataset} yet: python -m fatsmb_lib.studies.recipes --dataset {dataset}")
 else:
     def result(step: str, model: str) -> tuple[float, float]:
         """Validation NDCG@10 (mean, std over the study's seeds) of ``model`` at ``step``."""
@@ -414,7 +416,7 @@ recipe_table.round(3) if study else None
 
 # %%
 if study is None:
-    takeaway = "**Takeaway:** no recipe study for this dataset; run `python -m fatsmb_lib.recipes`."
+    takeaway = "**Takeaway:** no recipe study for this dataset; run `python -m fatsmb_lib.studies.recipes`."
 else:
     def judged(outcome: str) -> str:
         found = [f"{step} ({model}: {verdicts.format_mean_std(result(step, model))} vs "
@@ -587,7 +589,7 @@ Markdown(
 # ## 7 · Table 4, the position half, over three seeds
 #
 # Table 4 puts BaRoPE first among the three position schemes on each of its datasets
-# (Recall@20 and NDCG@20 on test, one run each; the values are in the cell below). The one-seed maps above cannot test that; `python -m fatsmb_lib.compare
+# (Recall@20 and NDCG@20 on test, one run each; the values are in the cell below). The one-seed maps above cannot test that; `python -m fatsmb_lib.studies.compare
 # --profile default --ablations --seeds 0 1 2` trained the three MBAE variants for three seeds
 # each (`reports/<dataset>/comparison-default.json`). That run used an **earlier `default`
 # profile**, the paper's recipe (its settings are printed below), not the recipe this notebook
@@ -607,7 +609,7 @@ claims = [("RoPE", "APE"), ("BaRoPE", "RoPE"), ("BaRoPE", "APE")]   # "A beats B
 table4_metrics = {"valid NDCG@10": ("valid", "NDCG@10"), "test Recall@20": ("test", "Recall@20"),
                   "test NDCG@20": ("test", "NDCG@20"), "test NDCG@10": ("test", "NDCG@10")}
 if ablation is None:
-    print(f"no three-seed position ablation for {dataset}: python -m fatsmb_lib.compare "
+    print(f"no three-seed position ablation for {dataset}: python -m fatsmb_lib.studies.compare "
           f"--dataset {dataset} --profile default --ablations --seeds 0 1 2")
 else:
     earlier = ablation["profile"]

@@ -54,17 +54,17 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 from torch.testing import assert_close
 
-from fatsmb_lib import plots
-from fatsmb_lib.batches import PrefixView
-from fatsmb_lib.config import project_root
-from fatsmb_lib.denoiser import ABLATION, build_denoiser
-from fatsmb_lib.diffusion import PREDICTIONS, LatentDiffusion, oracle_denoiser
-from fatsmb_lib.latents import cosine_by_behavior, trajectory_distances, tsne_2d, user_latents
-from fatsmb_lib.model import FatsMB
-from fatsmb_lib.run import expect, open_run
-from fatsmb_lib.runtime import count_parameters, make_generator
-from fatsmb_lib.stages import prefix_latents, train_denoiser, train_mbae
-from fatsmb_lib.verdicts import format_mean_std, relation, verdict
+from fatsmb_lib.studies import plots
+from fatsmb_lib.data.batches import PrefixView
+from fatsmb_lib.training.config import project_root
+from fatsmb_lib.models.denoiser import ABLATION, build_denoiser
+from fatsmb_lib.models.diffusion import PREDICTIONS, LatentDiffusion, oracle_denoiser
+from fatsmb_lib.studies.latent_space import cosine_by_behavior, trajectory_distances, tsne_2d, user_latents
+from fatsmb_lib.models.fatsmb import FatsMB
+from fatsmb_lib.training.run import expect, open_run
+from fatsmb_lib.support.runtime import count_parameters, make_generator
+from fatsmb_lib.training.stages import prefix_latents, train_denoiser, train_mbae
+from fatsmb_lib.studies.verdicts import format_mean_std, relation, verdict
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, denoiser=denoiser,
                prediction=prediction, omega=omega, stage2_epochs=epochs)
@@ -398,7 +398,7 @@ print(f"Eq. {equation} on {n} training pairs: "
 #
 # Same latents, same epochs: the three denoisers with ε-prediction, and MCGLN with
 # x0-prediction too. All numbers are validation metrics after stage 2 (decoder still the
-# stage-1 one); notebook 04 fine-tunes, and `python -m fatsmb_lib.compare --ablations` repeats
+# stage-1 one); notebook 04 fine-tunes, and `python -m fatsmb_lib.studies.compare --ablations` repeats
 # this over seeds with stage 3.
 #
 # The first row decodes the encoder's own z_b. Stage 2 decodes a *sample* instead, and nothing
@@ -425,7 +425,7 @@ pd.DataFrame(ablation).T[columns].astype(float).round(4).rename_axis("validation
 
 # %% [markdown]
 # One seed ranks nothing. The committed three-seed comparisons on ml100k
-# (`python -m fatsmb_lib.compare`; a gap inside one seed standard deviation is a tie):
+# (`python -m fatsmb_lib.studies.compare`; a gap inside one seed standard deviation is a tie):
 # x0 against ε for MCGLN from `comparison-default.json` (the earlier `default` profile: the
 # paper's Cloze windows, z_b diffused, `--ablations`), and stage 2 against decoding z_b from
 # `comparison.json` (profile `full`: a window at every item, the offset diffused).
@@ -437,7 +437,7 @@ full = json.loads((reports / "comparison.json").read_text())
 
 
 def three_seed_row(file: str, report: dict, claim: str, a: str, b: str, split: str) -> dict:
-    """Claim "A beats B" on NDCG@10 of ``split`` under the one-std rule (fatsmb_lib.verdicts)."""
+    """Claim "A beats B" on NDCG@10 of ``split`` under the one-std rule (fatsmb_lib.studies.verdicts)."""
     table = report["mean_std"][split]
     return {"claim (A beats B)": claim, "file": file, "split": split, "A": a, "B": b,
             "A: NDCG@10": format_mean_std(table[a]["NDCG@10"]),

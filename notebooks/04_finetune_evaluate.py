@@ -50,20 +50,20 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from fatsmb_lib import plots
-from fatsmb_lib.batches import PrefixView
-from fatsmb_lib.compare import ABSENT_BASELINES, PAPER_BASELINES, improve
-from fatsmb_lib.config import get_profile, project_root
-from fatsmb_lib.denoiser import ABLATION
-from fatsmb_lib.encoder import POSITIONS
-from fatsmb_lib.evaluate import format_metrics_table, recommend
-from fatsmb_lib.latents import latent_scale
-from fatsmb_lib.model import FatsMB
-from fatsmb_lib.run import expect, open_run
-from fatsmb_lib.runtime import make_generator
-from fatsmb_lib.stages import (finetune_decoder, fit_pop, prefix_latents, train_bert4rec,
+from fatsmb_lib.studies import plots
+from fatsmb_lib.data.batches import PrefixView
+from fatsmb_lib.studies.compare import ABSENT_BASELINES, PAPER_BASELINES, improve
+from fatsmb_lib.training.config import get_profile, project_root
+from fatsmb_lib.models.denoiser import ABLATION
+from fatsmb_lib.models.encoder import POSITIONS
+from fatsmb_lib.training.evaluate import format_metrics_table, recommend
+from fatsmb_lib.studies.latent_space import latent_scale
+from fatsmb_lib.models.fatsmb import FatsMB
+from fatsmb_lib.training.run import expect, open_run
+from fatsmb_lib.support.runtime import make_generator
+from fatsmb_lib.training.stages import (finetune_decoder, fit_pop, prefix_latents, train_bert4rec,
                                train_denoiser, train_mbae, train_sasrec)
-from fatsmb_lib.verdicts import HOLDS, format_mean_std, relation, verdict
+from fatsmb_lib.studies.verdicts import HOLDS, format_mean_std, relation, verdict
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, stage3_epochs=epochs)
 data, settings, run_dir = ctx.data, ctx.profile, ctx.run_dir
@@ -85,7 +85,7 @@ def load_report(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-three_seeds = load_report("comparison.json")   # `python -m fatsmb_lib.compare`, headline profile
+three_seeds = load_report("comparison.json")   # `python -m fatsmb_lib.studies.compare`, headline profile
 if three_seeds is not None:
     table3 = three_seeds["mean_std"]["test"]
     valid3 = three_seeds["mean_std"]["valid"]
@@ -168,7 +168,7 @@ print(f"stage-3 loss on {len(prefixes['target'])} prefixes: {ours_loss.item():.4
 # %%
 if three_seeds is None:
     say("**Takeaway:** this run's stage-3 change is one seed and ranks nothing; the comparison "
-        f"over seeds has not been run for `{dataset}` (`python -m fatsmb_lib.compare`).")
+        f"over seeds has not been run for `{dataset}` (`python -m fatsmb_lib.studies.compare`).")
 else:
     say(f"**Takeaway** ({seeds_label}): after stage 3, FatsMB is "
         f"{relation(valid3[ours]['NDCG@10'], valid3[stage2_name]['NDCG@10'])} its stage-2 model "
@@ -251,7 +251,7 @@ say(f"**Takeaway:** this run gives FatsMB a test NDCG@10 of {test['FatsMB']['NDC
 # ## 3 · Table 3 over seeds
 #
 # One seed decides nothing, and the other baselines cost too much to train inside this
-# notebook. They are **loaded from the results** of `python -m fatsmb_lib.compare` (several
+# notebook. They are **loaded from the results** of `python -m fatsmb_lib.studies.compare` (several
 # seeds, the headline profile, committed as `reports/<dataset>/comparison.json`), not trained
 # here. The table holds the paper's Table 3 baselines that this project implements and
 # baselines that the paper does not have: SASRec, GRU4Rec and a behavior-aware SASRec
@@ -259,12 +259,12 @@ say(f"**Takeaway:** this run gives FatsMB a test NDCG@10 of {test['FatsMB']['NDC
 # stage 1, not a baseline.
 # The paper's "Improve" row compares FatsMB with the best baseline of each column; here it is
 # computed twice, against the paper's baselines and against all. Every verdict applies the
-# project's tie rule (`fatsmb_lib.verdicts`): a gap inside one seed standard deviation is a tie.
+# project's tie rule (`fatsmb_lib.studies.verdicts`): a gap inside one seed standard deviation is a tie.
 
 # %%
 columns = ("Recall@10", "NDCG@10", "Recall@20", "NDCG@20")
 if three_seeds is None:
-    say(f"**No comparison over seeds for `{dataset}` yet:** run `python -m fatsmb_lib.compare "
+    say(f"**No comparison over seeds for `{dataset}` yet:** run `python -m fatsmb_lib.studies.compare "
         f"--dataset {dataset}`; it writes `reports/{dataset}/comparison.json`, which this section reads.")
     table3_frame = None
 else:
@@ -308,7 +308,7 @@ if three_seeds is not None:
 # Table 4 compares the MBAE with APE, RoPE and BaRoPE, and FatsMB with an MLP, an AdaLN and
 # the MCGLN denoiser (the paper's ε-prediction; our profiles' x0 row beside it), on R@20 and
 # N@20. Notebooks 02 and 03 train some of these variants for one seed; the runs over seeds come from
-# `python -m fatsmb_lib.compare --ablations`, and the report that holds them is labelled with
+# `python -m fatsmb_lib.studies.compare --ablations`, and the report that holds them is labelled with
 # the profile it ran under, as it was then.
 
 # %%
@@ -319,7 +319,7 @@ ablation_file = next((f for f in sorted(reports.glob("comparison*.json"))
                      None) if reports.exists() else None
 table4 = None
 if ablation_file is None:
-    say(f"**No ablation over seeds for `{dataset}` yet:** run `python -m fatsmb_lib.compare "
+    say(f"**No ablation over seeds for `{dataset}` yet:** run `python -m fatsmb_lib.studies.compare "
         f"--dataset {dataset} --ablations`.")
 else:
     ablation = json.loads(ablation_file.read_text())
@@ -721,7 +721,7 @@ say("\n".join(lines))
 #    to rank the three?
 # 2. **Per behavior, over seeds.** Using the comparison over seeds (`three_seeds`), compare
 #    FatsMB with SASRec per target behavior: for which behavior is the gap smallest, and which
-#    gaps hold by the tie rule (`fatsmb_lib.verdicts.verdict`)? This run's one-seed table
+#    gaps hold by the tie rule (`fatsmb_lib.studies.verdicts.verdict`)? This run's one-seed table
 #    (section 2) may point elsewhere: why is the answer over seeds the one to report?
 # 3. **Where the randomness is.** DDIM's η (`settings.eta`) sets how much fresh noise each
 #    sampling step adds: σ_t·noise with σ_t proportional to η (`LatentDiffusion.ddim_step`);

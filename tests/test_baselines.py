@@ -1,11 +1,11 @@
-"""Tests of fatsmb_lib.baselines: Pop counts, BERT4Rec = behavior-free MBAE, SASRec causality and
+"""Tests of fatsmb_lib.models.baselines: Pop counts, BERT4Rec = behavior-free MBAE, SASRec causality and
 its next-item loss."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fatsmb_lib.baselines import BERT4Rec, Pop, SASRec
-from fatsmb_lib.encoder import MBAE, EncoderConfig
+from fatsmb_lib.models.baselines import BERT4Rec, Pop, SASRec
+from fatsmb_lib.models.encoder import MBAE, EncoderConfig
 
 N_ITEMS, N_BEH = 12, 2
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from fatsmb_lib.batches import (ClozeCollate, ClozeView, NextItemView, PrefixView, cloze_mask,
+from fatsmb_lib.data.batches import (ClozeCollate, ClozeView, NextItemView, PrefixView, cloze_mask,
                                 make_loader)
-from fatsmb_lib.preprocess import prepare
-from fatsmb_lib.readers import Interactions
+from fatsmb_lib.data.preprocess import prepare
+from fatsmb_lib.data.readers import Interactions
 
 L = 5
 LENGTHS = [3, 4, 7, 12, 13, 6]   # training parts 1, 2, 5, 10, 11, 4 -> 1 to 3 windows of L=5

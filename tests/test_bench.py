@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from fatsmb_lib.bench import matmul_gflops, run_bench
+from fatsmb_lib.studies.bench import matmul_gflops, run_bench
 
 
 def test_bench_on_tiny_data(tmp_path):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from fatsmb_lib import checkpoints
-from fatsmb_lib.checkpoints import (CheckpointMismatchError, CorruptCheckpointError, atomic_write,
+from fatsmb_lib.support import checkpoints
+from fatsmb_lib.support.checkpoints import (CheckpointMismatchError, CorruptCheckpointError, atomic_write,
                                     load_checkpoint, move_aside, non_finite, save_checkpoint,
                                     settings_digest, state_fingerprint)
 

@@ -3,10 +3,10 @@ import json
 
 import torch
 
-from fatsmb_lib.compare import BASELINES, report_name, run_comparison
-from fatsmb_lib.config import HEADLINE_PROFILE, PROFILES, RECIPES
-from fatsmb_lib.run import open_run
-from fatsmb_lib.stages import train_mbstr
+from fatsmb_lib.studies.compare import BASELINES, report_name, run_comparison
+from fatsmb_lib.training.config import HEADLINE_PROFILE, PROFILES, RECIPES
+from fatsmb_lib.training.run import open_run
+from fatsmb_lib.training.stages import train_mbstr
 
 SHORT = dict(stage1_epochs=2, baseline_epochs=3, stage2_epochs=1, stage3_epochs=1, min_epochs=1)
 

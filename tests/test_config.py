@@ -4,14 +4,14 @@ import dataclasses
 
 import pytest
 
-from fatsmb_lib.config import PROFILES, Profile, get_profile
-from fatsmb_lib.denoiser import DenoiserConfig
-from fatsmb_lib.diffurec import DiffuRecConfig
-from fatsmb_lib.diffusion import DiffusionConfig
-from fatsmb_lib.encoder import EncoderConfig
-from fatsmb_lib.gru4rec import GRU4RecConfig
-from fatsmb_lib.mbstr import MBSTRConfig
-from fatsmb_lib.train import TrainConfig
+from fatsmb_lib.training.config import PROFILES, Profile, get_profile
+from fatsmb_lib.models.denoiser import DenoiserConfig
+from fatsmb_lib.models.diffurec import DiffuRecConfig
+from fatsmb_lib.models.diffusion import DiffusionConfig
+from fatsmb_lib.models.encoder import EncoderConfig
+from fatsmb_lib.models.gru4rec import GRU4RecConfig
+from fatsmb_lib.models.mbstr import MBSTRConfig
+from fatsmb_lib.training.train import TrainConfig
 
 MODEL_KIND_FLAGS = {"use_behavior", "causal"}  # which model it is, not a hyperparameter
 
@@ -63,8 +63,8 @@ def test_dataset_adjustments_come_from_the_registry():
 
 
 def test_a_recipe_is_one_setting_away(tmp_path):
-    from fatsmb_lib.config import RECIPES
-    from fatsmb_lib.run import open_run
+    from fatsmb_lib.training.config import RECIPES
+    from fatsmb_lib.training.run import open_run
 
     ctx = open_run("synthetic-tiny", "smoke", "cpu", tmp_path / "run", tmp_path, recipe="paper",
                    window_stride=3)

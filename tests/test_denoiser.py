@@ -1,4 +1,4 @@
-"""Tests for fatsmb_lib.denoiser: MoE routing (Eqs. 18-20), MCGLN block (Eqs. 21-23),
+"""Tests for fatsmb_lib.models.denoiser: MoE routing (Eqs. 18-20), MCGLN block (Eqs. 21-23),
 the three denoisers, and a short learning run through the diffusion sampler."""
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fatsmb_lib.denoiser import (
+from fatsmb_lib.models.denoiser import (
     DENOISER_KINDS,
     BehaviorMoE,
     DenoiserConfig,
@@ -14,8 +14,8 @@ from fatsmb_lib.denoiser import (
     build_denoiser,
     timestep_embedding,
 )
-from fatsmb_lib.diffusion import DiffusionConfig, LatentDiffusion
-from fatsmb_lib.precision import autocast
+from fatsmb_lib.models.diffusion import DiffusionConfig, LatentDiffusion
+from fatsmb_lib.support.precision import autocast
 
 B, D, DH, NB = 12, 8, 16, 3  # batch, width, expert width, behaviors
 

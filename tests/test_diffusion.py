@@ -1,11 +1,11 @@
-"""Tests for fatsmb_lib.diffusion: schedules, Eq. 15, Eq. 5 (DDIM with η), Eq. 16, Eq. 17."""
+"""Tests for fatsmb_lib.models.diffusion: schedules, Eq. 15, Eq. 5 (DDIM with η), Eq. 16, Eq. 17."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from fatsmb_lib.diffusion import (
+from fatsmb_lib.models.diffusion import (
     DiffusionConfig,
     LatentDiffusion,
     cosine_betas,

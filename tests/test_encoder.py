@@ -1,4 +1,4 @@
-"""Tests of fatsmb_lib.encoder: RoPE/BaRoPE math (Eqs. 10-13, 24-30), padding, the Cloze loss
+"""Tests of fatsmb_lib.models.encoder: RoPE/BaRoPE math (Eqs. 10-13, 24-30), padding, the Cloze loss
 (Eq. 14), latents z_b / z_∅, a short learning run, and the fast paths (cached rotary tables,
 BaRoPE's table lookup, cheap dropout, the chunked cross-entropy, bf16 autocast)."""
 import math
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import fatsmb_lib.encoder as encoder_module
-from fatsmb_lib.encoder import (
+import fatsmb_lib.models.encoder as encoder_module
+from fatsmb_lib.models.encoder import (
     MBAE,
     BaRoPE,
     Dropout,
@@ -23,7 +23,7 @@ from fatsmb_lib.encoder import (
     rope_tables,
     rotate_pairs,
 )
-from fatsmb_lib.precision import autocast
+from fatsmb_lib.support.precision import autocast
 
 N_ITEMS, N_BEH = 30, 3
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from fatsmb_lib.entropy import entropy_table
+from fatsmb_lib.studies.entropy import entropy_table
 
 KEYS = {"H(I)", "H(B)", "H(B|I)", "H(I|B)", "I(I;B)"}
 

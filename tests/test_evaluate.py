@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from fatsmb_lib.evaluate import (
+from fatsmb_lib.training.evaluate import (
     evaluate,
     format_metrics_table,
     mean_std,

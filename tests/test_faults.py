@@ -27,12 +27,14 @@ import numpy as np
 import pytest
 import torch
 
-from fatsmb_lib import checkpoints, pipeline
-from fatsmb_lib.encoder import MBAE
-from fatsmb_lib.preprocess import load_dataset
-from fatsmb_lib.run import open_run
-from fatsmb_lib.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
-from fatsmb_lib.train import CheckpointWarning, NonFiniteLossError, NonFiniteWeightsError
+from fatsmb_lib.support import checkpoints
+
+from fatsmb_lib.course import pipeline
+from fatsmb_lib.models.encoder import MBAE
+from fatsmb_lib.data.preprocess import load_dataset
+from fatsmb_lib.training.run import open_run
+from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
+from fatsmb_lib.training.train import CheckpointWarning, NonFiniteLossError, NonFiniteWeightsError
 
 EPOCHS = dict(stage1_epochs=3, stage2_epochs=3, stage3_epochs=3)
 STAGE_FILES = {1: "mbae-*.pt", 2: "denoiser-*.pt", 3: "decoder-*.pt"}
@@ -86,9 +88,9 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     import torch
     torch.set_num_threads(1)
-    from fatsmb_lib import train
-    from fatsmb_lib.run import open_run
-    from fatsmb_lib.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
+    from fatsmb_lib.training import train
+    from fatsmb_lib.training.run import open_run
+    from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
 
     stage, run_dir, data_dir, marker = int(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
     active = [False]
@@ -305,7 +307,7 @@ def test_a_full_disk_during_a_cache_write_leaves_the_previous_cache(tmp_path, mo
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from fatsmb_lib import pipeline
+    from fatsmb_lib.course import pipeline
     pipeline.run_notebook = lambda notebook, out_dir, parameters: time.sleep(600)
     pipeline.run_pipeline("synthetic-tiny", profile="smoke", device="cpu",
                           reports_dir=Path(sys.argv[1]), data_dir=sys.argv[2])
@@ -395,7 +397,7 @@ def test_checkpoints_are_read_through_one_function():
 SLEEPER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
-    from fatsmb_lib import pipeline
+    from fatsmb_lib.course import pipeline
     notebooks = Path(sys.argv[1])
     pipeline.notebook_sequence = lambda root=None, notebooks_dir=None: sorted(notebooks.glob("*.ipynb"))
     pipeline.main(["--dataset", "synthetic-tiny", "--profile", "smoke", "--device", "cpu",
@@ -441,7 +443,7 @@ def test_sigterm_or_ctrl_c_writes_an_interrupted_summary_and_stops_the_kernel(si
                                       "partial_output": str(run_dir / "02_sleeps.ipynb")}
     assert list(summary["seconds"]) == ["01_first"]
     assert err.endswith(
-        f"python -m fatsmb_lib.pipeline: interrupted by {name} during 02_sleeps.ipynb; the "
+        f"python -m fatsmb_lib.course.pipeline: interrupted by {name} during 02_sleeps.ipynb; the "
         f"notebook's kernel was stopped. Summary: {run_dir / 'run_summary.json'}. Re-run the "
         f"same command to resume: finished checkpoints are reloaded, an interrupted one resumes "
         f"from its last epoch.\n")

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from fatsmb_lib.diffusion import DiffusionConfig, LatentDiffusion
-from fatsmb_lib.model import FatsMB, LatentSpace
+from fatsmb_lib.models.diffusion import DiffusionConfig, LatentDiffusion
+from fatsmb_lib.models.fatsmb import FatsMB, LatentSpace
 
 D = 6
 

@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from fatsmb_lib import pipeline, synthetic
-from fatsmb_lib.config import get_profile
-from fatsmb_lib.datasets import load_interactions, raw_file, register, registered, spec
-from fatsmb_lib.preprocess import cache_key, load_dataset
-from fatsmb_lib.readers import DataError
-from fatsmb_lib.run import open_run
-from fatsmb_lib.stages import train_mbae
+from fatsmb_lib.course import pipeline
+from fatsmb_lib.data import synthetic
+from fatsmb_lib.training.config import get_profile
+from fatsmb_lib.data.datasets import load_interactions, raw_file, register, registered, spec
+from fatsmb_lib.data.preprocess import cache_key, load_dataset
+from fatsmb_lib.data.readers import DataError
+from fatsmb_lib.training.run import open_run
+from fatsmb_lib.training.stages import train_mbae
 
 BEHAVIORS = ("pv", "fav", "cart", "buy")
 COLUMNS = {"user": 0, "item": 1, "behavior": 3, "timestamp": 4}
@@ -128,8 +129,8 @@ def test_register_open_run_train_recommend_in_raw_ids(shop, tmp_path):
 
 
 def test_recommend_with_item_keys_returns_raw_ids_and_without_internal_ones(shop, tmp_path):
-    from fatsmb_lib.evaluate import recommend
-    from fatsmb_lib.stages import fit_pop
+    from fatsmb_lib.training.evaluate import recommend
+    from fatsmb_lib.training.stages import fit_pop
 
     ctx = open_run("shop", "smoke", "cpu", tmp_path / "run", shop)
     data, pop = ctx.data, fit_pop(ctx)
@@ -141,7 +142,7 @@ def test_recommend_with_item_keys_returns_raw_ids_and_without_internal_ones(shop
 
 
 def test_pipeline_and_papermill_run_a_registered_dataset(shop, tmp_path):
-    """``python -m fatsmb_lib.pipeline --dataset shop`` passes ``-p dataset shop`` to papermill;
+    """``python -m fatsmb_lib.course.pipeline --dataset shop`` passes ``-p dataset shop`` to papermill;
     notebook 01 (no training) runs on it end to end."""
     pipeline.main(["--dataset", "shop", "--profile", "smoke", "--device", "cpu",
                    "--data-dir", str(shop), "--reports-dir", str(tmp_path / "reports"),
@@ -201,7 +202,7 @@ def test_a_dataset_too_small_to_evaluate_is_refused_before_training(tmp_path):
 
 
 def test_the_floor_lets_the_course_data_through(shop, tmp_path):
-    from fatsmb_lib.preprocess import MIN_ITEMS, MIN_USERS, check_evaluable
+    from fatsmb_lib.data.preprocess import MIN_ITEMS, MIN_USERS, check_evaluable
 
     names = [("synthetic-tiny", tmp_path), ("shop", shop)]
     if importlib.util.find_spec("recbole") is not None:
@@ -219,7 +220,7 @@ def test_the_run_records_its_own_dataset_not_the_profiles(shop):
 
 
 def test_smoke_is_bounded_on_any_dataset_and_leaves_synthetic_tiny_alone(tmp_path):
-    from fatsmb_lib.preprocess import subsample
+    from fatsmb_lib.data.preprocess import subsample
 
     smoke = get_profile("smoke")
     config = synthetic.SyntheticConfig(n_users=800, n_items=2_000, n_interactions=120_000,
@@ -240,7 +241,7 @@ def test_smoke_is_bounded_on_any_dataset_and_leaves_synthetic_tiny_alone(tmp_pat
     assert f"500 of 800 users sampled (max_users=500)" in note
     assert ctx.data.n_users == smoke.max_users and ctx.data.lengths.max() == smoke.max_history
     # the rows each stage sees: Cloze windows, stage 2-3 prefixes
-    from fatsmb_lib.batches import ClozeView, PrefixView
+    from fatsmb_lib.data.batches import ClozeView, PrefixView
     assert len(PrefixView(ctx.data, smoke.max_len, "train", smoke.prefixes_per_user)) \
         <= smoke.max_users * smoke.prefixes_per_user
     assert len(ClozeView(ctx.data, smoke.max_len, smoke.window_stride)) \
@@ -263,7 +264,7 @@ def test_reports_of_other_datasets_are_ignored_by_git():
     import shutil
     import subprocess
 
-    from fatsmb_lib.config import project_root
+    from fatsmb_lib.training.config import project_root
 
     if shutil.which("git") is None or not (project_root() / ".git").exists():
         pytest.skip("needs the git checkout")

@@ -7,9 +7,9 @@ import nbformat
 import pytest
 import torch
 
-from fatsmb_lib import pipeline
-from fatsmb_lib.readers import DataError
-from fatsmb_lib.student import solution_cells
+from fatsmb_lib.course import pipeline
+from fatsmb_lib.data.readers import DataError
+from fatsmb_lib.course.student import solution_cells
 
 EXERCISES_PER_NOTEBOOK = 3
 
@@ -56,7 +56,7 @@ def test_only_matching_no_notebook_is_a_clear_error(no_execution, tmp_path, caps
     with pytest.raises(SystemExit) as exit_:
         pipeline.main(["--dataset", "synthetic-tiny", "--only", "99", "--reports-dir", str(tmp_path)])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err == f"python -m fatsmb_lib.pipeline: error: {err.value}\n"
+    assert capsys.readouterr().err == f"python -m fatsmb_lib.course.pipeline: error: {err.value}\n"
 
 
 def tiny_notebook(path, body):
@@ -162,8 +162,8 @@ def test_smoke_run_of_every_notebook(tmp_path):
     assert (published / "results.md").read_text().startswith("# synthetic-tiny")
     # data/README.md's recommend snippet, pointed at the run folder, reloads the pipeline's
     # three stages: nothing is retrained, nothing new is written
-    from fatsmb_lib.run import open_run
-    from fatsmb_lib.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
+    from fatsmb_lib.training.run import open_run
+    from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
 
     before = sorted(run_dir.glob("*.pt"))
     ctx = open_run("synthetic-tiny", "smoke", "cpu", run_dir=run_dir)
@@ -215,8 +215,8 @@ def test_only_keeps_the_timings_of_the_other_notebooks(tmp_path, monkeypatch):
 
 TOY_TRAINING = """\
 import warnings
-from fatsmb_lib.progress import ModelLine, capture_warnings
-from fatsmb_lib.train import History
+from fatsmb_lib.support.progress import ModelLine, capture_warnings
+from fatsmb_lib.training.train import History
 capture_warnings()                 # open_run does this in the course notebooks
 history, line = History(), ModelLine("toy-model", 3)
 for epoch in (1, 2):
@@ -235,7 +235,7 @@ def test_the_console_streams_model_lines_and_warnings_and_the_summary_lists_them
     notebooks.mkdir()
     tiny_notebook(notebooks / "01_toy.ipynb", TOY_TRAINING)
     tiny_notebook(notebooks / "02_again.ipynb",        # the same warning: printed and listed once
-                  "import warnings\nfrom fatsmb_lib.progress import capture_warnings\n"
+                  "import warnings\nfrom fatsmb_lib.support.progress import capture_warnings\n"
                   "capture_warnings()\nwarnings.warn('3 users dropped by min_uc', UserWarning)")
     lines = []
     summary = pipeline.run_pipeline("synthetic-tiny", profile="smoke", device="cpu",
@@ -262,8 +262,8 @@ def test_the_console_streams_model_lines_and_warnings_and_the_summary_lists_them
 
 
 def test_a_model_line_shows_epoch_loss_validation_and_time_in_place(tmp_path, capsys):
-    from fatsmb_lib.run import open_run
-    from fatsmb_lib.stages import train_mbae
+    from fatsmb_lib.training.run import open_run
+    from fatsmb_lib.training.stages import train_mbae
 
     ctx = open_run("synthetic-tiny", "smoke", "cpu", tmp_path / "run", tmp_path, stage1_epochs=2)
     _, history = train_mbae(ctx)
@@ -288,7 +288,7 @@ def test_a_run_name_must_be_one_folder_name(no_execution, tmp_path, capsys):
                        "--reports-dir", str(reports)])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == (
-        "python -m fatsmb_lib.pipeline: error: --run '../../x': a run name must be a single "
+        "python -m fatsmb_lib.course.pipeline: error: --run '../../x': a run name must be a single "
         "folder name (letters, digits, '_', '-' and '.', starting with a letter or digit), e.g. "
         "--run trial2; the run is written to reports/<dataset>/<name>/. To write elsewhere, pass "
         "--reports-dir\n")
@@ -314,7 +314,7 @@ def test_two_runs_at_once_each_talk_to_their_own_kernel(tmp_path):
                                f"import glob, time; time.sleep(2); print('run {i}', dataset, glob.glob('kernel-ipc*'))")
         out_dir = tmp_path / f"out{i}"
         out_dir.mkdir()
-        code = ("import sys; from pathlib import Path; from fatsmb_lib.pipeline import run_notebook; "
+        code = ("import sys; from pathlib import Path; from fatsmb_lib.course.pipeline import run_notebook; "
                 "run_notebook(Path(sys.argv[1]), Path(sys.argv[2]), dict(dataset=sys.argv[3], "
                 "profile='smoke', device='cpu', run_dir=sys.argv[2], data_dir='', seed=0))")
         runs.append((source, out_dir, subprocess.Popen(

@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from fatsmb_lib import plots  # noqa: E402
-from fatsmb_lib.entropy import entropy_table  # noqa: E402
+from fatsmb_lib.studies import plots  # noqa: E402
+from fatsmb_lib.studies.entropy import entropy_table  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

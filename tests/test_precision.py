@@ -1,8 +1,8 @@
-"""Tests of fatsmb_lib.precision: the fp32/bf16 knob around torch.autocast."""
+"""Tests of fatsmb_lib.support.precision: the fp32/bf16 knob around torch.autocast."""
 import pytest
 import torch
 
-from fatsmb_lib.precision import PRECISIONS, autocast, autocast_dtype
+from fatsmb_lib.support.precision import PRECISIONS, autocast, autocast_dtype
 
 
 def test_fp32_changes_nothing_and_bf16_autocasts_matmuls():

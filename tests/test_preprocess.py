@@ -5,9 +5,15 @@ import warnings
 import numpy as np
 import pytest
 
-from fatsmb_lib import datasets, preprocess, readers, synthetic
-from fatsmb_lib.preprocess import load_dataset, prepare, stats
-from fatsmb_lib.readers import DataError, Interactions
+from fatsmb_lib.data import datasets
+
+from fatsmb_lib.data import preprocess
+
+from fatsmb_lib.data import readers
+
+from fatsmb_lib.data import synthetic
+from fatsmb_lib.data.preprocess import load_dataset, prepare, stats
+from fatsmb_lib.data.readers import DataError, Interactions
 
 needs_recbole = pytest.mark.skipif(importlib.util.find_spec("recbole") is None,
                                    reason="recbole not installed: pip install --no-deps recbole==1.2.1")

@@ -4,9 +4,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from fatsmb_lib import readers
-from fatsmb_lib.datasets import KNOWN_DATASETS, load_interactions, spec
-from fatsmb_lib.readers import DataError, read_mbstr, read_ml100k, read_table
+from fatsmb_lib.data import readers
+from fatsmb_lib.data.datasets import KNOWN_DATASETS, load_interactions, spec
+from fatsmb_lib.data.readers import DataError, read_mbstr, read_ml100k, read_table
 
 YELP = spec("yelp").behaviors
 GOOD_LINES = ["7\t100\tpos\t1500", "7\t101\ttip\t1400", "3\t100\tneg\t1600", "3\t102\tneutral\t10"]
@@ -306,7 +306,7 @@ def test_duplicated_lines_are_dropped_counted_and_warned(tmp_path):
         "repeat carries no order, and a repeated last interaction would make a user's "
         "validation and test items the same. If they are distinct events, give them distinct "
         "timestamps.")
-    from fatsmb_lib.preprocess import prepare
+    from fatsmb_lib.data.preprocess import prepare
     with pytest.warns(readers.DataWarning, match="15 of 30 lines repeat an earlier line"):
         data = prepare(x)
     assert (data.split().test_items != data.split().valid_items).all()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fatsmb_lib.compare import headline
-from fatsmb_lib.pipeline import notebook_sequence
+from fatsmb_lib.studies.compare import headline
+from fatsmb_lib.course.pipeline import notebook_sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -30,7 +30,7 @@ def test_the_headline_is_the_committed_comparison():
     report = json.loads((ROOT / "reports" / "ml100k" / "comparison.json").read_text())
     assert headline(report) in README.read_text(), (
         "README's headline differs from reports/ml100k/comparison.json: paste the output of "
-        "`python -m fatsmb_lib.compare --headline`")
+        "`python -m fatsmb_lib.studies.compare --headline`")
 
 
 def test_the_headline_words_follow_the_tie_rule():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from fatsmb_lib import runtime
-from fatsmb_lib.runtime import (count_parameters, epoch_generator, epoch_seed, make_generator,
+from fatsmb_lib.support import runtime
+from fatsmb_lib.support.runtime import (count_parameters, epoch_generator, epoch_seed, make_generator,
                                 resolve_device, seed_everything)
 
 

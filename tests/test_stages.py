@@ -5,14 +5,14 @@ import dataclasses
 import pytest
 import torch
 
-from fatsmb_lib.batches import PrefixView
-from fatsmb_lib.config import get_profile
-from fatsmb_lib.evaluate import recommend
-from fatsmb_lib.latents import cosine_by_behavior, latent_scale, trajectory_distances
-from fatsmb_lib.model import FatsMB
-from fatsmb_lib.preprocess import load_dataset
-from fatsmb_lib.run import Context
-from fatsmb_lib.stages import finetune_decoder, fit_pop, prefix_latents, train_denoiser, train_mbae
+from fatsmb_lib.data.batches import PrefixView
+from fatsmb_lib.training.config import get_profile
+from fatsmb_lib.training.evaluate import recommend
+from fatsmb_lib.studies.latent_space import cosine_by_behavior, latent_scale, trajectory_distances
+from fatsmb_lib.models.fatsmb import FatsMB
+from fatsmb_lib.data.preprocess import load_dataset
+from fatsmb_lib.training.run import Context
+from fatsmb_lib.training.stages import finetune_decoder, fit_pop, prefix_latents, train_denoiser, train_mbae
 
 SETTINGS = get_profile("smoke").replace(stage3_epochs=3)
 
@@ -252,7 +252,7 @@ def test_offset_diffusion_with_standard_scaling_learns_and_keeps_its_statistics(
 
 @pytest.mark.parametrize("name", ["sasrec", "behavior_sasrec", "gru4rec", "mbstr", "diffurec"])
 def test_every_baseline_trains_through_fit_and_is_reloaded(trained, tmp_path, name):
-    from fatsmb_lib import stages
+    from fatsmb_lib.training import stages
 
     ctx = dataclasses.replace(trained[0], run_dir=tmp_path).replace(baseline_epochs=2,
                                                                     prefixes_per_user=3)

@@ -3,8 +3,8 @@ stays, and a rebuild never overwrites a student's work unasked."""
 import nbformat
 import pytest
 
-from fatsmb_lib import student
-from fatsmb_lib.pipeline import course_notebooks
+from fatsmb_lib.course import student
+from fatsmb_lib.course.pipeline import course_notebooks
 
 
 def cells(notebook):

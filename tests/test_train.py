@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fatsmb_lib.checkpoints import CheckpointMismatchError
-from fatsmb_lib.evaluate import evaluate
-from fatsmb_lib.runtime import epoch_generator, make_generator
-from fatsmb_lib.train import (CheckpointWarning, History, NonFiniteLossError, NonFiniteWeightsError,
+from fatsmb_lib.support.checkpoints import CheckpointMismatchError
+from fatsmb_lib.training.evaluate import evaluate
+from fatsmb_lib.support.runtime import epoch_generator, make_generator
+from fatsmb_lib.training.train import (CheckpointWarning, History, NonFiniteLossError, NonFiniteWeightsError,
                              TrainConfig, fit)
 
 N, L, D = 20, 6, 8
@@ -344,7 +344,7 @@ def test_an_unreadable_checkpoint_is_moved_aside_and_training_starts_afresh(tmp_
 
 
 def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    from fatsmb_lib import checkpoints
+    from fatsmb_lib.support import checkpoints
 
     model = ToyModel()
     real_save = checkpoints.torch.save

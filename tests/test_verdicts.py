@@ -1,7 +1,7 @@
 """The tie rule every comparative word in the notebooks comes from."""
 import pytest
 
-from fatsmb_lib.verdicts import (DOES_NOT_HOLD, HOLDS, TIES, percent_change, relation, summarize,
+from fatsmb_lib.studies.verdicts import (DOES_NOT_HOLD, HOLDS, TIES, percent_change, relation, summarize,
                                  verdict)
 
 

@@ -1,7 +1,7 @@
 """The project's tie rule, in one place, so that prose cannot rank what the numbers tie.
 
 A claim "A beats B" is judged on results over several seeds, each given as ``(mean, std)``
-(the pairs :func:`fatsmb_lib.evaluate.mean_std` and ``comparison.json`` hold):
+(the pairs :func:`fatsmb_lib.training.evaluate.mean_std` and ``comparison.json`` hold):
 
 - it **holds** when A's mean exceeds B's by more than one seed standard deviation (the larger
   of the two stds);

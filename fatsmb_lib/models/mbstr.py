@@ -20,7 +20,7 @@ Symbol map (code ↔ the description above)::
     score_basis[m], value_basis[m]    W^m        bases of the pair maps, per head
     score_mix[p], value_mix[p]        α_{b_i b_j} mixture of the bases for pair p = (b_i, b_j)
     PairPositionBias.table[p, k, h]   β^h_{b_i b_j}(k), k = bucket(i − j)
-    head experts / gates              BA-Pred (``fatsmb_lib.denoiser.BehaviorMoE``)
+    head experts / gates              BA-Pred (``fatsmb_lib.models.denoiser.BehaviorMoE``)
 
     s_ij = q_i (Σ_m α^m_{b_i b_j} W^m) k_jᵀ / sqrt(d_k) + β_{b_i b_j}(bucket(i − j))
     o_i  = Σ_j softmax_j(s_ij) (Σ_m α'^m_{b_i b_j} W'^m)ᵀ v_j

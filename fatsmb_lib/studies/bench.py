@@ -1,4 +1,4 @@
-"""Benchmark against the machine: ``python -m fatsmb_lib.bench [--dataset ml100k] [--device auto]``.
+"""Benchmark against the machine: ``python -m fatsmb_lib.studies.bench [--dataset ml100k] [--device auto]``.
 
 One run measures, on the same threads:
 
@@ -27,16 +27,16 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .batches import PrefixView
-from .checkpoints import atomic_write
-from .config import project_root
-from .encoder import MBAE
-from .evaluate import evaluate
-from .precision import PRECISIONS, autocast
-from .run import EVAL_BATCH, open_run
-from .runtime import make_generator, peak_rss_mib
-from .stages import build_fatsmb, cloze_batches, prefix_latents, tensor_batches
-from .train import train_one_epoch
+from ..data.batches import PrefixView
+from ..support.checkpoints import atomic_write
+from ..training.config import project_root
+from ..models.encoder import MBAE
+from ..training.evaluate import evaluate
+from ..support.precision import PRECISIONS, autocast
+from ..training.run import EVAL_BATCH, open_run
+from ..support.runtime import make_generator, peak_rss_mib
+from ..training.stages import build_fatsmb, cloze_batches, prefix_latents, tensor_batches
+from ..training.train import train_one_epoch
 
 
 # square products (size, repeats): the model's scale (its widest layer is 4·d = 256 wide,

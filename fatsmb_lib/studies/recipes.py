@@ -1,6 +1,6 @@
 """How a Cloze model is trained: named recipes, and the study that chose ours.
 
-``python -m fatsmb_lib.recipes --dataset ml100k --seeds 0 1`` trains the MBAE (and BERT4Rec)
+``python -m fatsmb_lib.studies.recipes --dataset ml100k --seeds 0 1`` trains the MBAE (and BERT4Rec)
 under a sequence of recipe variants, each differing from its parent step in ONE setting,
 and records per variant: best validation NDCG@10 (mean ± std over seeds; the test item is
 never looked at), the epoch it was reached, rows seen, wall time and the validation curve.
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .batches import ClozeView
-from .checkpoints import atomic_write
-from .config import RECIPES, project_root
-from .evaluate import format_metrics_table
-from .run import Context, open_run
-from .stages import train_bert4rec, train_mbae
+from ..data.batches import ClozeView
+from ..support.checkpoints import atomic_write
+from ..training.config import RECIPES, project_root
+from ..training.evaluate import format_metrics_table
+from ..training.run import Context, open_run
+from ..training.stages import train_bert4rec, train_mbae
 
 @dataclass(frozen=True)
 class Step:

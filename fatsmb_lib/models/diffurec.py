@@ -11,12 +11,12 @@ The noised target, shifted by a timestep embedding e_t = MLP(sinusoid(t)), is ad
 position of the sequence, scaled by λ ~ N(δ, δ²) drawn per element ("uncertainty" of the
 item representation); the approximator reads x̂_0 at the newest position. Inference starts
 from x_T ~ N(0, I) and runs the reverse process with x̂_0 = f_θ(S, x_t, t) at each step (DDIM
-jumps of ``stride`` timesteps, ``eta`` as in ``fatsmb_lib.diffusion``), then scores x̂_0 against
+jumps of ``stride`` timesteps, ``eta`` as in ``fatsmb_lib.models.diffusion``), then scores x̂_0 against
 all items. Behaviors are ignored: DiffuRec is a single-behavior model.
 
 Symbol map (code ↔ paper): ``x0`` ↔ x_0, ``x_t`` ↔ x_t, ``lam`` ↔ λ, ``lambda_uncertainty`` ↔ δ,
 ``T`` ↔ T, ``reconstruct`` ↔ f_θ. The schedule, q_sample and the DDIM step are those of
-:class:`fatsmb_lib.diffusion.LatentDiffusion` with x0-prediction.
+:class:`fatsmb_lib.models.diffusion.LatentDiffusion` with x0-prediction.
 
 Shapes: B batch, L sequence length, D model width, N items.
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import FatsMB
+from ..models.fatsmb import FatsMB
 
 
 @torch.no_grad()

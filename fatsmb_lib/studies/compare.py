@@ -1,4 +1,4 @@
-"""Multi-seed comparison: ``python -m fatsmb_lib.compare --dataset ml100k --seeds 0 1 2``.
+"""Multi-seed comparison: ``python -m fatsmb_lib.studies.compare --dataset ml100k --seeds 0 1 2``.
 
 Trains, for every seed, the baselines (Pop, SASRec, BERT4Rec, GRU4Rec, the behavior-aware
 SASRec, MB-STR, DiffuRec), the MBAE and FatsMB under the profile (``full`` by default, the
@@ -18,12 +18,12 @@ import json
 import time
 from pathlib import Path
 
-from .config import HEADLINE_PROFILE, project_root
-from .denoiser import ABLATION
-from .encoder import POSITIONS
-from .evaluate import format_metrics_table, mean_std
-from .run import Context, open_run
-from .stages import (finetune_decoder, fit_pop, prefix_latents, train_behavior_sasrec,
+from ..training.config import HEADLINE_PROFILE, project_root
+from ..models.denoiser import ABLATION
+from ..models.encoder import POSITIONS
+from ..training.evaluate import format_metrics_table, mean_std
+from ..training.run import Context, open_run
+from ..training.stages import (finetune_decoder, fit_pop, prefix_latents, train_behavior_sasrec,
                      train_bert4rec, train_denoiser, train_diffurec, train_gru4rec, train_mbae,
                      train_mbstr, train_sasrec)
 from .verdicts import format_mean_std, percent_change, relation
@@ -141,10 +141,10 @@ def improve(test: dict, ours: str, baselines: list[str], keys) -> tuple[dict, di
 def headline(report: dict, metric: str = "NDCG@10") -> str:
     """The README's headline from a comparison report (``comparison.json``): test metrics as
     mean ± std per model, where FatsMB stands against each by the one-std tie rule
-    (:mod:`fatsmb_lib.verdicts`), and its change (Table 3's "Improve") against the best
+    (:mod:`fatsmb_lib.studies.verdicts`), and its change (Table 3's "Improve") against the best
     baseline, the best of the paper's own Table 3 baselines, and its own MBAE.
     ``tests/test_readme.py`` checks that the README shows exactly this text;
-    ``python -m fatsmb_lib.compare --headline`` prints it."""
+    ``python -m fatsmb_lib.studies.compare --headline`` prints it."""
     profile = report["profile"]
     fatsmb = f"FatsMB {profile['denoiser']} {profile['prediction']}"
     mbae = f"MBAE {profile['position']}"

@@ -1,4 +1,4 @@
-"""Run the notebook sequence through papermill: ``python -m fatsmb_lib.pipeline``.
+"""Run the notebook sequence through papermill: ``python -m fatsmb_lib.course.pipeline``.
 
 Each notebook ``notebooks/NN_topic.ipynb`` that runs code (all but the markdown-only glossary
 ``00_notation``) is executed (never in place) into
@@ -21,7 +21,7 @@ SIGTERM, which also stop the notebook's kernel; exit status 128 + the signal's n
 
 While a notebook runs, the console shows one line per trained model (rewritten after each
 epoch) and every warning the notebook raises, read from the event file the notebooks append to
-(:mod:`fatsmb_lib.progress`); the summary lists the warnings again. Kernels talk to the runner
+(:mod:`fatsmb_lib.support.progress`); the summary lists the warnings again. Kernels talk to the runner
 over IPC sockets where the platform has them, so ipykernel's warning about unencrypted TCP
 does not fill the console.
 """
@@ -40,12 +40,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checkpoints import CorruptCheckpointError, atomic_write, read_checkpoint
-from .config import PROFILES, get_profile, project_root
-from .datasets import NAME_PATTERN, raw_file
-from .progress import Console, EventTail
-from .run import lock_run_dir
-from .runtime import peak_rss_mib, resolve_device
+from ..support.checkpoints import CorruptCheckpointError, atomic_write, read_checkpoint
+from ..training.config import PROFILES, get_profile, project_root
+from ..data.datasets import NAME_PATTERN, raw_file
+from ..support.progress import Console, EventTail
+from ..training.run import lock_run_dir
+from ..support.runtime import peak_rss_mib, resolve_device
 
 PUBLISHED = ("stats.json", "entropy.json", "metrics.json", "results.md")
 COMMON_PARAMETERS = ("dataset", "profile", "device", "run_dir", "data_dir", "seed")
@@ -505,7 +505,7 @@ def _summary_text(summary: dict, run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fatsmb_lib.pipeline",
+    parser = argparse.ArgumentParser(prog="python -m fatsmb_lib.course.pipeline",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml100k",
                         help="a built-in name, or one registered as data/<name>.dataset.json")

@@ -12,7 +12,7 @@ Symbols: ``z_null`` ↔ z_∅, ``z_b`` ↔ z_b; ω, Δt, η are ``diffusion.cfg.
 The three training stages (Algorithm 1) are three losses of this one model:
 ``MBAE.loss`` (stage 1, Cloze, Eq. 14), :meth:`FatsMB.diffusion_loss` (stage 2, Eq. 16) and
 :meth:`FatsMB.loss` (stage 3: next-item cross-entropy on the decoded z_0, Algorithm 1 lines
-23–28). Which parameters move in each stage is decided by the caller (``fatsmb_lib.stages``).
+23–28). Which parameters move in each stage is decided by the caller (``fatsmb_lib.training.stages``).
 """
 from __future__ import annotations
 

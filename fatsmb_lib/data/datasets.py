@@ -12,13 +12,13 @@ name                    source                                      behaviors
 ``yelp``                ``<data_dir>/yelp.txt`` (MB-STR format)     tip, neg, neutral, pos
 ``retail``              ``<data_dir>/retail.txt``                   pv, fav, cart, buy
 ``ijcai``               ``<data_dir>/ijcai.txt`` (batch 64)         pv, fav, cart, buy
-``synthetic-<preset>``  :data:`fatsmb_lib.synthetic.PRESETS`        the preset's
+``synthetic-<preset>``  :data:`fatsmb_lib.data.synthetic.PRESETS`        the preset's
 ``<name>`` (yours)      ``<data_dir>/<name>.dataset.json``          as registered
 ======================  ==========================================  ========================
 
 **Your own data.** A small JSON file ``<data_dir>/<name>.dataset.json`` registers a CSV/TSV
 under ``name``; from then on ``name`` works everywhere a built-in name does (``open_run``,
-``python -m fatsmb_lib.pipeline --dataset name``, papermill ``-p dataset name``)::
+``python -m fatsmb_lib.course.pipeline --dataset name``, papermill ``-p dataset name``)::
 
     {"file": "shop.csv",                      relative to data_dir (or absolute)
      "columns": {"user": 0, "item": 1, "behavior": 3, "timestamp": 4},
@@ -67,7 +67,7 @@ class DatasetSpec:
 
 REGISTRATION_SUFFIX = ".dataset.json"
 REGISTRATION_HINT = ("To use your own CSV/TSV, register it: write <data_dir>/<name>.dataset.json "
-                     "(see data/README.md) or call fatsmb_lib.datasets.register(...).")
+                     "(see data/README.md) or call fatsmb_lib.data.datasets.register(...).")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SYNTHETIC_PREFIX = "synthetic-"
 HASH_BYTES = 1 << 20  # bytes hashed at each end of a raw file for the cache key

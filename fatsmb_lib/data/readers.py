@@ -14,7 +14,7 @@ dense ids and time-ordered sequences. Readers:
 - :func:`read_table` -- a user's own CSV/TSV, with or without a header row, with a column
   mapping by name or by position.
 
-Which dataset NAME means which file and reader is decided in :mod:`fatsmb_lib.datasets`.
+Which dataset NAME means which file and reader is decided in :mod:`fatsmb_lib.data.datasets`.
 
 Fast path: pandas' C parser with fixed dtypes. Only when that fails (or a value is out of
 range) is the file scanned line by line, to report the first bad line exactly: every

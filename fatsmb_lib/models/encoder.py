@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .precision import autocast_dtype
+from ..support.precision import autocast_dtype
 
 POSITIONS = ("ape", "rope", "barope")
 

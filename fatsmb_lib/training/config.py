@@ -14,9 +14,9 @@ A profile fixes the cost of a run (epochs, patience, seeds) and the paper's hype
   (baselines: 40, stage 2: 12, stage 3: 6), stages 2-3 on each user's 20 most recent training
   prefixes, the denoiser on 1,024-row batches. Its models are under-trained against ``full``'s.
 - ``full``: ml100k on CPU, trained to convergence with the recipe chosen by
-  ``python -m fatsmb_lib.recipes`` (a Cloze window ending at every training item, half the rows
+  ``python -m fatsmb_lib.studies.recipes`` (a Cloze window ending at every training item, half the rows
   masking only their last item, 15 epochs); stages 2-3 diffuse the offset z_b − z_∅. The README's
-  headline table and ``python -m fatsmb_lib.compare --profile full`` use it.
+  headline table and ``python -m fatsmb_lib.studies.compare --profile full`` use it.
 - ``paper``: the paper's schedule for Yelp / Retail / IJCAI on a GPU.
 
 The Cloze models (the MBAE, BERT4Rec) share stage 1's epoch budget; the other baselines use
@@ -28,13 +28,13 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datasets import profile_changes
-from .denoiser import DenoiserConfig
-from .diffurec import DiffuRecConfig
-from .diffusion import DiffusionConfig
-from .encoder import EncoderConfig
-from .gru4rec import GRU4RecConfig
-from .mbstr import MBSTRConfig
+from ..data.datasets import profile_changes
+from ..models.denoiser import DenoiserConfig
+from ..models.diffurec import DiffuRecConfig
+from ..models.diffusion import DiffusionConfig
+from ..models.encoder import EncoderConfig
+from ..models.gru4rec import GRU4RecConfig
+from ..models.mbstr import MBSTRConfig
 from .train import TrainConfig
 
 STAGES = ("stage1", "baseline", "stage2", "stage3")
@@ -118,7 +118,7 @@ class Profile:
     lr_decay: str = "none"            # none | cosine (to 0 at the stage's last epoch)
     precision: str = "fp32"           # fp32 | bf16: matmuls of training forward passes (bf16:
                                       # 2.2x stage-1 speed, validation 0.0520 vs 0.0532 on 2 seeds;
-                                      # evaluation always runs in fp32, see fatsmb_lib.precision)
+                                      # evaluation always runs in fp32, see fatsmb_lib.support.precision)
     stage1_precision: str | None = None   # the Cloze models' (MBAE, BERT4Rec) precision (None:
                                           # ``precision``); bf16 pays there, not in stage 2.
                                           # bf16 under ``full``: validation ties on 3 seeds,
@@ -144,7 +144,7 @@ class Profile:
         """A copy with some fields changed (unknown names raise TypeError naming them)."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise TypeError(f"Profile has no field(s) {unknown}; see fatsmb_lib.config.Profile")
+            raise TypeError(f"Profile has no field(s) {unknown}; see fatsmb_lib.training.config.Profile")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -236,7 +236,7 @@ PROFILES: dict[str, Profile] = {
 
 # Named bundles of Cloze-training fields (``open_run(recipe=...)``). The paper trains on
 # non-overlapping windows with random Cloze masks (Sec. 3.1, Eq. 14); the study behind any other
-# recipe is ``python -m fatsmb_lib.recipes``.
+# recipe is ``python -m fatsmb_lib.studies.recipes``.
 RECIPES: dict[str, dict] = {
     # with its budget: an epoch of the paper's windows holds about 2,400 rows on ml100k (50
     # epochs: the earlier `default` profile's); one of a window at every item about 98,000
@@ -271,7 +271,8 @@ def project_root(start: Path | None = None) -> Path:
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file() and 'name = "fatsmb_lib"' in pyproject.read_text():
             return folder
-    package_parent = Path(__file__).resolve().parents[1]
+    # this file is <checkout>/fatsmb_lib/training/config.py
+    package_parent = Path(__file__).resolve().parents[2]
     if (package_parent / "pyproject.toml").is_file():
         return package_parent
     raise FileNotFoundError(

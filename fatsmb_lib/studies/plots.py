@@ -148,7 +148,7 @@ def metric_bars(table: dict[str, dict], metrics: tuple[str, ...], title: str,
     """Grouped bars of ``metrics`` for each model of ``table`` (name -> metrics dict).
 
     A value is a float (one run) or a ``(mean, std)`` pair over seeds, drawn as the mean with a
-    ±1 std error bar (the tie rule's spread, :mod:`fatsmb_lib.verdicts`). Bars start at zero;
+    ±1 std error bar (the tie rule's spread, :mod:`fatsmb_lib.studies.verdicts`). Bars start at zero;
     model names are slanted so that long names do not run together, and the legend sits
     outside the axes so that it covers no bar.
     """

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batches import PrefixView, make_loader
-from .checkpoints import settings_digest
+from ..data.batches import PrefixView, make_loader
+from ..support.checkpoints import settings_digest
 from .config import PROFILES, RECIPES, Profile, default_run_dir, get_profile, project_root
 from .evaluate import evaluate, recommend
-from .preprocess import SequenceData, check_evaluable, load_dataset, subsample
-from .progress import ModelLine, capture_warnings
-from .runtime import epoch_seed, make_generator, resolve_device, seed_everything
+from ..data.preprocess import SequenceData, check_evaluable, load_dataset, subsample
+from ..support.progress import ModelLine, capture_warnings
+from ..support.runtime import epoch_seed, make_generator, resolve_device, seed_everything
 from .train import History, NonFiniteError, fit
 
 try:
@@ -42,7 +42,7 @@ except ImportError:  # Windows: no flock; runs are then not protected against ea
 # Rows per batch of every pass without gradients (evaluation, prefix latents). 256 keeps a
 # batch's activations in cache: on ml100k, 2 threads, the prefix-latent pass runs 1.6x and
 # full-ranking inference 1.1x the speed of 1024 rows, and a process peaks ~270 MiB lower
-# (measured with `python -m fatsmb_lib.bench`); the metrics are identical.
+# (measured with `python -m fatsmb_lib.studies.bench`); the metrics are identical.
 EVAL_BATCH = 256
 STRICT_DATASETS = ("ml100k",)  # where the notebooks' expectations must hold (the default run)
 STRICT_ENV = "FATSMB_STRICT"   # "1": every expectation is strict; "0": none is
@@ -133,7 +133,7 @@ class Context:
         (e.g. "buy") or an id; returns ``[(item id as in the raw file, title or that id), ...]``.
 
         The history is the user's whole sequence (every interaction the data hold, test item
-        included). For internal ids use :func:`fatsmb_lib.evaluate.recommend` directly.
+        included). For internal ids use :func:`fatsmb_lib.training.evaluate.recommend` directly.
         """
         data = self.data
         rows = np.flatnonzero(data.user_keys.astype(str) == str(user))

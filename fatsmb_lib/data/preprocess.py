@@ -4,7 +4,7 @@ Recipe (version :data:`RECIPE_VERSION`; bump it whenever the output could change
 
 1. drop users with fewer than ``min_uc`` interactions (3 = one training item, plus
    validation and test), and say so: how many users, interactions and items went (a
-   :class:`~fatsmb_lib.readers.DataWarning`, also kept in ``SequenceData.notes``). Negative
+   :class:`~fatsmb_lib.data.readers.DataWarning`, also kept in ``SequenceData.notes``). Negative
    integer ids are kept (ids are only keys) but reported the same way, since exports often
    use -1 for "unknown";
 2. dense ids by sorted raw key: users 0..n_users-1, items 1..N (0 = padding, N+1 = [mask]);
@@ -39,7 +39,7 @@ import pandas as pd
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from . import datasets
-from .checkpoints import atomic_write
+from ..support.checkpoints import atomic_write
 from .readers import DataError, DataWarning, Interactions
 
 RECIPE_VERSION = 1
@@ -186,7 +186,7 @@ def _negative_ids(interactions: Interactions) -> list[str]:
 def prepare(interactions: Interactions, min_uc: int = 3) -> SequenceData:
     """Filter, densify, order and store the sequences (recipe in the module docstring).
 
-    Warns (:class:`~fatsmb_lib.readers.DataWarning`) how many rows each rule removed or
+    Warns (:class:`~fatsmb_lib.data.readers.DataWarning`) how many rows each rule removed or
     flagged; the same sentences are kept in ``SequenceData.notes``.
     """
     assert min_uc >= 3, "min_uc must be >= 3: each user needs training, validation and test items"
@@ -364,7 +364,7 @@ def load_dataset(dataset: str, data_dir: str | Path = "data", cache_dir: str | P
 
     Args:
         dataset: one of ``datasets.KNOWN_DATASETS``, or a name registered in ``data_dir``
-            (``<data_dir>/<name>.dataset.json``, see :func:`fatsmb_lib.datasets.register`).
+            (``<data_dir>/<name>.dataset.json``, see :func:`fatsmb_lib.data.datasets.register`).
         data_dir: where ``yelp.txt`` / ``retail.txt`` / ``ijcai.txt`` and registered files live.
         cache_dir: where prepared arrays are cached; None -> ``<data_dir>/.cache``.
         min_uc: minimum interactions per user.

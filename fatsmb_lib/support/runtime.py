@@ -3,7 +3,7 @@
 Randomness in this project has exactly two sources, both functions of the run's seed:
 
 - **training** draws (dropout masks, the diffusion step t, the noise ε, the guidance drop,
-  stage 3's z_T) come from torch's global generator, which :func:`fatsmb_lib.train.fit`
+  stage 3's z_T) come from torch's global generator, which :func:`fatsmb_lib.training.train.fit`
   re-seeds at the start of every epoch with :func:`epoch_seed` ``(seed, epoch)``. Each epoch
   therefore draws afresh, and a resumed run draws exactly what the uninterrupted run drew.
   Shuffling and Cloze masks use their own generator of the same (seed, epoch)

@@ -1,4 +1,4 @@
-"""The students' copy of the course: ``python -m fatsmb_lib.student`` (``make student``).
+"""The students' copy of the course: ``python -m fatsmb_lib.course.student`` (``make student``).
 
 Every notebook of the course (``notebooks/NN_*.ipynb``, the glossary included) is written to
 ``student/`` (git-ignored) without its exercise solutions: the cells tagged ``solution`` (a
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-from .config import project_root
+from ..training.config import project_root
 from .pipeline import course_notebooks
 
 SOLUTION_TAG = "solution"
@@ -81,7 +81,7 @@ def build_student_copy(out_dir: Path | None = None, notebooks_dir: Path | None =
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fatsmb_lib.student",
+    parser = argparse.ArgumentParser(prog="python -m fatsmb_lib.course.student",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None, help="output folder (default: <repo>/student)")
     parser.add_argument("--force", action="store_true",

@@ -7,7 +7,7 @@ the notebooks teach. What changes between stages is passed in: which parameters 
 loss (``loss_fn(batch)``) and validation (``validate() -> metrics``).
 
 Randomness: every epoch starts by seeding the global generators with ``epoch_seed(seed,
-epoch)`` (see :mod:`fatsmb_lib.runtime`), so dropout masks, diffusion noise and timesteps
+epoch)`` (see :mod:`fatsmb_lib.support.runtime`), so dropout masks, diffusion noise and timesteps
 differ from epoch to epoch, validation in between cannot change them, and a resumed run
 draws exactly what an uninterrupted one drew.
 
@@ -38,10 +38,10 @@ import torch
 from torch import nn
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from .checkpoints import (CHECKPOINT_FORMAT, CorruptCheckpointError, canonical, load_checkpoint,
+from ..support.checkpoints import (CHECKPOINT_FORMAT, CorruptCheckpointError, canonical, load_checkpoint,
                           move_aside, non_finite, save_checkpoint)
-from .precision import autocast
-from .runtime import epoch_seed, model_device, seed_everything, to_device
+from ..support.precision import autocast
+from ..support.runtime import epoch_seed, model_device, seed_everything, to_device
 
 FIT_KEYS = ("fingerprint", "config", "epoch", "finished", "bad_evals", "model", "optimizer",
             "best_state", "history")  # what a checkpoint written by fit holds
@@ -253,7 +253,7 @@ def train_one_epoch(
     precision: str = "fp32",
 ) -> float:
     """One pass over ``batches``: forward (its matmuls in ``precision``, see
-    :mod:`fatsmb_lib.precision`), NaN guard, backward, clip, step. Returns the mean loss.
+    :mod:`fatsmb_lib.support.precision`), NaN guard, backward, clip, step. Returns the mean loss.
 
     Raises ``NonFiniteLossError`` (epoch and step in the message) before the bad step is
     applied, so neither the weights nor the last checkpoint are touched by it; ``fit`` adds
@@ -324,7 +324,7 @@ def fit(
     saying which checkpoint is intact. At the end the best validated weights are in ``model``.
     ``on_epoch(event, history)`` hears of every recorded epoch (``"epoch"``), of a resume
     (``"resumed"``) and of a finished checkpoint reloaded (``"reloaded"``): how a run shows
-    its progress (:class:`fatsmb_lib.progress.ModelLine`).
+    its progress (:class:`fatsmb_lib.support.progress.ModelLine`).
     """
     report = on_epoch or (lambda event, history: None)
     params = list(params)

@@ -1,7 +1,7 @@
 """The three training stages of FatsMB (Algorithm 1) and the trained baselines, as library calls.
 
 Every function reads its settings from ``ctx.profile`` (change them with
-``ctx.replace(field=value)``) and trains through :meth:`fatsmb_lib.run.Context.fit`:
+``ctx.replace(field=value)``) and trains through :meth:`fatsmb_lib.training.run.Context.fit`:
 validation-based early stopping on the validation item, atomic checkpoints, resume, NaN
 guard. A checkpoint's file name carries a digest of every setting that changes its weights,
 so calling a function again with the same settings reloads the finished model instead of
@@ -32,19 +32,19 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from .baselines import BERT4Rec, BehaviorSASRec, Pop, SASRec
-from .batches import ClozeCollate, ClozeView, NextItemView, PrefixView, cloze_mask, make_loader
-from .checkpoints import state_fingerprint, tensor_fingerprint
+from ..models.baselines import BERT4Rec, BehaviorSASRec, Pop, SASRec
+from ..data.batches import ClozeCollate, ClozeView, NextItemView, PrefixView, cloze_mask, make_loader
+from ..support.checkpoints import state_fingerprint, tensor_fingerprint
 from .config import RECIPES
-from .denoiser import build_denoiser
-from .diffurec import DiffuRec
-from .diffusion import LatentDiffusion
-from .encoder import MBAE
-from .gru4rec import GRU4Rec
-from .mbstr import MBSTR
-from .model import SAMPLER_SETTINGS, FatsMB, LatentSpace
+from ..models.denoiser import build_denoiser
+from ..models.diffurec import DiffuRec
+from ..models.diffusion import LatentDiffusion
+from ..models.encoder import MBAE
+from ..models.gru4rec import GRU4Rec
+from ..models.mbstr import MBSTR
+from ..models.fatsmb import SAMPLER_SETTINGS, FatsMB, LatentSpace
 from .run import EVAL_BATCH, Context
-from .runtime import epoch_generator
+from ..support.runtime import epoch_generator
 from .train import History
 
 Batches = Callable[[int], Iterator[dict]]  # epoch -> that epoch's batches

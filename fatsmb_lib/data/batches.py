@@ -1,7 +1,7 @@
 """Torch views of the prepared sequences: Cloze (MBAE, Eq. 14), next-item and prefix batches.
 
 Every view is a ``torch.utils.data.Dataset`` over *rows*; a row is two integers, its user
-and where its window ends in the CSR arrays of :class:`~fatsmb_lib.preprocess.SequenceData`,
+and where its window ends in the CSR arrays of :class:`~fatsmb_lib.data.preprocess.SequenceData`,
 so a view holds O(rows) integers, never an (rows, L) matrix. A batch is gathered with one
 index grid::
 
