@@ -60,7 +60,8 @@ from fatsmb_lib.studies import plots
 
 from fatsmb_lib.studies import verdicts
 from fatsmb_lib.data.batches import ClozeView, cloze_mask
-from fatsmb_lib.training.config import PROFILES, RECIPES, project_root
+from fatsmb_lib.training.config import PROFILES, RECIPES
+from fatsmb_lib.support.paths import project_root
 from fatsmb_lib.models.encoder import MBAE, BaRoPE, MultiHeadSelfAttention, apply_rope, rope_cos_sin
 from fatsmb_lib.training.run import expect, open_run
 from fatsmb_lib.training.stages import fit_pop, train_bert4rec, train_mbae, train_sasrec

@@ -56,7 +56,7 @@ from torch.testing import assert_close
 
 from fatsmb_lib.studies import plots
 from fatsmb_lib.data.batches import PrefixView
-from fatsmb_lib.training.config import project_root
+from fatsmb_lib.support.paths import project_root
 from fatsmb_lib.models.denoiser import ABLATION, build_denoiser
 from fatsmb_lib.models.diffusion import PREDICTIONS, LatentDiffusion, oracle_denoiser
 from fatsmb_lib.studies.latent_space import cosine_by_behavior, trajectory_distances, tsne_2d, user_latents

@@ -53,7 +53,8 @@ from IPython.display import Markdown, display
 from fatsmb_lib.studies import plots
 from fatsmb_lib.data.batches import PrefixView
 from fatsmb_lib.studies.compare import ABSENT_BASELINES, PAPER_BASELINES, improve
-from fatsmb_lib.training.config import get_profile, project_root
+from fatsmb_lib.training.config import get_profile
+from fatsmb_lib.support.paths import project_root
 from fatsmb_lib.models.denoiser import ABLATION
 from fatsmb_lib.models.encoder import POSITIONS
 from fatsmb_lib.training.evaluate import format_metrics_table, recommend

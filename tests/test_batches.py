@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from fatsmb_lib.data.batches import (ClozeCollate, ClozeView, NextItemView, PrefixView, cloze_mask,
-                                make_loader)
+from fatsmb_lib.data.batches import (
+    ClozeCollate,
+    ClozeView,
+    NextItemView,
+    PrefixView,
+    cloze_mask,
+    make_loader,
+)
 from fatsmb_lib.data.preprocess import prepare
 from fatsmb_lib.data.readers import Interactions
 

@@ -7,9 +7,17 @@ import torch
 from torch import nn
 
 from fatsmb_lib.support import checkpoints
-from fatsmb_lib.support.checkpoints import (CheckpointMismatchError, CorruptCheckpointError, atomic_write,
-                                    load_checkpoint, move_aside, non_finite, save_checkpoint,
-                                    settings_digest, state_fingerprint)
+from fatsmb_lib.support.checkpoints import (
+    CheckpointMismatchError,
+    CorruptCheckpointError,
+    atomic_write,
+    load_checkpoint,
+    move_aside,
+    non_finite,
+    save_checkpoint,
+    settings_digest,
+    state_fingerprint,
+)
 
 CONFIG = {"model": "toy", "d": 8, "ks": (10, 20)}
 

@@ -4,13 +4,13 @@ import dataclasses
 
 import pytest
 
-from fatsmb_lib.training.config import PROFILES, Profile, get_profile
 from fatsmb_lib.models.denoiser import DenoiserConfig
 from fatsmb_lib.models.diffurec import DiffuRecConfig
 from fatsmb_lib.models.diffusion import DiffusionConfig
 from fatsmb_lib.models.encoder import EncoderConfig
 from fatsmb_lib.models.gru4rec import GRU4RecConfig
 from fatsmb_lib.models.mbstr import MBSTRConfig
+from fatsmb_lib.training.config import PROFILES, Profile, get_profile
 from fatsmb_lib.training.train import TrainConfig
 
 MODEL_KIND_FLAGS = {"use_behavior", "causal"}  # which model it is, not a hyperparameter
@@ -42,7 +42,7 @@ def test_builders_carry_every_profile_value():
     den = p.denoiser_config(n_behaviors=4)
     assert (den.d_model, den.n_shared, den.dropout, den.n_behaviors) == (48, 3, 0.3, 4)
     train = p.train_config("stage2", seed=5)
-    assert (train.lr, train.max_epochs, train.seed, train.warmup_epochs, train.decay,
+    assert (train.lr, train.max_epochs, train.seed, train.warmup_epochs, train.lr_decay,
             train.monitor) == (1e-4, 9, 5, 2, "cosine", "Recall@20")
     assert p.train_config("stage1", 0).min_epochs == p.min_epochs
     assert p.train_config("stage3", 0).min_epochs == 1

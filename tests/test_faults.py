@@ -27,11 +27,10 @@ import numpy as np
 import pytest
 import torch
 
-from fatsmb_lib.support import checkpoints
-
 from fatsmb_lib.course import pipeline
-from fatsmb_lib.models.encoder import MBAE
 from fatsmb_lib.data.preprocess import load_dataset
+from fatsmb_lib.models.encoder import MBAE
+from fatsmb_lib.support import checkpoints
 from fatsmb_lib.training.run import open_run
 from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
 from fatsmb_lib.training.train import CheckpointWarning, NonFiniteLossError, NonFiniteWeightsError

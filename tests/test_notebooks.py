@@ -11,7 +11,12 @@ import nbformat
 import papermill
 import pytest
 
-from fatsmb_lib.course.pipeline import COMMON_PARAMETERS, course_notebooks, executed_cells, notebook_sequence
+from fatsmb_lib.course.pipeline import (
+    COMMON_PARAMETERS,
+    course_notebooks,
+    executed_cells,
+    notebook_sequence,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))

@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 import pytest
+
 from fatsmb_lib.course import pipeline
 from fatsmb_lib.data import synthetic
-from fatsmb_lib.training.config import get_profile
 from fatsmb_lib.data.datasets import load_interactions, raw_file, register, registered, spec
 from fatsmb_lib.data.preprocess import cache_key, load_dataset
 from fatsmb_lib.data.readers import DataError
+from fatsmb_lib.training.config import get_profile
 from fatsmb_lib.training.run import open_run
 from fatsmb_lib.training.stages import train_mbae
 

@@ -8,17 +8,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fatsmb_lib.models.baselines import BehaviorSASRec, Pop
 from fatsmb_lib.data.batches import ClozeCollate, ClozeView, NextItemView, PrefixView, make_loader
+from fatsmb_lib.data.preprocess import load_dataset
+from fatsmb_lib.models.baselines import BehaviorSASRec, Pop
 from fatsmb_lib.models.diffurec import DiffuRec, DiffuRecConfig
 from fatsmb_lib.models.diffusion import linear_betas
 from fatsmb_lib.models.encoder import EncoderConfig
-from fatsmb_lib.training.evaluate import evaluate
 from fatsmb_lib.models.gru4rec import GRU4Rec, GRU4RecConfig
-from fatsmb_lib.models.mbstr import (MBSTR, BehaviorLinear, MBSTRConfig, MultiBehaviorAttention,
-                              PairPositionBias, relative_buckets)
-from fatsmb_lib.data.preprocess import load_dataset
+from fatsmb_lib.models.mbstr import (
+    MBSTR,
+    BehaviorLinear,
+    MBSTRConfig,
+    MultiBehaviorAttention,
+    PairPositionBias,
+    relative_buckets,
+)
 from fatsmb_lib.support.runtime import make_generator
+from fatsmb_lib.training.evaluate import evaluate
 from fatsmb_lib.training.train import TrainConfig, fit
 
 N_ITEMS, N_BEH, B, L = 12, 3, 3, 8

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fatsmb_lib.course import pipeline
-from fatsmb_lib.data.readers import DataError
 from fatsmb_lib.course.student import solution_cells
+from fatsmb_lib.data.readers import DataError
 
 EXERCISES_PER_NOTEBOOK = 3
 
@@ -163,7 +163,12 @@ def test_smoke_run_of_every_notebook(tmp_path):
     # data/README.md's recommend snippet, pointed at the run folder, reloads the pipeline's
     # three stages: nothing is retrained, nothing new is written
     from fatsmb_lib.training.run import open_run
-    from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
+    from fatsmb_lib.training.stages import (
+        finetune_decoder,
+        prefix_latents,
+        train_denoiser,
+        train_mbae,
+    )
 
     before = sorted(run_dir.glob("*.pt"))
     ctx = open_run("synthetic-tiny", "smoke", "cpu", run_dir=run_dir)

@@ -5,13 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fatsmb_lib.data import datasets
-
-from fatsmb_lib.data import preprocess
-
-from fatsmb_lib.data import readers
-
-from fatsmb_lib.data import synthetic
+from fatsmb_lib.data import datasets, preprocess, readers, synthetic
 from fatsmb_lib.data.preprocess import load_dataset, prepare, stats
 from fatsmb_lib.data.readers import DataError, Interactions
 

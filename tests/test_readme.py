@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fatsmb_lib.studies.compare import headline
 from fatsmb_lib.course.pipeline import notebook_sequence
+from fatsmb_lib.studies.compare import headline
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

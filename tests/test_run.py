@@ -5,7 +5,13 @@ import warnings
 import pytest
 
 from fatsmb_lib.training import run
-from fatsmb_lib.training.run import ExpectationWarning, RunLockedError, expect, lock_run_dir, open_run
+from fatsmb_lib.training.run import (
+    ExpectationWarning,
+    RunLockedError,
+    expect,
+    lock_run_dir,
+    open_run,
+)
 
 
 def test_open_run_checks_the_device_before_reading_any_data(tmp_path):

@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from fatsmb_lib.support import runtime
-from fatsmb_lib.support.runtime import (count_parameters, epoch_generator, epoch_seed, make_generator,
-                                resolve_device, seed_everything)
+from fatsmb_lib.support.runtime import (
+    count_parameters,
+    epoch_generator,
+    epoch_seed,
+    make_generator,
+    resolve_device,
+    seed_everything,
+)
 
 
 def test_seed_everything_seeds_all_three_generators():

@@ -6,13 +6,19 @@ import pytest
 import torch
 
 from fatsmb_lib.data.batches import PrefixView
+from fatsmb_lib.data.preprocess import load_dataset
+from fatsmb_lib.models.fatsmb import FatsMB
+from fatsmb_lib.studies.latent_space import cosine_by_behavior, latent_scale, trajectory_distances
 from fatsmb_lib.training.config import get_profile
 from fatsmb_lib.training.evaluate import recommend
-from fatsmb_lib.studies.latent_space import cosine_by_behavior, latent_scale, trajectory_distances
-from fatsmb_lib.models.fatsmb import FatsMB
-from fatsmb_lib.data.preprocess import load_dataset
 from fatsmb_lib.training.run import Context
-from fatsmb_lib.training.stages import finetune_decoder, fit_pop, prefix_latents, train_denoiser, train_mbae
+from fatsmb_lib.training.stages import (
+    finetune_decoder,
+    fit_pop,
+    prefix_latents,
+    train_denoiser,
+    train_mbae,
+)
 
 SETTINGS = get_profile("smoke").replace(stage3_epochs=3)
 

@@ -4,9 +4,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fatsmb_lib.studies.entropy import entropy_table
 from fatsmb_lib.data.preprocess import prepare
 from fatsmb_lib.data.synthetic import PRESETS, SyntheticConfig, generate
+from fatsmb_lib.studies.entropy import entropy_table
 
 TINY = PRESETS["tiny"]
 # big enough for counting statistics, small enough to generate in ~0.1 s

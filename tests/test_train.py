@@ -8,15 +8,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from fatsmb_lib.support.checkpoints import CheckpointMismatchError
-from fatsmb_lib.training.evaluate import evaluate
 from fatsmb_lib.support.runtime import epoch_generator, make_generator
-from fatsmb_lib.training.train import (CheckpointWarning, History, NonFiniteLossError, NonFiniteWeightsError,
-                             TrainConfig, fit)
+from fatsmb_lib.training.evaluate import evaluate
+from fatsmb_lib.training.train import (
+    CheckpointWarning,
+    History,
+    NonFiniteLossError,
+    NonFiniteWeightsError,
+    TrainConfig,
+    fit,
+)
 
 N, L, D = 20, 6, 8
 CONFIG = {"model": "toy", "d": D, "ks": (10, 20)}
 TRAIN = dict(lr=2e-3, weight_decay=0.01, max_epochs=4, patience=100, min_epochs=1, grad_clip=1.0,
-             monitor="NDCG@10", seed=0, eval_every=1, warmup_epochs=0, decay="none",
+             monitor="NDCG@10", seed=0, eval_every=1, warmup_epochs=0, lr_decay="none",
              precision="fp32")
 
 
@@ -122,14 +128,14 @@ def test_same_seed_twice_gives_identical_runs_and_another_seed_does_not(tmp_path
 
 
 def test_learning_rate_warmup_and_cosine_decay():
-    cfg = TrainConfig(**{**TRAIN, "lr": 1.0, "max_epochs": 12, "warmup_epochs": 3, "decay": "cosine"})
+    cfg = TrainConfig(**{**TRAIN, "lr": 1.0, "max_epochs": 12, "warmup_epochs": 3, "lr_decay": "cosine"})
     assert [cfg.lr_at(e) for e in (1, 2, 3)] == [0.25, 0.5, 0.75]
     assert cfg.lr_at(4) == pytest.approx(1.0)
     assert cfg.lr_at(12) == pytest.approx(0.5 * (1 + math.cos(math.pi * 8 / 9)))  # near 0
     flat = TrainConfig(**TRAIN)
     assert {flat.lr_at(e) for e in range(1, 5)} == {TRAIN["lr"]}
-    with pytest.raises(ValueError, match="decay must be"):
-        TrainConfig(**{**TRAIN, "decay": "linear"})
+    with pytest.raises(ValueError, match="lr_decay must be"):
+        TrainConfig(**{**TRAIN, "lr_decay": "linear"})
 
 
 def test_fit_applies_the_schedule_to_the_optimizer(tmp_path):
@@ -158,15 +164,15 @@ def test_fit_applies_the_schedule_to_the_optimizer(tmp_path):
 def test_a_finished_cosine_run_reloads_instead_of_retraining(tmp_path):
     """The schedule's learning rates are plain floats: a numpy scalar in the optimizer's state
     made the checkpoint unreadable weights-only, so it was moved aside and retrained."""
-    assert type(TrainConfig(**{**TRAIN, "decay": "cosine"}).lr_at(2)) is float
-    run_fit(ToyModel(), tmp_path, max_epochs=3, decay="cosine")
+    assert type(TrainConfig(**{**TRAIN, "lr_decay": "cosine"}).lr_at(2)) is float
+    run_fit(ToyModel(), tmp_path, max_epochs=3, lr_decay="cosine")
 
     def must_not_train(epoch):
         raise AssertionError("a finished cosine-decay run was retrained")
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no CheckpointWarning about an unreadable file
-        run_fit(ToyModel(), tmp_path, max_epochs=3, decay="cosine", train_batches=must_not_train)
+        run_fit(ToyModel(), tmp_path, max_epochs=3, lr_decay="cosine", train_batches=must_not_train)
 
 
 # ----------------------------------------------------------------------------- fit

@@ -1,8 +1,15 @@
 """The tie rule every comparative word in the notebooks comes from."""
 import pytest
 
-from fatsmb_lib.studies.verdicts import (DOES_NOT_HOLD, HOLDS, TIES, percent_change, relation, summarize,
-                                 verdict)
+from fatsmb_lib.studies.verdicts import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    TIES,
+    percent_change,
+    relation,
+    summarize,
+    verdict,
+)
 
 
 def test_a_gap_beyond_the_larger_std_holds_or_fails():

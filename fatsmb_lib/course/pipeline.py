@@ -40,12 +40,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..support.checkpoints import CorruptCheckpointError, atomic_write, read_checkpoint
-from ..training.config import PROFILES, get_profile, project_root
 from ..data.datasets import NAME_PATTERN, raw_file
+from ..support.checkpoints import CorruptCheckpointError, read_checkpoint, write_text
+from ..support.paths import data_folder, project_root
 from ..support.progress import Console, EventTail
-from ..training.run import lock_run_dir
 from ..support.runtime import peak_rss_mib, resolve_device
+from ..training.config import PROFILES, get_profile
+from ..training.run import lock_run_dir
 
 PUBLISHED = ("stats.json", "entropy.json", "metrics.json", "results.md")
 COMMON_PARAMETERS = ("dataset", "profile", "device", "run_dir", "data_dir", "seed")
@@ -147,7 +148,7 @@ def export_html(executed: Path) -> None:
     from nbconvert import HTMLExporter
 
     html, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    executed.with_suffix(".html").write_text(html, encoding="utf-8")
+    write_text(executed.with_suffix(".html"), html)
 
 
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict) -> float:
@@ -305,7 +306,7 @@ def sync_outputs(executed: Path, source: Path) -> None:
 
 
 def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", run: str | None = None,
-                 data_dir: str = "data", seed: int = 0, only: list[str] | None = None,
+                 data_dir: str | Path | None = None, seed: int = 0, only: list[str] | None = None,
                  update_sources: bool = False, reports_dir: Path | None = None, log=print,
                  notebooks_dir: Path | None = None) -> dict:
     """Run every notebook (or those whose names start with ``only``) for one dataset/profile
@@ -318,7 +319,7 @@ def run_pipeline(dataset: str, profile: str = "default", device: str = "auto", r
     lines: the notebooks, one line per trained model and every warning (``summary["warnings"]``).
     """
     root = project_root()
-    data_path = root / data_dir
+    data_path = data_folder(data_dir)
     run = check_run_name(profile if run is None else run)  # before any folder is made
     resolve_device(device)                              # misspelled, or cuda without a GPU
     get_profile(profile, dataset, data_path)            # unknown profile or dataset
@@ -424,8 +425,7 @@ def _earlier(run_dir: Path, dataset: str, profile: str, only) -> dict:
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:
-    text = (json.dumps(summary, indent=2) + "\n").encode()
-    atomic_write(run_dir / "run_summary.json", lambda f: f.write(text))
+    write_text(run_dir / "run_summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def _interrupted(exc: BaseException, notebook: Path | None, events: EventTail, run_dir: Path,
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", default=None,
                         help="run folder name, one folder under reports/<dataset>/ "
                              "(default: the profile)")
-    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--data-dir", default=None, help="default: the checkout's data/")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 02")
     parser.add_argument("--reports-dir", default=None,

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import nbformat
 
-from ..training.config import project_root
+from ..support.checkpoints import write_text
+from ..support.paths import project_root
 from .pipeline import course_notebooks
 
 SOLUTION_TAG = "solution"
@@ -76,7 +77,7 @@ def build_student_copy(out_dir: Path | None = None, notebooks_dir: Path | None =
         nbformat.write(strip_solutions(notebook), target)
         built[source.name] = _digest(target)
         written[target] = len(solution_cells(notebook))
-    manifest_file.write_text(json.dumps(built, indent=1, sort_keys=True) + "\n")
+    write_text(manifest_file, json.dumps(built, indent=1, sort_keys=True) + "\n")
     return written
 
 

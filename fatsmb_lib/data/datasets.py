@@ -38,9 +38,21 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..support.checkpoints import write_text
+from ..support.paths import data_folder
 from . import synthetic
-from .readers import (ML100K_BEHAVIORS, PAPER_DATA_HINT, TABLE_FIELDS, DataError, Interactions,
-                      ml100k_path, read_mbstr, read_ml100k, read_table, require_file)
+from .readers import (
+    ML100K_BEHAVIORS,
+    PAPER_DATA_HINT,
+    TABLE_FIELDS,
+    DataError,
+    Interactions,
+    ml100k_path,
+    read_mbstr,
+    read_ml100k,
+    read_table,
+    require_file,
+)
 
 
 @dataclass(frozen=True)
@@ -85,21 +97,21 @@ REGISTRY: dict[str, DatasetSpec] = {
 KNOWN_DATASETS: tuple[str, ...] = tuple(REGISTRY)
 
 
-def registration_path(name: str, data_dir: str | Path = "data") -> Path:
+def registration_path(name: str, data_dir: str | Path | None = None) -> Path:
     """Where the registration of dataset ``name`` lives: ``<data_dir>/<name>.dataset.json``."""
-    return Path(data_dir) / f"{name}{REGISTRATION_SUFFIX}"
+    return data_folder(data_dir) / f"{name}{REGISTRATION_SUFFIX}"
 
 
-def registered(data_dir: str | Path = "data") -> tuple[str, ...]:
+def registered(data_dir: str | Path | None = None) -> tuple[str, ...]:
     """Names registered in ``data_dir`` (one ``<name>.dataset.json`` each), sorted."""
-    folder = Path(data_dir)
+    folder = data_folder(data_dir)
     if not folder.is_dir():
         return ()
     return tuple(sorted(p.name.removesuffix(REGISTRATION_SUFFIX)
                         for p in folder.glob(f"*{REGISTRATION_SUFFIX}")))
 
 
-def spec(dataset: str, data_dir: str | Path = "data") -> DatasetSpec:
+def spec(dataset: str, data_dir: str | Path | None = None) -> DatasetSpec:
     """The entry of ``dataset``: a built-in one, else its registration in ``data_dir``. An
     unknown name lists the known ones and says how to register a file."""
     if dataset in REGISTRY:
@@ -167,7 +179,7 @@ def _read_registration(name: str, path: Path) -> DatasetSpec:
 
 def register(name: str, file: str | Path, columns: dict, behaviors: tuple[str, ...], *,
              header: bool = True, sep: str | None = None, profile: dict | None = None,
-             data_dir: str | Path = "data") -> Path:
+             data_dir: str | Path | None = None) -> Path:
     """Register a CSV/TSV as dataset ``name``: write ``<data_dir>/<name>.dataset.json`` (the
     format in the module docstring) and check it. Returns the file written.
 
@@ -178,7 +190,7 @@ def register(name: str, file: str | Path, columns: dict, behaviors: tuple[str, .
     if not NAME_PATTERN.fullmatch(name):
         raise DataError(f"dataset name {name!r}: use letters, digits, '_', '-' and '.' "
                         f"(starting with a letter or digit)")
-    data_dir, file = Path(data_dir), Path(file)
+    data_dir, file = data_folder(data_dir), Path(file)
     if not file.is_absolute() and not (data_dir / file).exists() and file.exists():
         file = file.resolve()            # given relative to the working directory
     if file.is_absolute() and file.resolve().is_relative_to(data_dir.resolve()):
@@ -191,7 +203,7 @@ def register(name: str, file: str | Path, columns: dict, behaviors: tuple[str, .
         entry["profile"] = dict(profile)
     path = registration_path(name, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(entry, indent=2) + "\n")
     try:
         _read_registration(name, path)
     except DataError:
@@ -200,18 +212,18 @@ def register(name: str, file: str | Path, columns: dict, behaviors: tuple[str, .
     return path
 
 
-def raw_file(dataset: str, data_dir: str | Path = "data") -> Path | None:
+def raw_file(dataset: str, data_dir: str | Path | None = None) -> Path | None:
     """The raw file behind a named dataset (None for the synthetic ones); raises if missing."""
     entry = spec(dataset, data_dir)
     if entry.kind == "ml100k":
         return ml100k_path()
     if entry.kind == "mbstr":
-        path = Path(data_dir) / f"{dataset}.txt"
+        path = data_folder(data_dir) / f"{dataset}.txt"
         require_file(path, f"Put the MB-STR file for {dataset!r} there "
                            f"(uid<TAB>sid<TAB>behavior<TAB>timestamp). {PAPER_DATA_HINT}")
         return path
     if entry.kind == "table":
-        path = Path(data_dir) / entry.table.file
+        path = data_folder(data_dir) / entry.table.file
         require_file(path, f"{entry.table.registration} names it as the file of dataset "
                            f"{dataset!r}: put the file there or fix \"file\" in the registration.")
         return path
@@ -225,7 +237,7 @@ def synthetic_config(dataset: str) -> synthetic.SyntheticConfig:
     return synthetic.PRESETS[dataset.removeprefix(SYNTHETIC_PREFIX)]
 
 
-def load_interactions(dataset: str, data_dir: str | Path = "data",
+def load_interactions(dataset: str, data_dir: str | Path | None = None,
                       synthetic_seed: int = 0) -> Interactions:
     """Read a dataset by name: one of :data:`KNOWN_DATASETS` or registered in ``data_dir``
     (see the table above)."""
@@ -272,7 +284,7 @@ def source_identity(dataset: str, data_dir: str | Path, synthetic_seed: int) -> 
     return {"file": file_fingerprint(path)}
 
 
-def profile_changes(dataset: str, data_dir: str | Path = "data") -> dict:
+def profile_changes(dataset: str, data_dir: str | Path | None = None) -> dict:
     """Profile fields this dataset changes (IJCAI trains with batch 64, Section 4.1.4; a
     registration's ``"profile"``)."""
     return dict(spec(dataset, data_dir).profile_changes)

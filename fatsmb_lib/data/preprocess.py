@@ -38,8 +38,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from . import datasets
 from ..support.checkpoints import atomic_write
+from ..support.paths import data_folder
+from . import datasets
 from .readers import DataError, DataWarning, Interactions
 
 RECIPE_VERSION = 1
@@ -300,7 +301,7 @@ def report(data: SequenceData, stacklevel: int = 2) -> None:
 
 # --------------------------------------------------------------------------- cache
 
-def cache_key(dataset: str, data_dir: str | Path = "data", min_uc: int = 3,
+def cache_key(dataset: str, data_dir: str | Path | None = None, min_uc: int = 3,
               synthetic_seed: int = 0) -> str:
     """Key of the cached arrays: the raw data's identity plus every option of the recipe."""
     source = datasets.source_identity(dataset, data_dir, synthetic_seed)
@@ -358,7 +359,7 @@ def read_cache(path: Path) -> SequenceData:
     return data
 
 
-def load_dataset(dataset: str, data_dir: str | Path = "data", cache_dir: str | Path | None = None,
+def load_dataset(dataset: str, data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
                  min_uc: int = 3, synthetic_seed: int = 0, progress: bool = False) -> SequenceData:
     """Read (or reuse from the cache) a named dataset, prepared by :func:`prepare`.
 
@@ -371,7 +372,7 @@ def load_dataset(dataset: str, data_dir: str | Path = "data", cache_dir: str | P
         synthetic_seed: seed of the synthetic generator (synthetic datasets only).
         progress: show a progress bar over the stages.
     """
-    cache_dir = Path(data_dir) / ".cache" if cache_dir is None else Path(cache_dir)
+    cache_dir = data_folder(data_dir) / ".cache" if cache_dir is None else Path(cache_dir)
     path = cache_dir / f"{dataset}-{cache_key(dataset, data_dir, min_uc, synthetic_seed)}.npz"
     with tqdm(total=3, desc=dataset, disable=not progress) as bar:
         if path.is_file():

@@ -98,6 +98,14 @@ class FatsMB(nn.Module):
         super().__init__()
         self.mbae, self.denoiser, self.diffusion, self.space = mbae, denoiser, diffusion, space
 
+    def use_sampler(self, **settings) -> None:
+        """Sample from now on with these ``omega`` / ``stride`` / ``eta`` (Eq. 17, Eq. 5)."""
+        unknown = sorted(set(settings) - set(SAMPLER_SETTINGS))
+        if unknown:
+            raise TypeError(f"the sampler takes only {SAMPLER_SETTINGS}, not {unknown}; "
+                            "other diffusion settings change the trained weights")
+        self.diffusion.cfg = dataclasses.replace(self.diffusion.cfg, **settings)  # validated
+
     @contextmanager
     def sampler(self, **settings) -> Iterator["FatsMB"]:
         """Temporarily sample with other ``omega`` / ``stride`` / ``eta`` (Eq. 17, Eq. 5)::
@@ -105,12 +113,8 @@ class FatsMB(nn.Module):
             with fatsmb.sampler(omega=2.0):
                 metrics = ctx.evaluate(fatsmb)
         """
-        unknown = sorted(set(settings) - set(SAMPLER_SETTINGS))
-        if unknown:
-            raise TypeError(f"sampler() takes only {SAMPLER_SETTINGS}, not {unknown}; "
-                            "other diffusion settings change the trained weights")
         saved = self.diffusion.cfg
-        self.diffusion.cfg = dataclasses.replace(saved, **settings)  # validated by the config
+        self.use_sampler(**settings)
         try:
             yield self
         finally:

@@ -28,16 +28,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..data.batches import PrefixView
-from ..support.checkpoints import atomic_write
-from ..training.config import project_root
-from ..models.encoder import MBAE
-from ..training.evaluate import evaluate
+from ..models.encoder import MBAE, EncoderConfig
+from ..support.checkpoints import write_text
+from ..support.paths import project_root
 from ..support.precision import PRECISIONS, autocast
-from ..training.run import EVAL_BATCH, open_run
 from ..support.runtime import make_generator, peak_rss_mib
-from ..training.stages import build_fatsmb, cloze_batches, prefix_latents, tensor_batches
+from ..training.context import EVAL_BATCH
+from ..training.epochs import cloze_batches, tensor_batches
+from ..training.evaluate import evaluate
+from ..training.run import open_run
+from ..training.stages import build_fatsmb, prefix_latents
 from ..training.train import train_one_epoch
-
 
 # square products (size, repeats): the model's scale (its widest layer is 4·d = 256 wide,
 # batches hold 256 rows) and a large one; the better rate is the reference the stages are
@@ -109,22 +110,22 @@ def _inference(model, ctx, precision: str) -> float:
 
 
 def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30,
-              data_dir: str = "data", out_dir: Path | None = None, log=print,
+              data_dir: str | Path | None = None, out_dir: Path | None = None, log=print,
               **overrides) -> dict:
     """Measure everything above under the ``default`` profile (``overrides`` change its fields,
     e.g. ``stage2_batch_size``); write ``<out_dir>/<dataset>-<device type>.{json,md}``
     (default out_dir: ``<repo>/reports/bench``)."""
     ctx = open_run(dataset, "default", device, project_root() / "runs" / "bench",
-                   project_root() / data_dir, **overrides)
+                   data_dir, **overrides)
     dev, profile, data = ctx.device, ctx.profile, ctx.data
     torch.manual_seed(0)
-    mbae = MBAE(profile.encoder_config(data.n_items, data.n_behaviors)).to(dev)
+    mbae = MBAE(profile.config(EncoderConfig, n_items=data.n_items, n_behaviors=data.n_behaviors)).to(dev)
     result = {
         "dataset": dataset, "device": str(dev), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "users": data.n_users, "items": data.n_items, "batch_size": profile.batch_size,
-        "stage2_batch_size": profile.stage2_batch,
+        "stage2_batch_size": profile.stage2_batch_size,
         "n_batches": n_batches, "default_precision": profile.precision,
         "matmul_gflops_by_size": {n: {p: matmul_gflops(dev, p, n, n, n, repeats)
                                       for p in PRECISIONS}
@@ -135,7 +136,7 @@ def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30
     loader = cloze_batches(ctx, profile.sigma)(1)
     cloze = [{k: v.to(dev) for k, v in b.items()} for b in islice(loader, n_batches)]
     # enough prefix latents for n_batches of the larger of the two latent-stage batch sizes
-    latent_passes = n_batches * -(-max(profile.stage2_batch, profile.batch_size) // EVAL_BATCH)
+    latent_passes = n_batches * -(-max(profile.stage2_batch_size, profile.batch_size) // EVAL_BATCH)
     _sync(dev)
     start = time.perf_counter()
     latents = prefix_latents(mbae, ctx, latent_passes)   # encoder forward of both variants
@@ -151,7 +152,7 @@ def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30
 
     stage_inputs = {  # model whose train mode fit would set, batches, loss, trained parameters
         "stage1": (mbae, cloze, mbae.loss, mbae.parameters),
-        "stage2": (model, latent_batches(profile.stage2_batch),
+        "stage2": (model, latent_batches(profile.stage2_batch_size),
                    model.diffusion_loss, model.denoiser.parameters),
         "stage3": (model, latent_batches(profile.batch_size), model.loss,
                    model.mbae.decoder.parameters),
@@ -179,8 +180,8 @@ def run_bench(dataset: str = "ml100k", device: str = "auto", n_batches: int = 30
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
 
     out = Path(out_dir or project_root() / "reports" / "bench") / f"{dataset}-{dev.type}"
-    atomic_write(out.with_suffix(".json"), lambda f: f.write(json.dumps(result, indent=2).encode()))
-    atomic_write(out.with_suffix(".md"), lambda f: f.write(markdown(result).encode()))
+    write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
+    write_text(out.with_suffix(".md"), markdown(result))
     log(markdown(result))
     return result
 
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="ml100k")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", type=int, default=30, help="mini-batches timed per stage")
-    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--data-dir", default=None, help="default: the checkout's data/")
     parser.add_argument("--stage2-batch-size", type=int, default=None,
                         help="rows per denoiser step (default: the profile's stage2_batch_size)")
     parser.add_argument("--out-dir", type=Path, default=None,

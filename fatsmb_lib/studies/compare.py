@@ -18,24 +18,23 @@ import json
 import time
 from pathlib import Path
 
-from ..training.config import HEADLINE_PROFILE, project_root
 from ..models.denoiser import ABLATION
 from ..models.encoder import POSITIONS
+from ..support.checkpoints import write_text
+from ..support.paths import project_root
+from ..training.config import HEADLINE_PROFILE
+from ..training.context import Context
 from ..training.evaluate import format_metrics_table, mean_std
-from ..training.run import Context, open_run
-from ..training.stages import (finetune_decoder, fit_pop, prefix_latents, train_behavior_sasrec,
-                     train_bert4rec, train_denoiser, train_diffurec, train_gru4rec, train_mbae,
-                     train_mbstr, train_sasrec)
+from ..training.peers import BASELINES, fit_pop
+from ..training.registry import train
+from ..training.run import open_run
+from ..training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
 from .verdicts import format_mean_std, percent_change, relation
 
-
-BASELINES = {  # the trained baselines: Table 3's BERT4Rec, MB-STR, DiffuRec and our additions
-    "SASRec": train_sasrec, "BERT4Rec": train_bert4rec, "GRU4Rec": train_gru4rec,
-    "BehaviorSASRec": train_behavior_sasrec, "MB-STR": train_mbstr, "DiffuRec": train_diffurec,
-}
-# The paper's Table 3 baselines that this project implements: its "Improve" row compares
-# FatsMB with the best of these. SASRec, GRU4Rec and the behavior-aware SASRec are ours.
-PAPER_BASELINES = ("BERT4Rec", "MB-STR", "DiffuRec")
+# The paper's Table 3 baselines that this project implements (registered with ``paper=True``):
+# its "Improve" row compares FatsMB with the best of these. The other registered baselines
+# (SASRec, GRU4Rec, the behavior-aware SASRec) are ours.
+PAPER_BASELINES = tuple(name for name, spec in BASELINES.items() if spec.paper)
 # Table 3's other baselines, not implemented yet (issue 22).
 ABSENT_BASELINES = ("MBGCN", "MB-GMN", "PBAT", "MISSL", "M-GPT")
 
@@ -70,8 +69,8 @@ def run_seed(ctx: Context, ablations: bool = False, log=print) -> dict[str, dict
         stage3 = finetune_decoder(model, variant, latents=latents)
         record(f"FatsMB {kind} {prediction}", model, stage1_2 + sum(stage3.seconds))
     record("Pop", fit_pop(ctx), 0.0)
-    for name, train in BASELINES.items():
-        model, history = train(ctx)
+    for name, spec in BASELINES.items():
+        model, history = train(spec, ctx)
         record(name, model, sum(history.seconds))
     for position, (model, history) in mbae.items():
         record(f"MBAE {position}", model, sum(history.seconds))
@@ -86,7 +85,7 @@ def report_name(profile: str) -> str:
 
 
 def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFILE,
-                   device: str = "auto", data_dir: str = "data", ablations: bool = False,
+                   device: str = "auto", data_dir: str | Path | None = None, ablations: bool = False,
                    log=print, run_dir: Path | None = None, out_dir: Path | None = None,
                    **overrides) -> dict:
     """Every model of :func:`run_seed` for each seed, aggregated as mean ± std, written to
@@ -99,7 +98,7 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFI
     per_seed = []
     start = time.perf_counter()
     for seed in seeds:
-        ctx = open_run(dataset, profile, device, run_dir, root / data_dir, seed, **overrides)
+        ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, **overrides)
         per_seed.append(run_seed(ctx, ablations, log))
     summary = {split: {name: mean_std([r[split][name] for r in per_seed]) for name in per_seed[0][split]}
                for split in ("valid", "test")}
@@ -109,7 +108,7 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFI
     out = out_dir or root / "reports" / dataset
     out.mkdir(parents=True, exist_ok=True)
     name = report_name(profile)
-    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text(out / f"{name}.json", json.dumps(report, indent=2) + "\n")
     text = [f"# {dataset}: mean ± std over seeds {seeds} (profile `{profile}`, full ranking)", "",
             "`train minutes`: wall time of the model's own training epochs, validation included "
             "(FatsMB: stages 1-3).", ""]
@@ -125,7 +124,7 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFI
                         for name, m in summary["test"].items()}
         text += [f"## test {metric} per target behavior", "",
                  format_metrics_table(per_behavior, tuple(behaviors)), ""]
-    (out / f"{name}.md").write_text("\n".join(text))
+    write_text(out / f"{name}.md", "\n".join(text))
     log("\n".join(text))
     return report
 
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--profile", default=HEADLINE_PROFILE)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--data-dir", default=None, help="default: the checkout's data/")
     parser.add_argument("--ablations", action="store_true",
                         help="also the other MBAE positions and Table 4's denoiser variants")
     parser.add_argument("--headline", action="store_true",

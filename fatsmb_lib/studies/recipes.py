@@ -13,7 +13,7 @@ run already in it with the same settings is not trained again, so the study resu
 stopped even on a fresh checkout without checkpoints (``--only`` runs some steps and keeps the
 others' rows). Checkpoints go to ``runs/recipes-<dataset>-<profile>/``.
 
-A recipe is a named bundle of profile fields (``config.RECIPES``); ``open_run(recipe=...)``
+A recipe is a named bundle of profile fields (``training.epochs.RECIPES``); ``open_run(recipe=...)``
 applies one before any other override, so the paper's recipe is one setting away.
 """
 from __future__ import annotations
@@ -27,11 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from ..data.batches import ClozeView
-from ..support.checkpoints import atomic_write
-from ..training.config import RECIPES, project_root
+from ..support.checkpoints import write_text
+from ..support.paths import project_root
+from ..training.context import Context
+from ..training.epochs import RECIPES
 from ..training.evaluate import format_metrics_table
-from ..training.run import Context, open_run
-from ..training.stages import train_bert4rec, train_mbae
+from ..training.peers import BERT4REC
+from ..training.registry import train
+from ..training.run import open_run
+from ..training.stages import train_mbae
+
 
 @dataclass(frozen=True)
 class Step:
@@ -114,7 +119,7 @@ def _row(history, rows_per_epoch: int) -> dict:
 def run_step(ctx: Context, model: str) -> dict:
     """Train (or reload) one model under ``ctx``'s profile; its validation summary."""
     rows = len(ClozeView(ctx.data, ctx.profile.max_len, ctx.profile.window_stride))
-    _, history = (train_mbae if model == "mbae" else train_bert4rec)(ctx)
+    _, history = train_mbae(ctx) if model == "mbae" else train(BERT4REC, ctx)
     return _row(history, rows)
 
 
@@ -141,7 +146,7 @@ def _write_report(out: Path, name: str, dataset: str, profile: str, results: dic
                     for run in r["per_seed"]})
     report = {"dataset": dataset, "profile": profile, "seeds": seeds, "minutes": minutes,
               "steps": results}
-    atomic_write(out / f"{name}.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
+    write_text(out / f"{name}.json", json.dumps(report, indent=2))
     table = {f"{step} ({model})": {
         "changes one setting of": r["parent"] or "—", "seeds": len(r["per_seed"]),
         "valid NDCG@10": tuple(r["valid_ndcg10"]),
@@ -152,7 +157,7 @@ def _write_report(out: Path, name: str, dataset: str, profile: str, results: dic
     text = (f"# {dataset}: Cloze recipe study (profile `{profile}`, seeds {seeds}, validation only)\n\n"
             + format_metrics_table(table, keys=("changes one setting of", "seeds", "valid NDCG@10",
                                                 "best epoch", "rows seen (M)", "minutes")) + "\n")
-    atomic_write(out / f"{name}.md", lambda f: f.write(text.encode()))
+    write_text(out / f"{name}.md", text)
     if log:
         log(text)
     return report
@@ -160,7 +165,7 @@ def _write_report(out: Path, name: str, dataset: str, profile: str, results: dic
 
 def run_study(dataset: str, seeds: list[int], profile: str = "default",
               models: tuple[str, ...] = ("mbae", "bert4rec"), device: str = "auto",
-              data_dir: str = "data", log=print, steps: list[Step] | None = None,
+              data_dir: str | Path | None = None, log=print, steps: list[Step] | None = None,
               run_dir: Path | None = None, out_dir: Path | None = None,
               study: str = "paper-windows", only: str | None = None) -> dict:
     """Train every model of every step for every seed and write the report to
@@ -197,7 +202,7 @@ def run_study(dataset: str, seeds: list[int], profile: str = "default",
             if (only and only not in step.name) or seed in finished:
                 continue
             # replace, not open_run's overrides: those skip None (window_stride=None)
-            ctx = open_run(dataset, profile, device, run_dir, root / data_dir,
+            ctx = open_run(dataset, profile, device, run_dir, data_dir,
                            seed).replace(**step.overrides)
             row = {"seed": seed, **run_step(ctx, model)}
             runs[step.name, model].append(row)
@@ -214,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="default")
     parser.add_argument("--models", nargs="+", default=["mbae", "bert4rec"])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--data-dir", default=None, help="default: the checkout's data/")
     parser.add_argument("--study", choices=sorted(STUDIES), default="paper-windows",
                         help="paper-windows: from the paper's recipe to every prefix; "
                              "every-prefix: one-change branches off the every-prefix step")

@@ -39,6 +39,12 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint exists but was made from other data or another config."""
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Every report's writer: ``text`` (UTF-8) to ``path`` through :func:`atomic_write`, so an
+    interrupted run leaves the previous report whole, never half of a new one."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 class CorruptCheckpointError(ValueError):
     """A checkpoint file exists but cannot be used: empty, truncated, garbage, not a
     checkpoint of this project, or holding non-finite numbers."""

@@ -13,163 +13,52 @@ model back, or trains it if 02 was never run.
 - stage 2 :func:`train_denoiser`   — frozen MBAE, the denoiser learns z_∅ → z_b (Eq. 16)
 - stage 3 :func:`finetune_decoder` — frozen MBAE encoder + denoiser, next-item loss on the
   decoder through the full sampler (Algorithm 1, lines 23–28)
-- the baselines (Table 3's peers): :func:`fit_pop`, :func:`train_sasrec`,
-  :func:`train_bert4rec`, :func:`train_gru4rec`, :func:`train_behavior_sasrec`,
-  :func:`train_mbstr`, :func:`train_diffurec` — each under the same protocol (same views, same
-  full-ranking validation, same ``fit``)
+
+The baselines train under the same protocol in ``training.peers``.
 
 The settings that act only when sampling (ω, Δt, η) are not part of stage 2's digest: change
-them at inference with ``FatsMB.sampler(...)``. Stage 3 trains on sampled latents, so they
-are part of its digest.
+them at inference with ``FatsMB.sampler(...)``. Stage 3 trains on latents sampled with the
+run's ω, Δt and η (``ctx.profile``), so they are part of its digest.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 from itertools import islice
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-from ..models.baselines import BERT4Rec, BehaviorSASRec, Pop, SASRec
-from ..data.batches import ClozeCollate, ClozeView, NextItemView, PrefixView, cloze_mask, make_loader
-from ..support.checkpoints import state_fingerprint, tensor_fingerprint
-from .config import RECIPES
-from ..models.denoiser import build_denoiser
-from ..models.diffurec import DiffuRec
-from ..models.diffusion import LatentDiffusion
+from ..data.batches import ClozeView, PrefixView, cloze_mask, make_loader
+from ..models.denoiser import DenoiserConfig, build_denoiser
+from ..models.diffusion import DiffusionConfig, LatentDiffusion
 from ..models.encoder import MBAE
-from ..models.gru4rec import GRU4Rec
-from ..models.mbstr import MBSTR
 from ..models.fatsmb import SAMPLER_SETTINGS, FatsMB, LatentSpace
-from .run import EVAL_BATCH, Context
+from ..support.checkpoints import state_fingerprint, tensor_fingerprint
 from ..support.runtime import epoch_generator
+from .context import EVAL_BATCH, Context
+from .epochs import Batches, cloze_batches, cloze_settings, tensor_batches
+from .registry import ModelSpec, encoder_configs, train
 from .train import History
 
-Batches = Callable[[int], Iterator[dict]]  # epoch -> that epoch's batches
+
+def _cloze_with_behaviors(ctx: Context) -> Batches:
+    return cloze_batches(ctx, ctx.profile.sigma)
 
 
-# ----------------------------------------------------------------------------- stage 1 and baselines
+def _cloze_settings_with_behaviors(ctx: Context) -> dict:
+    return cloze_settings(ctx, ctx.profile.sigma)
 
 
-def cloze_settings(ctx: Context, sigma: float) -> dict:
-    """What shapes a Cloze model's training data: masking, windows and batch size."""
-    p = ctx.profile
-    return {"rho": p.rho, "sigma": sigma, "last_only_prob": p.last_only_prob,
-            "window_stride": p.window_stride, "batch_size": p.batch_size}
-
-
-def cloze_batches(ctx: Context, sigma: float) -> Batches:
-    """Cloze batches of every epoch (Section 3.1): windows of ``ClozeView`` masked by
-    ``cloze_mask`` with the profile's ρ, ``sigma`` and last-item share, shuffled and masked
-    by the epoch's own generator."""
-    p = ctx.profile
-    view = ClozeView(ctx.data, p.max_len, p.window_stride)
-
-    def batches(epoch: int):
-        generator = epoch_generator(ctx.seed, epoch)
-        collate = ClozeCollate(p.rho, sigma, ctx.data.mask_item, ctx.data.mask_behavior,
-                               generator, p.last_only_prob)
-        return make_loader(view, p.batch_size, True, generator, collate)
-    return batches
+# Stage 1: the MBAE trained with the Cloze task (Eq. 14; Algorithm 1, lines 2–15)
+MBAE_SPEC = ModelSpec("MBAE", "mbae-{position}", MBAE, encoder_configs, _cloze_with_behaviors,
+                      _cloze_settings_with_behaviors, stage="stage1")
 
 
 def train_mbae(ctx: Context) -> tuple[MBAE, History]:
-    """Stage 1: the MBAE trained with the Cloze task (Eq. 14; Algorithm 1, lines 2–15)."""
-    cfg = ctx.profile.encoder_config(ctx.data.n_items, ctx.data.n_behaviors)
-    model = ctx.build(MBAE, cfg)
-    settings = {"model": "MBAE", "encoder": dataclasses.asdict(cfg),
-                **cloze_settings(ctx, ctx.profile.sigma)}
-    history = ctx.fit(model, f"mbae-{cfg.position}", "stage1", model.parameters(),
-                      cloze_batches(ctx, ctx.profile.sigma), model.loss, settings)
-    return model, history
-
-
-def train_bert4rec(ctx: Context) -> tuple[BERT4Rec, History]:
-    """BERT4Rec: the same encoder with no behavior information, APE, Cloze (Section 4.1.3),
-    trained with the MBAE's recipe and epoch budget (stage 1's)."""
-    model = ctx.build(BERT4Rec, ctx.profile.encoder_config(ctx.data.n_items, ctx.data.n_behaviors))
-    settings = {"model": "BERT4Rec", "encoder": dataclasses.asdict(model.config),
-                **cloze_settings(ctx, 0.0)}
-    history = ctx.fit(model, "bert4rec", "stage1", model.parameters(), cloze_batches(ctx, 0.0),
-                      model.loss, settings)
-    return model, history
-
-
-def next_item_batches(ctx: Context) -> Batches:
-    """Causal windows (``NextItemView``) of every epoch, shuffled by the epoch's generator."""
-    view = NextItemView(ctx.data, ctx.profile.max_len)
-    return lambda epoch: make_loader(view, ctx.profile.batch_size, True,
-                                     epoch_generator(ctx.seed, epoch))
-
-
-def _train_next_item(ctx: Context, name: str, model: nn.Module, config, **extra) -> History:
-    """A model trained on next-item windows (SASRec, its behavior-aware variant, GRU4Rec)."""
-    settings = {"model": name, "encoder": dataclasses.asdict(config),
-                "batch_size": ctx.profile.batch_size, **extra}
-    return ctx.fit(model, name.lower(), "baseline", model.parameters(), next_item_batches(ctx),
-                   model.loss, settings)
-
-
-def train_sasrec(ctx: Context) -> tuple[SASRec, History]:
-    """SASRec: causal Transformer, next-item cross-entropy at every position of the window."""
-    model = ctx.build(SASRec, ctx.profile.encoder_config(ctx.data.n_items, ctx.data.n_behaviors))
-    return model, _train_next_item(ctx, "SASRec", model, model.config)
-
-
-def train_behavior_sasrec(ctx: Context) -> tuple[BehaviorSASRec, History]:
-    """SASRec with behaviors on its inputs and the target behavior at its query."""
-    model = ctx.build(BehaviorSASRec,
-                      ctx.profile.encoder_config(ctx.data.n_items, ctx.data.n_behaviors))
-    return model, _train_next_item(ctx, "BehaviorSASRec", model, model.config)
-
-
-def train_gru4rec(ctx: Context) -> tuple[GRU4Rec, History]:
-    """GRU4Rec (RecBole's next-item variant) at its own learning rate ``profile.gru4rec_lr``."""
-    ctx = ctx.replace(lr=ctx.profile.gru4rec_lr)
-    config = ctx.profile.gru4rec_config(ctx.data.n_items)
-    model = ctx.build(GRU4Rec, config)
-    return model, _train_next_item(ctx, "GRU4Rec", model, config, max_len=ctx.profile.max_len)
-
-
-def train_mbstr(ctx: Context) -> tuple[MBSTR, History]:
-    """MB-STR: behavior-aware Transformer with its Cloze objective (masked items keep their
-    behavior, which tells the prediction head the target behavior), under its own Cloze recipe
-    ``profile.mbstr_recipe``."""
-    ctx = ctx.replace(**RECIPES[ctx.profile.mbstr_recipe])
-    config = ctx.profile.mbstr_config(ctx.data.n_items, ctx.data.n_behaviors)
-    model = ctx.build(MBSTR, config)
-    settings = {"model": "MBSTR", "config": dataclasses.asdict(config),
-                "max_len": ctx.profile.max_len, **cloze_settings(ctx, 0.0)}
-    history = ctx.fit(model, "mbstr", "baseline", model.parameters(), cloze_batches(ctx, 0.0),
-                      model.loss, settings)
-    return model, history
-
-
-def train_diffurec(ctx: Context) -> tuple[DiffuRec, History]:
-    """DiffuRec on every training prefix (each user's ``prefixes_per_user`` most recent)."""
-    p = ctx.profile
-    encoder, diffusion = p.encoder_config(ctx.data.n_items, ctx.data.n_behaviors), p.diffurec_config()
-    model = ctx.build(DiffuRec, encoder, diffusion)
-    view = PrefixView(ctx.data, p.max_len, "train", p.prefixes_per_user)
-    settings = {"model": "DiffuRec", "encoder": dataclasses.asdict(model.config),
-                "diffusion": dataclasses.asdict(diffusion), "batch_size": p.batch_size,
-                "prefixes_per_user": p.prefixes_per_user}
-    history = ctx.fit(model, "diffurec", "baseline", model.parameters(),
-                      lambda epoch: make_loader(view, p.batch_size, True,
-                                                epoch_generator(ctx.seed, epoch)),
-                      model.loss, settings)
-    return model, history
-
-
-def fit_pop(ctx: Context, per_behavior: bool = False) -> Pop:
-    """Popularity from the training part of each sequence (never the validation/test items)."""
-    split = ctx.data.split()
-    items = torch.as_tensor(split.train_items).long()
-    behaviors = torch.as_tensor(split.train_behaviors).long()
-    return Pop.fit(items, behaviors, ctx.data.n_items, ctx.data.n_behaviors,
-                   per_behavior).to(ctx.device)
+    """Stage 1: the MBAE trained with the Cloze task (Eq. 14; Algorithm 1, lines 2–15), the
+    profile's ρ and σ."""
+    return train(MBAE_SPEC, ctx)
 
 
 # ----------------------------------------------------------------------------- latents for stages 2-3
@@ -188,7 +77,7 @@ def prefix_latents(mbae: MBAE, ctx: Context, n_batches: int | None = None) -> di
     # the allocator's heap, which then grows by ~5 MiB a batch (ml100k, measured)
     out = {"z_b": torch.empty(n, mbae.config.d_model, device=ctx.device),
            "z_null": torch.empty(n, mbae.config.d_model, device=ctx.device),
-           "behavior": torch.empty(n, dtype=torch.long, device=ctx.device),
+           "target_behavior": torch.empty(n, dtype=torch.long, device=ctx.device),
            "target": torch.empty(n, dtype=torch.long, device=ctx.device)}
     start = 0
     for batch in islice(make_loader(view, EVAL_BATCH, False), n_batches):
@@ -196,26 +85,16 @@ def prefix_latents(mbae: MBAE, ctx: Context, n_batches: int | None = None) -> di
         target_behavior = batch["target_behavior"].to(ctx.device)
         out["z_b"][rows], out["z_null"][rows] = mbae.latents(
             batch["items"].to(ctx.device), batch["behaviors"].to(ctx.device), target_behavior)
-        out["behavior"][rows] = target_behavior
+        out["target_behavior"][rows] = target_behavior
         out["target"][rows] = batch["target"]
         start = rows.stop
     return out
 
 
-def tensor_batches(tensors: dict[str, torch.Tensor], batch_size: int,
-                   generator: torch.Generator) -> Iterator[dict]:
-    """Shuffled mini-batches of equally long tensors (already on the device)."""
-    n = len(next(iter(tensors.values())))
-    order = torch.randperm(n, generator=generator).to(next(iter(tensors.values())).device)
-    for start in range(0, n, batch_size):
-        index = order[start:start + batch_size]
-        yield {key: value[index] for key, value in tensors.items()}
-
-
 def _rows_fingerprint(latents: dict[str, torch.Tensor]) -> str:
     """Which training prefixes a latents dict holds (their targets and behaviors; the latents
     themselves follow from the encoder's fingerprint): a restricted dict trains a new model."""
-    return tensor_fingerprint({key: latents[key] for key in ("target", "behavior")})
+    return tensor_fingerprint({key: latents[key] for key in ("target", "target_behavior")})
 
 
 def cloze_latent_batches(mbae: MBAE, ctx: Context) -> Batches:
@@ -226,7 +105,7 @@ def cloze_latent_batches(mbae: MBAE, ctx: Context) -> Batches:
     def batches(epoch: int):
         generator = epoch_generator(ctx.seed, epoch)
         mbae.eval()  # frozen: no dropout while it produces targets (fit() set train mode)
-        for batch in make_loader(view, ctx.profile.stage2_batch, True, generator):
+        for batch in make_loader(view, ctx.profile.stage2_batch_size, True, generator):
             # masks drawn on the CPU, from the epoch's CPU generator (the same masks on any device)
             masked = cloze_mask(batch["items"], batch["behaviors"], ctx.profile.rho, 0.0,
                                 ctx.data.mask_item, ctx.data.mask_behavior, generator,
@@ -235,7 +114,7 @@ def cloze_latent_batches(mbae: MBAE, ctx: Context) -> Batches:
                                         (batch["items"], batch["behaviors"], masked))
             with torch.no_grad():
                 z_b, z_null, _, b = mbae.latents_at(items, behaviors, masked)
-            yield {"z_b": z_b, "z_null": z_null, "behavior": b}
+            yield {"z_b": z_b, "z_null": z_null, "target_behavior": b}
     return batches
 
 
@@ -246,8 +125,8 @@ def build_fatsmb(mbae: MBAE, ctx: Context) -> FatsMB:
     """FatsMB around a COPY of the stage-1 MBAE (stage 3 then changes only the copy's decoder,
     so the MBAE row of the comparison stays the stage-1 model)."""
     p = ctx.profile
-    diffusion = LatentDiffusion(p.diffusion_config())
-    denoiser = ctx.build(build_denoiser, p.denoiser_config(ctx.data.n_behaviors))
+    diffusion = LatentDiffusion(p.config(DiffusionConfig))
+    denoiser = ctx.build(build_denoiser, p.config(DenoiserConfig, n_behaviors=ctx.data.n_behaviors))
     space = LatentSpace(p.d_model, p.diffusion_target, p.latent_scaling)
     return FatsMB(copy.deepcopy(mbae), denoiser, diffusion, space).to(ctx.device)
 
@@ -274,7 +153,7 @@ def train_denoiser(mbae: MBAE, ctx: Context, latents: dict | None = None) -> tup
     latents = latents if latents is not None else prefix_latents(model.mbae, ctx)
     model.space.fit_(latents["z_b"], latents["z_null"])
     if p.stage2_source == "prefix":
-        batches = lambda epoch: tensor_batches(latents, p.stage2_batch,  # noqa: E731
+        batches = lambda epoch: tensor_batches(latents, p.stage2_batch_size,  # noqa: E731
                                                epoch_generator(ctx.seed, epoch))
         source = {"source": "prefix", "rows": _rows_fingerprint(latents)}
     elif p.stage2_source == "cloze":
@@ -282,12 +161,12 @@ def train_denoiser(mbae: MBAE, ctx: Context, latents: dict | None = None) -> tup
         source = {"source": "cloze", "rho": p.rho, "window_stride": p.window_stride}
     else:
         raise ValueError(f"stage2_source must be 'prefix' or 'cloze', not {p.stage2_source!r}")
-    trained = {k: v for k, v in dataclasses.asdict(p.diffusion_config()).items()
+    trained = {k: v for k, v in dataclasses.asdict(p.config(DiffusionConfig)).items()
                if k not in SAMPLER_SETTINGS}  # sampler-only settings: see the module docstring
     settings = {"stage": 2, "mbae": state_fingerprint(mbae), "diffusion": trained,
                 "space": {"target": p.diffusion_target, "scaling": p.latent_scaling},
-                "denoiser": dataclasses.asdict(p.denoiser_config(ctx.data.n_behaviors)),
-                "batch_size": p.stage2_batch, **source}
+                "denoiser": dataclasses.asdict(p.config(DenoiserConfig, n_behaviors=ctx.data.n_behaviors)),
+                "batch_size": p.stage2_batch_size, **source}
     history = ctx.fit(model, f"denoiser-{p.denoiser}-{p.prediction}", "stage2",
                       model.denoiser.parameters(), batches, model.diffusion_loss, settings)
     return model, history
@@ -295,7 +174,8 @@ def train_denoiser(mbae: MBAE, ctx: Context, latents: dict | None = None) -> tup
 
 def finetune_decoder(model: FatsMB, ctx: Context, latents: dict | None = None) -> History:
     """Stage 3 (Algorithm 1, lines 23–28): encoder and denoiser frozen, the decoder is
-    fine-tuned with next-item cross-entropy on z_0 sampled from z_∅ of every training prefix.
+    fine-tuned with next-item cross-entropy on z_0 sampled from z_∅ of every training prefix,
+    with the run's sampler settings (``ctx.profile``'s ω, Δt, η), which the model then keeps.
 
     NOTE: Algorithm 1 uses each sequence's last item only; we use every training prefix
     (the next-item signal that makes SASRec strong), measured in notebook 04.
@@ -305,10 +185,11 @@ def finetune_decoder(model: FatsMB, ctx: Context, latents: dict | None = None) -
     _freeze(model.denoiser)
     model.mbae.decoder.requires_grad_(True)  # stage 2 froze the whole MBAE
     latents = latents if latents is not None else prefix_latents(model.mbae, ctx)
+    sampler = {name: getattr(p, name) for name in SAMPLER_SETTINGS}
+    model.use_sampler(**sampler)
     settings = {"stage": 3, "model": state_fingerprint(model), "batch_size": p.batch_size,
-                "rows": _rows_fingerprint(latents),
-                "sampler": {name: getattr(model.diffusion.cfg, name) for name in SAMPLER_SETTINGS}}
-    tensors = {key: latents[key] for key in ("z_null", "behavior", "target")}
+                "rows": _rows_fingerprint(latents), "sampler": sampler}
+    tensors = {key: latents[key] for key in ("z_null", "target_behavior", "target")}
     return ctx.fit(model, "decoder", "stage3", model.mbae.decoder.parameters(),
                    lambda epoch: tensor_batches(tensors, p.batch_size,
                                                 epoch_generator(ctx.seed, epoch)),

@@ -38,8 +38,15 @@ import torch
 from torch import nn
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from ..support.checkpoints import (CHECKPOINT_FORMAT, CorruptCheckpointError, canonical, load_checkpoint,
-                          move_aside, non_finite, save_checkpoint)
+from ..support.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CorruptCheckpointError,
+    canonical,
+    load_checkpoint,
+    move_aside,
+    non_finite,
+    save_checkpoint,
+)
 from ..support.precision import autocast
 from ..support.runtime import epoch_seed, model_device, seed_everything, to_device
 
@@ -83,7 +90,7 @@ class TrainConfig:
     ``monitor`` names a key of ``validate()``'s dict; higher is better (Recall/NDCG).
     ``patience`` counts evaluations, not epochs; no early stop before ``min_epochs``.
     ``grad_clip`` <= 0 disables clipping. ``warmup_epochs`` = w ramps the learning rate
-    linearly over the first w epochs (epoch e <= w trains at lr·e/(w+1)); ``decay`` = "cosine"
+    linearly over the first w epochs (epoch e <= w trains at lr·e/(w+1)); ``lr_decay`` = "cosine"
     then anneals it towards 0 at ``max_epochs`` ("none": constant).
     """
 
@@ -97,18 +104,18 @@ class TrainConfig:
     seed: int
     eval_every: int
     warmup_epochs: int
-    decay: str
+    lr_decay: str
     precision: str  # "fp32" | "bf16": the matmuls of the training forward pass
 
     def __post_init__(self) -> None:
-        if self.decay not in ("none", "cosine"):
-            raise ValueError(f"decay must be 'none' or 'cosine', got {self.decay!r}")
+        if self.lr_decay not in ("none", "cosine"):
+            raise ValueError(f"lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of epoch ``epoch`` (1-based), held constant within the epoch."""
         if epoch <= self.warmup_epochs:
             return self.lr * epoch / (self.warmup_epochs + 1)
-        if self.decay == "cosine":
+        if self.lr_decay == "cosine":
             progress = (epoch - 1 - self.warmup_epochs) / max(self.max_epochs - self.warmup_epochs, 1)
             return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
         return self.lr
