@@ -1,29 +1,41 @@
 """fatsmb_lib: the code the FatsMB notebooks share (KDD '26, latent preference diffusion for
 multi-behavior sequential recommendation).
 
-The path of the data through the library. Arrows are imports; a module imports only modules
-on lines above it or to its left (``tests/test_imports.py`` checks there is no cycle)::
+Six layers, one package each, in the order the data flow through them. A module imports only
+from its own layer or the ones above it in this map, and within its layer only modules written
+to its left (``tests/test_imports.py`` checks both against the real imports)::
 
-    data       readers → synthetic → datasets → preprocess → batches
-    models     encoder → baselines        diffusion, denoiser → model (FatsMB) → latents
-    training   runtime, checkpoints → train (fit)            runtime → evaluate (+ recommend)
-    settings   config (Profile: every hyperparameter; builds the component configs)
-    a run      run (open_run → Context) → stages → pipeline, compare, bench → notebooks
-               pipeline → student (the notebooks without their solutions)
-    figures    entropy, plots, verdicts (the tie rule every comparative word comes from)
+    support   paths, runtime, checkpoints, precision, progress
+    data      readers, synthetic, datasets, preprocess, batches
+    models    kernels, contract, encoder, diffusion, denoiser, fatsmb, baselines, gru4rec, mbstr, diffurec
+    training  train, evaluate, context, epochs, registry, stages, peers, config, run
+    studies   verdicts, entropy, plots, latent_space, compare, recipes, bench
+    course    pipeline, student
 
-- ``readers`` parse files, ``synthetic`` generates data, ``datasets`` maps a name to its
-  source (built in, or registered by ``data/<name>.dataset.json``), ``preprocess`` makes
-  dense time-ordered sequences and the leave-one-out split,
-  ``batches`` serves them as Cloze / next-item / prefix batches.
-- ``encoder`` is the MBAE with BaRoPE, ``diffusion`` + ``denoiser`` (MCGLN) the latent
-  diffusion, ``model`` FatsMB end to end.
-- ``runtime`` owns seeds and devices, ``checkpoints`` atomic files, ``train`` the loop,
-  ``evaluate`` full-ranking metrics.
-- ``run.open_run`` turns a notebook's parameters into a ``Context``; ``stages`` trains the
-  three stages and the baselines from it. ``run.expect`` checks trained results (strict on
-  ml100k), ``run.lock_run_dir`` keeps one writer per run folder. ``pipeline`` executes the
-  notebooks through papermill; ``student`` writes the students' copy without solutions.
+- ``support``: the checkout's folders (``paths``), seeds and devices (``runtime``), atomic
+  files and checkpoints (``checkpoints``; ``write_text`` writes every report), bf16 autocast
+  (``precision``), one progress line per model (``progress``).
+- ``data``: ``readers`` parse files, ``synthetic`` generates data, ``datasets`` maps a name to
+  its source (built in, or registered by ``data/<name>.dataset.json``), ``preprocess`` makes
+  dense time-ordered sequences and the leave-one-out split, ``batches`` serves them as Cloze /
+  next-item / prefix batches.
+- ``models``: ``contract`` declares what every model is (``loss`` / ``score_all`` on one batch
+  vocabulary); ``kernels`` holds the speed devices the equations are written with;
+  ``encoder`` is the MBAE with BaRoPE (Section 3.1), ``diffusion`` + ``denoiser`` (MCGLN) the
+  latent diffusion (Sections 3.2-3.3), ``fatsmb`` the model end to end; then the baselines.
+- ``training``: ``train.fit`` is the loop, ``evaluate`` full-ranking metrics, ``context`` the
+  run a model trains in, ``epochs`` what it sees each epoch, ``registry`` one registration per
+  model, ``stages`` FatsMB's three stages (Algorithm 1), ``peers`` the baselines, ``config``
+  every setting (``Profile``), ``run.open_run`` a notebook's parameters turned into a
+  ``Context``.
+- ``studies``: the tie rule every comparative word comes from (``verdicts``), notebook 01's
+  entropies, figures, notebook 03's latent-space analysis, and the commands behind the
+  reports: ``python -m fatsmb_lib.studies.compare | recipes | bench``.
+- ``course``: ``python -m fatsmb_lib.course.pipeline`` executes the notebooks through
+  papermill; ``student`` writes the students' copy without solutions.
+
+Adding a model: one module in ``models`` and one registration in ``training/peers.py``; the
+recipe is in ``training/registry.py``'s docstring.
 """
 
 __version__ = "0.1.0"

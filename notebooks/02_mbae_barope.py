@@ -41,7 +41,7 @@ device = "auto"        # auto | cpu | cuda
 run_dir = ""           # empty: runs/<dataset>-<profile> (git-ignored)
 data_dir = ""          # empty: <repo>/data
 seed = 0
-position = "barope"    # ape | rope | barope: the MBAE variant trained here
+position = None        # ape | rope | barope: the MBAE variant trained here; None: the profile's
 rho = None             # item mask probability; None: the profile's value
 sigma = None           # behavior mask probability; None: the profile's value
 epochs = None          # stage-1 epochs; None: the profile's value
@@ -60,11 +60,13 @@ from fatsmb_lib.studies import plots
 
 from fatsmb_lib.studies import verdicts
 from fatsmb_lib.data.batches import ClozeView, cloze_mask
-from fatsmb_lib.training.config import PROFILES, RECIPES
+from fatsmb_lib.training.config import PROFILES
+from fatsmb_lib.training.epochs import RECIPES
 from fatsmb_lib.support.paths import project_root
-from fatsmb_lib.models.encoder import MBAE, BaRoPE, MultiHeadSelfAttention, apply_rope, rope_cos_sin
+from fatsmb_lib.models.encoder import MBAE, BaRoPE, EncoderConfig, MultiHeadSelfAttention, apply_rope, rope_cos_sin
 from fatsmb_lib.training.run import expect, open_run
-from fatsmb_lib.training.stages import fit_pop, train_bert4rec, train_mbae, train_sasrec
+from fatsmb_lib.training.peers import fit_pop, train_baseline
+from fatsmb_lib.training.stages import train_mbae
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed,
                position=position, rho=rho, sigma=sigma, stage1_epochs=epochs)
@@ -282,7 +284,7 @@ pd.DataFrame({
 # loop with the windows of the profile's recipe.
 
 # %%
-untrained = MBAE(settings.encoder_config(data.n_items, data.n_behaviors)).eval()
+untrained = MBAE(settings.config(EncoderConfig, n_items=data.n_items, n_behaviors=data.n_behaviors)).eval()
 view = ClozeView(data, settings.max_len)                         # the paper's windows
 windows = view.__getitems__(list(range(min(8, len(view)))))      # (8, L) items and behaviors
 batch = cloze_mask(windows["items"], windows["behaviors"], settings.rho, settings.sigma,  # lines 3-9
@@ -456,8 +458,8 @@ Markdown(takeaway)
 #   \text{NDCG@}K = \frac{\mathbb{1}[\text{rank} < K]}{\log_2(\text{rank} + 2)}$$
 
 # %%
-sasrec, sasrec_history = train_sasrec(ctx)
-bert4rec, bert4rec_history = train_bert4rec(ctx)
+sasrec, sasrec_history = train_baseline(ctx, "SASRec")
+bert4rec, bert4rec_history = train_baseline(ctx, "BERT4Rec")
 models = {"Pop": fit_pop(ctx), "Pop (per behavior)": fit_pop(ctx, per_behavior=True),
           "SASRec": sasrec, "BERT4Rec": bert4rec, f"MBAE ({settings.position})": mbae}
 fig = plots.training_curves({"MBAE": mbae_history, "SASRec": sasrec_history,

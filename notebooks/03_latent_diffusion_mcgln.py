@@ -57,8 +57,8 @@ from torch.testing import assert_close
 from fatsmb_lib.studies import plots
 from fatsmb_lib.data.batches import PrefixView
 from fatsmb_lib.support.paths import project_root
-from fatsmb_lib.models.denoiser import ABLATION, build_denoiser
-from fatsmb_lib.models.diffusion import PREDICTIONS, LatentDiffusion, oracle_denoiser
+from fatsmb_lib.models.denoiser import ABLATION, DenoiserConfig, build_denoiser
+from fatsmb_lib.models.diffusion import PREDICTIONS, DiffusionConfig, LatentDiffusion, oracle_denoiser
 from fatsmb_lib.studies.latent_space import cosine_by_behavior, trajectory_distances, tsne_2d, user_latents
 from fatsmb_lib.models.fatsmb import FatsMB
 from fatsmb_lib.training.run import expect, open_run
@@ -96,7 +96,7 @@ print(f"stage-1 MBAE ({settings.position}) loaded; denoiser {settings.denoiser},
 # `LatentDiffusion.q_sample`), then the two moments measured on many draws of ε:
 
 # %%
-diffusion = LatentDiffusion(settings.diffusion_config())
+diffusion = LatentDiffusion(settings.config(DiffusionConfig))
 D, T = settings.d_model, settings.T
 g = make_generator(seed)
 
@@ -133,7 +133,7 @@ pd.DataFrame(moments).T.rename_axis("t")
 # in ε̂ reaches x̂_0 multiplied by sqrt((1 − ᾱ_T)/ᾱ_T).
 
 # %%
-curves = {name: LatentDiffusion(settings.replace(schedule=name).diffusion_config()).alpha_bar.double()
+curves = {name: LatentDiffusion(settings.replace(schedule=name).config(DiffusionConfig)).alpha_bar.double()
           for name in ("linear", "cosine", "exp")}
 fig = plots.noise_schedules({name: curve.numpy() for name, curve in curves.items()}, f"T = {T}")
 plots.save(fig, run_dir, "noise_schedules")
@@ -190,12 +190,12 @@ print(f"one DDIM step t = {t_now.item()} -> {t_next.item()} matches Eq. 5; "
 
 # %%
 omega_check = 2.0
-net = build_denoiser(settings.replace(denoiser="mlp").denoiser_config(data.n_behaviors)).double().eval()
+net = build_denoiser(settings.replace(denoiser="mlp").config(DenoiserConfig, n_behaviors=data.n_behaviors)).double().eval()
 z_t, z_null = torch.randn(6, D, generator=g).double(), torch.randn(6, D, generator=g).double()
 t = torch.linspace(0, T - 1, 6).long()
 b = torch.arange(6) % data.n_behaviors + 1
 for parameterisation in PREDICTIONS:
-    process = LatentDiffusion(settings.replace(prediction=parameterisation).diffusion_config()).double()
+    process = LatentDiffusion(settings.replace(prediction=parameterisation).config(DiffusionConfig)).double()
     with torch.no_grad():
         eps_b, _ = process.predict_eps_x0(net, z_t, t, z_null, b)                      # ε_θ(z_t, t, z_∅, b)
         eps_null, _ = process.predict_eps_x0(net, z_t, t, z_null, torch.zeros_like(b))  # ε_θ(z_t, t, z_∅, ∅)
@@ -223,7 +223,7 @@ plots.code_listing(LatentDiffusion.sample, summary="LatentDiffusion.sample: Algo
 z_0 = torch.randn(4, D, generator=make_generator(seed))
 exactness = {}
 for parameterisation in PREDICTIONS:
-    process = LatentDiffusion(settings.replace(prediction=parameterisation).diffusion_config())
+    process = LatentDiffusion(settings.replace(prediction=parameterisation).config(DiffusionConfig))
     sampled = process.sample(oracle_denoiser(process, z_0), torch.zeros_like(z_0),
                              torch.ones(4, dtype=torch.long), omega=settings.omega,
                              generator=make_generator(seed))
@@ -266,7 +266,7 @@ Markdown(f"**Takeaway:** given the oracle of its parameterisation, {len(steps)} 
 # ablation variants: **MLP** (concatenate everything) and **AdaLN** (MCGLN without the MoE).
 
 # %%
-variants = {kind: build_denoiser(settings.replace(denoiser=kind).denoiser_config(data.n_behaviors))
+variants = {kind: build_denoiser(settings.replace(denoiser=kind).config(DenoiserConfig, n_behaviors=data.n_behaviors))
             for kind in ("mlp", "adaln", "mcgln")}
 z = torch.randn(3, D, generator=g)
 behavior = torch.arange(3) % (data.n_behaviors + 1)          # includes b = ∅ (0)

@@ -62,8 +62,8 @@ from fatsmb_lib.studies.latent_space import latent_scale
 from fatsmb_lib.models.fatsmb import FatsMB
 from fatsmb_lib.training.run import expect, open_run
 from fatsmb_lib.support.runtime import make_generator
-from fatsmb_lib.training.stages import (finetune_decoder, fit_pop, prefix_latents, train_bert4rec,
-                               train_denoiser, train_mbae, train_sasrec)
+from fatsmb_lib.training.peers import fit_pop, train_baseline
+from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
 from fatsmb_lib.studies.verdicts import HOLDS, format_mean_std, relation, verdict
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, stage3_epochs=epochs)
@@ -191,7 +191,7 @@ else:
 
 # %%
 keys = ("Recall@10", "NDCG@10", "Recall@20", "NDCG@20")
-models = {"Pop": fit_pop(ctx), "SASRec": train_sasrec(ctx)[0], "BERT4Rec": train_bert4rec(ctx)[0],
+models = {"Pop": fit_pop(ctx), "SASRec": train_baseline(ctx, "SASRec")[0], "BERT4Rec": train_baseline(ctx, "BERT4Rec")[0],
           "MBAE": mbae, "FatsMB": fatsmb}
 results = {split: {name: ctx.evaluate(model, split) for name, model in models.items()}
            for split in ("valid", "test")}

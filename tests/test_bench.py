@@ -16,10 +16,7 @@ def test_bench_on_tiny_data(tmp_path):
     for stage in ("stage1", "stage2", "stage3"):
         s = saved["stages"][stage]
         assert s["rows_per_s"] > 0 and s["gflops"] > 0 and 0 < s["fraction_of_matmul"]
-        assert s["speedup_vs_fp32_eager"] > 0
-        # the reported rate is FLOPs per row times rows per second
-        assert abs(s["gflops"] - s["mflop_per_row"] * s["rows_per_s"] / 1e3) < 1e-6 * s["gflops"] + 1e-9
-    assert saved["inference"]["users_per_s"] > 0 and saved["inference"]["speedup_vs_fp32_eager"] > 0
+    assert saved["inference"]["users_per_s"] > 0
     assert saved["peak_rss_mib"] > 0
     assert "| stage1 | fp32 |" in (tmp_path / "synthetic-tiny-cpu.md").read_text()
     assert result["stages"]["stage1"]["rows_per_s"] == saved["stages"]["stage1"]["rows_per_s"]

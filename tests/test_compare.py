@@ -3,10 +3,14 @@ import json
 
 import torch
 
-from fatsmb_lib.studies.compare import BASELINES, report_name, run_comparison
-from fatsmb_lib.training.config import HEADLINE_PROFILE, PROFILES, RECIPES
+from fatsmb_lib.models.baselines import SASRec
+from fatsmb_lib.studies.compare import PAPER_BASELINES, run_comparison
+from fatsmb_lib.training import peers
+from fatsmb_lib.training.config import PROFILES
+from fatsmb_lib.training.epochs import RECIPES, next_item_batches, next_item_settings
+from fatsmb_lib.training.peers import BASELINES, train_baseline
+from fatsmb_lib.training.registry import ModelSpec, encoder_configs
 from fatsmb_lib.training.run import open_run
-from fatsmb_lib.training.stages import train_mbstr
 
 SHORT = dict(stage1_epochs=2, baseline_epochs=3, stage2_epochs=1, stage3_epochs=1, min_epochs=1)
 
@@ -32,9 +36,26 @@ def test_comparison_trains_every_model_and_resumes(tmp_path):
     assert again["mean_std"]["test"][fatsmb] == report["mean_std"]["test"][fatsmb]
 
 
-def test_the_headline_report_keeps_the_plain_name():
-    assert report_name(HEADLINE_PROFILE) == "comparison"
-    assert report_name("default") == "comparison-default"
+class ToyRecommender(SASRec):
+    """A new baseline, as a contributor would add one (here: SASRec under another name)."""
+
+
+def test_a_new_baseline_is_one_module_plus_its_registration(tmp_path, monkeypatch):
+    """Registering a ModelSpec is all it takes: compare trains, checkpoints and reports it."""
+    toy = ModelSpec("Toy", "toy", ToyRecommender, encoder_configs, next_item_batches,
+                    next_item_settings, paper=True)
+    monkeypatch.setattr(peers, "BASELINES", {"Toy": toy})
+    monkeypatch.setattr("fatsmb_lib.studies.compare.BASELINES", peers.BASELINES)
+    report = run_comparison(dataset="synthetic-tiny", seeds=[0], profile="smoke", device="cpu",
+                            data_dir=str(tmp_path / "data"), log=lambda line: None,
+                            run_dir=tmp_path / "run", out_dir=tmp_path / "out", **SHORT)
+    assert 0 < report["mean_std"]["test"]["Toy"]["NDCG@10"][0] <= 1
+    assert len(list((tmp_path / "run").glob("toy-*-seed0.pt"))) == 1
+
+
+def test_the_paper_s_baselines_are_the_registered_ones_marked_so():
+    assert PAPER_BASELINES == ("BERT4Rec", "MB-STR", "DiffuRec")
+    assert set(PAPER_BASELINES) <= set(BASELINES)
 
 
 def test_mbstr_trains_under_its_own_recipe_whatever_the_profile_s(tmp_path):
@@ -42,8 +63,8 @@ def test_mbstr_trains_under_its_own_recipe_whatever_the_profile_s(tmp_path):
     Cloze models on every prefix reloads the same MB-STR checkpoint."""
     run = dict(dataset="synthetic-tiny", profile="smoke", device="cpu", run_dir=tmp_path / "run",
                data_dir=str(tmp_path / "data"), **SHORT)
-    train_mbstr(open_run(**run))
+    train_baseline(open_run(**run), "MB-STR")
     first = sorted((tmp_path / "run").glob("mbstr-*.pt"))
-    train_mbstr(open_run(**run, window_stride=1, last_only_prob=0.5))
+    train_baseline(open_run(**run, window_stride=1, last_only_prob=0.5), "MB-STR")
     assert sorted((tmp_path / "run").glob("mbstr-*.pt")) == first
     assert RECIPES[PROFILES["full"].mbstr_recipe]["window_stride"] is None

@@ -10,7 +10,9 @@ from fatsmb_lib.models.diffusion import DiffusionConfig
 from fatsmb_lib.models.encoder import EncoderConfig
 from fatsmb_lib.models.gru4rec import GRU4RecConfig
 from fatsmb_lib.models.mbstr import MBSTRConfig
-from fatsmb_lib.training.config import PROFILES, Profile, get_profile
+from fatsmb_lib.training.config import (PROFILES, DataSettings, DenoiserSettings, DiffusionSettings,
+                                       EncoderSettings, Profile, TrainingSettings, get_profile)
+from fatsmb_lib.training.peers import BASELINES, MBSTRSettings
 from fatsmb_lib.training.train import TrainConfig
 
 MODEL_KIND_FLAGS = {"use_behavior", "causal"}  # which model it is, not a hyperparameter
@@ -35,12 +37,14 @@ def test_builders_carry_every_profile_value():
                                      omega=2.5, prediction="eps", n_shared=3,
                                      denoiser_dropout=0.3, lr=1e-4, stage2_epochs=9,
                                      warmup_epochs=2, lr_decay="cosine", monitor="Recall@20")
-    enc = p.encoder_config(n_items=10, n_behaviors=4)
+    enc = p.config(EncoderConfig, n_items=10, n_behaviors=4)
     assert (enc.d_model, enc.n_heads, enc.rope_base, enc.n_items, enc.n_behaviors) == (48, 3, 500.0, 10, 4)
-    diff = p.diffusion_config()
+    diff = p.config(DiffusionConfig)
     assert (diff.T, diff.stride, diff.omega, diff.prediction) == (77, 7, 2.5, "eps")
-    den = p.denoiser_config(n_behaviors=4)
-    assert (den.d_model, den.n_shared, den.dropout, den.n_behaviors) == (48, 3, 0.3, 4)
+    den = p.config(DenoiserConfig, n_behaviors=4)
+    assert (den.d_model, den.n_shared, den.denoiser_dropout, den.n_behaviors) == (48, 3, 0.3, 4)
+    with pytest.raises(TypeError, match=r"needs \['n_items', 'n_behaviors'\]"):
+        p.config(EncoderConfig)
     train = p.train_config("stage2", seed=5)
     assert (train.lr, train.max_epochs, train.seed, train.warmup_epochs, train.lr_decay,
             train.monitor) == (1e-4, 9, 5, 2, "cosine", "Recall@20")
@@ -63,7 +67,7 @@ def test_dataset_adjustments_come_from_the_registry():
 
 
 def test_a_recipe_is_one_setting_away(tmp_path):
-    from fatsmb_lib.training.config import RECIPES
+    from fatsmb_lib.training.epochs import RECIPES
     from fatsmb_lib.training.run import open_run
 
     ctx = open_run("synthetic-tiny", "smoke", "cpu", tmp_path / "run", tmp_path, recipe="paper",
@@ -86,3 +90,24 @@ def test_stage1_precision_acts_on_the_cloze_models_only():
     assert p.train_config("stage1", 0).precision == "bf16"
     assert {p.train_config(stage, 0).precision for stage in ("baseline", "stage2", "stage3")} == {"fp32"}
     assert p.replace(stage1_precision=None).train_config("stage1", 0).precision == "fp32"
+
+
+def test_every_component_config_uses_the_profile_s_names():
+    """A config field is either a profile field of the same name or one of the data's sizes:
+    no name changes at the boundary."""
+    profile_fields = {f.name for f in dataclasses.fields(Profile)}
+    for cls in (EncoderConfig, DiffusionConfig, DenoiserConfig, GRU4RecConfig, MBSTRConfig,
+                DiffuRecConfig, TrainConfig):
+        names = {f.name for f in dataclasses.fields(cls)} - {"n_items", "n_behaviors"}
+        if cls is TrainConfig:  # per stage: epochs and patience are picked by stage
+            names -= {"max_epochs", "patience", "min_epochs", "seed", "precision"}
+        assert names <= profile_fields, (cls.__name__, names - profile_fields)
+
+
+def test_settings_have_one_default_each_and_peers_bring_theirs():
+    groups = [DataSettings, EncoderSettings, DiffusionSettings, DenoiserSettings,
+              TrainingSettings, *(spec.settings for spec in BASELINES.values() if spec.settings)]
+    names = [f.name for g in groups for f in dataclasses.fields(g)]
+    assert len(names) == len(set(names))                       # one owner per setting
+    assert set(names) | {"name", "dataset"} == {f.name for f in dataclasses.fields(Profile)}
+    assert Profile(name="x", dataset="y").mbstr_buckets == MBSTRSettings().mbstr_buckets

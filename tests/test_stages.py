@@ -269,3 +269,21 @@ def test_every_baseline_trains_through_fit_and_is_reloaded(trained, tmp_path, na
     again, _ = train(ctx)
     assert _same(_state(model), _state(again))
     assert ctx.evaluate(model, "valid")["n"] == ctx.data.n_users
+
+
+def test_stage3_samples_with_the_run_s_omega_not_the_model_s(trained, monkeypatch):
+    """``finetune_decoder(model, ctx.replace(omega=3))`` trains on latents sampled with ω = 3
+    (a checkpoint of its own) and keeps ω = 3 for inference."""
+    ctx, mbae, _, latents, _ = trained
+    fatsmb, _ = train_denoiser(mbae, ctx, latents=latents)
+    seen = []
+    generate = FatsMB.generate
+
+    def recording(self, *args, **kwargs):
+        seen.append(self.diffusion.cfg.omega)
+        return generate(self, *args, **kwargs)
+    monkeypatch.setattr(FatsMB, "generate", recording)
+    finetune_decoder(fatsmb, ctx.replace(omega=3.0, stage3_epochs=1), latents=latents)
+    assert seen and set(seen) == {3.0}
+    assert fatsmb.diffusion.cfg.omega == 3.0
+    assert len(list(ctx.run_dir.glob("decoder-*.pt"))) >= 1
