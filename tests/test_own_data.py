@@ -131,7 +131,7 @@ def test_register_open_run_train_recommend_in_raw_ids(shop, tmp_path):
 
 def test_recommend_with_item_keys_returns_raw_ids_and_without_internal_ones(shop, tmp_path):
     from fatsmb_lib.training.evaluate import recommend
-    from fatsmb_lib.training.stages import fit_pop
+    from fatsmb_lib.training.peers import fit_pop
 
     ctx = open_run("shop", "smoke", "cpu", tmp_path / "run", shop)
     data, pop = ctx.data, fit_pop(ctx)

@@ -5,7 +5,8 @@ import pytest
 
 from fatsmb_lib.studies import recipes
 from fatsmb_lib.studies.recipes import Step, run_study, study_steps
-from fatsmb_lib.training.config import PROFILES, RECIPES
+from fatsmb_lib.training.config import PROFILES
+from fatsmb_lib.training.epochs import RECIPES
 
 
 def test_each_study_step_changes_one_thing_from_its_parent():

@@ -381,3 +381,20 @@ def test_bf16_training_learns_like_fp32(tmp_path):
                           precision=precision)
         results[precision] = history.best_value
     assert results["bf16"] > 0.5 and abs(results["bf16"] - results["fp32"]) < 0.1
+
+
+def test_keep_initial_counts_the_starting_weights_as_epoch_0(tmp_path):
+    """With ``keep_initial`` no epoch that validates worse than the start is kept: a run whose
+    every epoch makes validation worse ends with the weights it started from."""
+    model = ToyModel()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = iter([0.5, 0.4, 0.3, 0.2])                        # the start, then worse each epoch
+    history = fit(model, params=model.parameters(), train_batches=batches, loss_fn=model.loss,
+                  validate=lambda: {"NDCG@10": next(scores)},
+                  cfg=TrainConfig(**{**TRAIN, "max_epochs": 3}), checkpoint_path=tmp_path / "k.pt",
+                  fingerprint="fp-A", config=CONFIG, progress=False, log=lambda line: None,
+                  keep_initial=True)
+    assert history.best_epoch == 0 and history.initial == {"NDCG@10": 0.5}
+    assert history.epochs == [1, 2, 3]
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+    assert not all(torch.equal(v, start[k]) for k, v in ToyModel().state_dict().items())

@@ -114,6 +114,8 @@ class TrainingSettings:
     stage1_epochs: int = 200          # the Cloze models' budget (MBAE, BERT4Rec)
     stage2_epochs: int = 100
     stage3_epochs: int = 30
+    stage3_keeps_stage2: bool = False  # stage 3's early stopping counts stage 2's decoder as
+                                       # epoch 0, so stage 3 cannot end worse on validation
     baseline_epochs: int = 200        # the other baselines'
     patience: int = 10                # stages 1-3
     baseline_patience: int = 10       # the baselines other than BERT4Rec
@@ -152,12 +154,20 @@ class Profile(DataSettings, EncoderSettings, DiffusionSettings, DenoiserSettings
 
     def config(self, cls: type, **given):
         """The component config ``cls`` (a dataclass) from this profile's fields of the same
-        names, and ``given`` (the data's sizes) for the fields it has that the profile has not."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in given and not hasattr(self, n)]
+        names, and ``given`` (the data's sizes) for the fields it has that the profile has not.
+        A field the profile has not, with a default of its own, keeps it (which model it is,
+        e.g. ``EncoderConfig.causal``, not a hyperparameter)."""
+        values, missing = {}, []
+        for f in dataclasses.fields(cls):
+            if f.name in given:
+                values[f.name] = given[f.name]
+            elif hasattr(self, f.name):
+                values[f.name] = getattr(self, f.name)
+            elif f.default is dataclasses.MISSING:
+                missing.append(f.name)
         if missing:
             raise TypeError(f"{cls.__name__} needs {missing}, which the profile has not: pass them")
-        return cls(**{n: given[n] if n in given else getattr(self, n) for n in names})
+        return cls(**values)
 
     def train_config(self, stage: str, seed: int) -> TrainConfig:
         """``fit``'s settings for ``stage`` = "stage1" | "baseline" | "stage2" | "stage3".

@@ -71,15 +71,18 @@ class Context:
         return self.run_dir / f"{name}-{settings_digest(settings)}-seed{self.seed}.pt"
 
     def fit(self, model: nn.Module, name: str, stage: str, params: Iterable[nn.Parameter],
-            train_batches, loss_fn, settings: dict) -> History:
+            train_batches, loss_fn, settings: dict, keep_initial: bool = False) -> History:
         """``train.fit`` with this run's checkpoint path, data fingerprint and validation.
 
         ``settings`` holds everything else that shapes the weights (model sizes, masking,
         data view, batch size, earlier stages' fingerprints); the optimisation settings of
-        ``stage`` are added here.
+        ``stage`` are added here. ``keep_initial``: the starting weights count as epoch 0
+        (``train.fit``), which is part of the digest when set.
         """
         cfg = self.profile.train_config(stage, self.seed)
         settings = {**settings, "train": dataclasses.asdict(cfg)}
+        if keep_initial:
+            settings["keep_initial"] = True
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_path(name, settings)
         line, events = ModelLine(name, cfg.max_epochs, show=self.model_lines), []
@@ -92,7 +95,7 @@ class Context:
                           validate=lambda: self.evaluate(model, "valid"), cfg=cfg,
                           checkpoint_path=path, fingerprint=self.data.fingerprint,
                           config=settings, progress=self.progress, log=self.log,
-                          on_epoch=on_epoch)
+                          on_epoch=on_epoch, keep_initial=keep_initial)
         except NonFiniteError as exc:
             line.close()
             lower = cfg.lr / 10

@@ -176,6 +176,8 @@ def finetune_decoder(model: FatsMB, ctx: Context, latents: dict | None = None) -
     """Stage 3 (Algorithm 1, lines 23–28): encoder and denoiser frozen, the decoder is
     fine-tuned with next-item cross-entropy on z_0 sampled from z_∅ of every training prefix,
     with the run's sampler settings (``ctx.profile``'s ω, Δt, η), which the model then keeps.
+    With ``profile.stage3_keeps_stage2`` the decoder stage 2 left is epoch 0 of the early
+    stopping: an epoch replaces it only if it validates better.
 
     NOTE: Algorithm 1 uses each sequence's last item only; we use every training prefix
     (the next-item signal that makes SASRec strong), measured in notebook 04.
@@ -193,4 +195,4 @@ def finetune_decoder(model: FatsMB, ctx: Context, latents: dict | None = None) -
     return ctx.fit(model, "decoder", "stage3", model.mbae.decoder.parameters(),
                    lambda epoch: tensor_batches(tensors, p.batch_size,
                                                 epoch_generator(ctx.seed, epoch)),
-                   model.loss, settings)
+                   model.loss, settings, keep_initial=p.stage3_keeps_stage2)

@@ -126,7 +126,9 @@ class History:
     """What ``fit`` did, epoch by epoch (epochs are 1-based).
 
     ``val_metrics[i]`` is the validation dict of ``epochs[i]`` (``{}`` on epochs without
-    validation, see ``TrainConfig.eval_every``).
+    validation, see ``TrainConfig.eval_every``). ``initial`` is the validation of the weights
+    training started from, when ``fit`` was asked to count them as epoch 0 (``best_epoch`` 0:
+    no epoch beat them, and the model keeps them).
     """
 
     monitor: str = "NDCG@10"
@@ -137,6 +139,7 @@ class History:
     best_epoch: int | None = None
     best_value: float | None = None
     stopped_early: bool = False
+    initial: dict = field(default_factory=dict)
 
     def metric(self, name: str) -> tuple[list[int], list[float]]:
         """(epochs, values) of one validation metric, skipping epochs without validation."""
@@ -316,6 +319,7 @@ def fit(
     progress: bool = True,
     log: Callable[[str], object] = print,
     on_epoch: Callable[[str, History], object] | None = None,
+    keep_initial: bool = False,
 ) -> History:
     """Train ``params`` (only those; the rest of ``model`` stays frozen) with AdamW and early stopping.
 
@@ -331,7 +335,9 @@ def fit(
     saying which checkpoint is intact. At the end the best validated weights are in ``model``.
     ``on_epoch(event, history)`` hears of every recorded epoch (``"epoch"``), of a resume
     (``"resumed"``) and of a finished checkpoint reloaded (``"reloaded"``): how a run shows
-    its progress (:class:`fatsmb_lib.support.progress.ModelLine`).
+    its progress (:class:`fatsmb_lib.support.progress.ModelLine`). ``keep_initial``: validate
+    the starting weights first and count them as epoch 0, so training can only keep or beat
+    them on validation (stage 3 starts from stage 2's decoder).
     """
     report = on_epoch or (lambda event, history: None)
     params = list(params)
@@ -356,6 +362,10 @@ def fit(
         log(f"resuming from {checkpoint_path} at epoch {start_epoch}")
         report("resumed", history)
     epoch = start_epoch - 1
+    if keep_initial and start_epoch == 1:
+        history.initial = validate()
+        history.best_value, history.best_epoch = _monitored(history.initial, cfg.monitor), 0
+        best_state = _cpu_copy(model.state_dict())
     for epoch in range(start_epoch, cfg.max_epochs + 1):
         # 3. One pass over the training data (NaN guard inside), from this epoch's own seed.
         t0 = time.perf_counter()
