@@ -348,6 +348,32 @@ def test_diffurec_sampling_uses_only_the_generator(eta):
     assert not torch.allclose(a, c)
 
 
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_diffurec_sampling_is_the_documented_ddim_update(eta):
+    """The reverse process written out from the schedule and replayed on the same generator:
+    x_T ~ N(0, I); at each sampled t = T−1, T−1−Δt, …: x̂_0 = f_θ(S, x_t, t) (λ drawn inside),
+    ε̂ = (x_t − sqrt(ᾱ_t) x̂_0)/sqrt(1 − ᾱ_t), then the DDIM jump (Eq. 5 with η)
+    x_prev = sqrt(ᾱ_prev) x̂_0 + sqrt(1 − ᾱ_prev − σ²) ε̂ + σ·noise, ᾱ_{−1} = 1."""
+    torch.manual_seed(0)
+    model = _diffurec(lambda_uncertainty=0.5, eta=eta).eval()
+    history = _prefix_batch()["items"][:, :-1]
+    alpha_bar = torch.cumprod(1 - linear_betas(32).double(), 0).float()  # T = 32
+    with torch.no_grad():
+        sampled = model.sample(history, make_generator(3))
+        g = make_generator(3)
+        x = torch.randn(B, 16, generator=g)  # x_T
+        ts = list(range(31, -1, -4))  # Δt = 4: 8 approximator calls
+        for t, t_prev in zip(ts, ts[1:] + [-1]):
+            x0 = model.reconstruct(history, x, torch.full((B,), t), g)
+            ab, ab_prev = alpha_bar[t], alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+            sigma = eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).sqrt()
+            x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps
+            if eta > 0:
+                x = x + sigma * torch.randn(B, 16, generator=g)
+    torch.testing.assert_close(sampled, x)
+
+
 def test_diffurec_ignores_behaviors_and_the_mask_column():
     torch.manual_seed(0)
     model = _diffurec().eval()
