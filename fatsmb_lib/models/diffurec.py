@@ -15,7 +15,7 @@ jumps of ``stride`` timesteps, ``eta`` as in ``fatsmb_lib.models.diffusion``), t
 all items. Behaviors are ignored: DiffuRec is a single-behavior model.
 
 Symbol map (code ↔ paper): ``x0`` ↔ x_0, ``x_t`` ↔ x_t, ``lam`` ↔ λ, ``lambda_uncertainty`` ↔ δ,
-``T`` ↔ T, ``reconstruct`` ↔ f_θ. The schedule, q_sample and the DDIM step are those of
+``T`` ↔ T, ``reconstruct`` ↔ f_θ. The schedule, q_sample and the DDIM sampler are those of
 :class:`fatsmb_lib.models.diffusion.LatentDiffusion` with x0-prediction.
 
 Shapes: B batch, L sequence length, D model width, N items.
@@ -104,19 +104,13 @@ class DiffuRec(nn.Module):
     @torch.no_grad()
     def sample(self, history: torch.Tensor, generator: torch.Generator | None = None
                ) -> torch.Tensor:
-        """Reverse process from x_T ~ N(0, I) to x̂_0 (B, D), every draw from ``generator``."""
+        """Reverse process from x_T ~ N(0, I) to x̂_0 (B, D): the library's DDIM sampler
+        (``LatentDiffusion.sample``, unguided) with f_θ as its x̂_0-predicting network. Every
+        draw comes from ``generator``: x_T, then per step λ and (η > 0) the step's noise."""
         B, D = history.shape[0], self.config.d_model
-        eta = self.diffusion_config.eta
-        x = torch.randn(B, D, generator=generator, device=history.device)  # x_T
-        approximator = lambda x_t, t, *_: self.reconstruct(history, x_t, t, generator)  # noqa: E731
-        ts = self.diffusion.timesteps()
-        for t, t_prev in zip(ts, ts[1:] + [-1]):
-            t_batch = torch.full((B,), t, dtype=torch.long, device=history.device)
-            eps, x0 = self.diffusion.predict_eps_x0(approximator, x, t_batch, None, None)
-            noise = torch.randn(B, D, generator=generator, device=history.device) if eta > 0 else None
-            x = self.diffusion.ddim_step(x, eps, x0, t_batch, torch.full_like(t_batch, t_prev),
-                                         eta, noise)  # the last jump (t_prev = −1) lands on x̂_0
-        return x
+        x_T = torch.randn(B, D, generator=generator, device=history.device)
+        f_theta = lambda x_t, t, *_: self.reconstruct(history, x_t, t, generator)  # noqa: E731
+        return self.diffusion.sample(f_theta, None, None, generator=generator, z_T=x_T)
 
     def score_all(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                   ) -> torch.Tensor:
