@@ -61,7 +61,7 @@ from fatsmb_lib.studies import plots
 from fatsmb_lib.studies import verdicts
 from fatsmb_lib.data.batches import ClozeView, cloze_mask
 from fatsmb_lib.training.config import PROFILES, RECIPES, project_root
-from fatsmb_lib.models.encoder import MBAE, BaRoPE, MultiHeadSelfAttention, apply_rope, rope_cos_sin
+from fatsmb_lib.models.encoder import MBAE, BaRoPE, MultiHeadSelfAttention
 from fatsmb_lib.training.run import expect, open_run
 from fatsmb_lib.training.stages import fit_pop, train_bert4rec, train_mbae, train_sasrec
 
@@ -84,9 +84,11 @@ print(f"{dataset}: {data.n_users} users, {data.n_items} items, behaviors {data.b
 #
 # $$\langle f(q, m), f(k, n)\rangle = g(q, k, m - n). \qquad (10)$$
 #
-# `rope_cos_sin` gives the angles, `apply_rope` the rotation. The cell checks Eq. 11 against
-# complex multiplication, that a rotation keeps a vector's length, and Eq. 10: shifting both
-# positions leaves the score unchanged, while swapping them (m − n → n − m) does not.
+# The cell writes the textbook rotation out, `rope_cos_sin` the angles and `apply_rope` the
+# rotation (the library applies the same rotation to all heads at once with cached tables,
+# `kernels.rotate_pairs`, tested against this form in `tests/test_kernels.py`). It checks Eq. 11
+# against complex multiplication, that a rotation keeps a vector's length, and Eq. 10: shifting
+# both positions leaves the score unchanged, while swapping them (m − n → n − m) does not.
 
 # %%
 torch.manual_seed(seed)
@@ -94,6 +96,19 @@ d_head = 16
 half = d_head // 2
 q, k = torch.randn(2, 1, 1, 1, d_head).unbind(0)            # one query, one key: (1, 1, 1, d_head)
 theta = settings.rope_base ** (-2.0 * torch.arange(half) / d_head)   # θ_j, (d_head/2,)
+
+
+def rope_cos_sin(positions: torch.Tensor, d: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the angles m·θ_j (Eq. 11), (L, d): entries j and j + d/2 hold pair j's angle."""
+    angles = positions.float()[:, None] * base ** (-2.0 * torch.arange(d // 2) / d)   # (L, d/2)
+    angles = torch.cat([angles, angles], dim=-1)                                       # (L, d)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """f(x, m) = x·e^{imθ} (Eq. 11): each pair (x_j, x_{j+d/2}) of x (..., L, d) rotated by its angle."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin   # (x1 + i·x2)·(cos + i·sin)
 
 
 def as_complex(x: torch.Tensor) -> torch.Tensor:

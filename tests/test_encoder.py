@@ -1,29 +1,23 @@
 """Tests of fatsmb_lib.models.encoder: RoPE/BaRoPE math (Eqs. 10-13, 24-30), padding, the Cloze loss
-(Eq. 14), latents z_b / z_∅, a short learning run, and the fast paths (cached rotary tables,
-BaRoPE's table lookup, cheap dropout, the chunked cross-entropy, bf16 autocast)."""
+(Eq. 14), latents z_b / z_∅, a short learning run, BaRoPE's table lookup and bf16 autocast.
+The speed kernels have their own tests (test_kernels.py); the textbook RoPE is the oracle of
+rope_oracle.py."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import fatsmb_lib.models.encoder as encoder_module
 from fatsmb_lib.models.encoder import (
     MBAE,
     BaRoPE,
-    Dropout,
     EncoderConfig,
     MultiHeadSelfAttention,
     SequenceEncoder,
-    apply_rope,
-    bucket,
-    labelled_rows,
-    linear_cross_entropy,
-    rope_cos_sin,
-    rope_tables,
-    rotate_pairs,
 )
+from fatsmb_lib.models.kernels import rope_tables, rotate_pairs
 from fatsmb_lib.support.precision import autocast
+from rope_oracle import apply_rope, rope_cos_sin
 
 N_ITEMS, N_BEH = 30, 3
 
@@ -61,24 +55,16 @@ def _logits(q, k, positions, scale):
 
 
 # ---------------------------------------------------------------- RoPE (Eqs. 10-11, 24)
-def test_rope_matches_complex_multiplication():
-    """Half-split pairs (x_i, x_{i+d/2}) are rotated as the complex number x·e^{imθ_i}."""
-    torch.manual_seed(0)
-    d, L = 8, 6
-    x = torch.randn(1, 1, L, d)
-    pos = torch.arange(L) * 3 + 1
-    cos, sin = rope_cos_sin(pos, d, base=100.0)
-    theta = 100.0 ** (-2 * torch.arange(d // 2) / d)
-    z = torch.complex(x[..., : d // 2], x[..., d // 2 :]) * torch.exp(1j * pos[:, None] * theta)
-    expected = torch.cat([z.real, z.imag], dim=-1)
-    torch.testing.assert_close(apply_rope(x, cos, sin), expected, atol=1e-5, rtol=1e-5)
+def _rotate(x, positions, base=10000.0):
+    """The library's rotation (kernels.rotate_pairs, one head) of x (..., L, d) at positions (L,)."""
+    cos, signed_sin = rope_tables(int(positions.max()) + 1, 1, x.shape[-1], base, torch.device("cpu"), x.dtype)
+    return rotate_pairs(x, cos[positions], signed_sin[positions], 1)
 
 
 def test_rope_preserves_norm_and_is_identity_at_zero():
     torch.manual_seed(0)
     x = torch.randn(2, 2, 5, 8)
-    cos, sin = rope_cos_sin(torch.tensor([0, 1, 7, 50, 400]), 8, 10000.0)
-    y = apply_rope(x, cos, sin)
+    y = _rotate(x, torch.tensor([0, 1, 7, 50, 400]))
     torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))
     assert not torch.allclose(y[..., 1:, :], x[..., 1:, :])
     torch.testing.assert_close(y[..., 0, :], x[..., 0, :])  # position 0: no rotation
@@ -87,18 +73,18 @@ def test_rope_preserves_norm_and_is_identity_at_zero():
 def test_rope_score_depends_only_on_offset():
     """<f(q, m), f(k, n)> = g(q, k, m - n) (Eq. 10): same score for (m, n) and (m + c, n + c)."""
     torch.manual_seed(0)
-    q, k = torch.randn(8), torch.randn(8)
+    q, k = torch.randn(1, 8), torch.randn(1, 8)
 
     def score(m, n):
-        (cq, sq), (ck, sk) = rope_cos_sin(torch.tensor([m]), 8, 10000.0), rope_cos_sin(torch.tensor([n]), 8, 10000.0)
-        return (apply_rope(q.view(1, 1, 1, 8), cq, sq) * apply_rope(k.view(1, 1, 1, 8), ck, sk)).sum()
+        return (_rotate(q, torch.tensor([m])) * _rotate(k, torch.tensor([n]))).sum()
 
     torch.testing.assert_close(score(7, 3), score(27, 23))
     torch.testing.assert_close(score(2, 9), score(0, 7))
     assert not torch.allclose(score(7, 3), score(7, 4))
 
 
-def test_rope_accepts_batched_positions():
+def test_rope_oracle_accepts_batched_positions():
+    """The oracle's per-row positions (used for per-row shifts below) rotate each row alone."""
     torch.manual_seed(0)
     x = torch.randn(2, 2, 4, 8)
     pos = torch.tensor([[0, 1, 2, 3], [5, 6, 7, 8]])
@@ -429,23 +415,7 @@ def test_mbae_overfits_a_few_sequences():
     assert loss.item() < 0.2 * first
 
 
-# ---------------------------------------------------------------- the fast paths
-def test_cached_rope_tables_equal_the_formula_and_are_cached():
-    """rope_tables + rotate_pairs (the hot path) == rope_cos_sin + apply_rope per head."""
-    torch.manual_seed(0)
-    B, L, H, d = 3, 7, 2, 8
-    x = torch.randn(B, L, H * d)
-    cos, sin = rope_tables(L, H, d, 100.0, torch.device("cpu"), torch.float32)
-    assert rope_tables(L, H, d, 100.0, torch.device("cpu"), torch.float32)[0] is cos  # cached
-    fast = rotate_pairs(x, cos, sin, H).view(B, L, H, d).transpose(1, 2)  # (B, H, L, d)
-    c, s = rope_cos_sin(torch.arange(L), d, base=100.0)
-    torch.testing.assert_close(fast, apply_rope(x.view(B, L, H, d).transpose(1, 2), c, s))
-    with torch.inference_mode():  # a table first built for inference still works with autograd
-        rope_tables(5, H, d, 10000.0, torch.device("cpu"), torch.float32)
-    x = x[:, :5].requires_grad_()
-    rotate_pairs(x, *rope_tables(5, H, d, 10000.0, torch.device("cpu"), torch.float32), H).sum().backward()
-
-
+# ---------------------------------------------------------------- fast paths of the model
 def test_barope_table_lookup_equals_the_mlp_on_every_position():
     """h(b) from the (n_behaviors+2)-row table == 1 + MLP(e_b) run position by position."""
     barope = _random_barope()
@@ -457,64 +427,6 @@ def test_barope_table_lookup_equals_the_mlp_on_every_position():
     for qk in range(2):
         for half in range(2):
             torch.testing.assert_close(h[:, :, qk, :, half], h[:, :, 0, :, 0])
-
-
-def test_fast_dropout_keep_rate_scaling_and_eval_identity():
-    torch.manual_seed(0)
-    drop = Dropout(0.1)
-    x, y = torch.randn(400, 500), torch.randn(400, 500)
-    out = drop(x)
-    kept = out != 0
-    keep = drop.keep / 2**16
-    assert abs(keep - 0.9) < 2**-16
-    assert abs(kept.float().mean().item() - keep) < 4 * math.sqrt(keep * (1 - keep) / x.numel())
-    torch.testing.assert_close(out[kept], x[kept] / keep)  # inverted dropout: E[out] = x
-    fused = drop.add(x, y)  # x + dropout(y)
-    dropped = fused == x
-    assert abs(dropped.float().mean().item() - (1 - keep)) < 0.01
-    torch.testing.assert_close(fused[~dropped], (x + y / keep)[~dropped])
-    assert not torch.equal(drop(x), drop(x))  # fresh masks every call
-    drop.eval()
-    assert drop(x) is x and torch.equal(drop.add(x, y), x + y)
-    assert Dropout(0.0).train()(x) is x
-    with pytest.raises(AssertionError, match="p=1"):
-        Dropout(1.0)
-
-
-@pytest.mark.parametrize("bias", [True, False])
-def test_linear_cross_entropy_equals_autograd(bias, monkeypatch):
-    """Values and gradients of the chunked fused loss == F.cross_entropy on full logits, with
-    ignored rows (target −1), several chunks, in float64."""
-    monkeypatch.setattr(encoder_module, "_CE_CHUNK_ELEMENTS", 40)  # 40 // 11 = 3 rows a chunk
-    torch.manual_seed(0)
-    z = torch.randn(10, 5, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(11, dtype=torch.float64, requires_grad=True) if bias else None
-    target = torch.randint(0, 11, (10,))
-    target[[2, 7]] = -1
-    params = [z, w] + ([b] if bias else [])
-    loss = linear_cross_entropy(z, w, b, target)
-    grads = torch.autograd.grad(3.0 * loss, params)
-    logits = z @ w.T + (b if bias else 0.0)
-    ref = F.cross_entropy(logits, target, ignore_index=-1, reduction="sum")
-    torch.testing.assert_close(loss, ref)
-    for g, r in zip(grads, torch.autograd.grad(3.0 * ref, params)):
-        torch.testing.assert_close(g, r)
-    assert torch.autograd.gradcheck(lambda *p: linear_cross_entropy(p[0], p[1], p[2] if bias else None, target), params)
-
-
-def test_labelled_rows_pad_to_a_bucket_and_padding_is_ignored():
-    assert [bucket(m) for m in (0, 1, 31, 32, 33, 100, 2049, 2100)] == [0, 1, 31, 32, 33, 100, 2112, 2112]
-    assert all(0 <= bucket(m) - m < max(1, m / 32) for m in range(1, 5000))
-    torch.manual_seed(0)
-    model = MBAE(_config()).eval()
-    batch = _cloze_batch()
-    h = model.encode(batch["items"], batch["behaviors"])
-    masked = batch["labels"] > 0
-    z, target = labelled_rows(h, batch["labels"])
-    assert z.shape[0] == target.shape[0] == bucket(int(masked.sum()))
-    torch.testing.assert_close(z[: masked.sum()], h[masked])
-    assert (target[masked.sum():] == -1).all() and torch.equal(target[: masked.sum()], batch["labels"][masked] - 1)
 
 
 def test_bf16_autocast_training_step_is_close_to_fp32():

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoder import MBAE, EncoderConfig, SequenceEncoder, labelled_rows, linear_cross_entropy
+from .encoder import MBAE, EncoderConfig, SequenceEncoder
+from .kernels import linear_cross_entropy, target_rows
 
 
 class Pop(nn.Module):
@@ -95,8 +96,8 @@ class SASRec(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean next-item cross-entropy over all N items at positions with targets > 0."""
         h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
-        z, target = labelled_rows(h, batch["targets"])  # (M', D), (M',): M targets + padding
-        ce = linear_cross_entropy(z, self.item_weight(), None, target)  # no (M, N) logits
+        index, target = target_rows(batch["targets"])  # (M',), (M',): M targets + padding
+        ce = linear_cross_entropy(h.flatten(0, 1)[index], self.item_weight(), None, target)
         return ce / (batch["targets"] > 0).sum().clamp(min=1)
 
     def score_all(self, batch: dict[str, torch.Tensor],

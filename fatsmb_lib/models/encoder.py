@@ -5,8 +5,7 @@ Algorithm 1 stage 1).
 Symbol map (paper ↔ code):
     h_i = e_v + e_b + e_p (Eq. 9)     ``SequenceEncoder.embed``
     d_k, h (heads)                     ``d_head``, ``n_heads``
-    θ_i = base^(-2i/d_k) (Eq. 11)     ``rope_cos_sin``
-    f(q, m) = q·e^{imθ} (Eq. 11, 24)  ``apply_rope``
+    θ_i = base^(-2i/d_k), f(q, m) = q·e^{imθ} (Eq. 11)  ``kernels.rope_tables``, ``kernels.rotate_pairs``
     h(a) in f'(q, a, m) (Eq. 13, 28)  ``BaRoPE`` (one real value per rotation pair per head)
     z_b, z_∅ (Section 3.1)             ``z_b``, ``z_null``
     decoder q_ψ (Eq. 14)               ``MBAE.decoder`` + tied item embeddings
@@ -18,16 +17,12 @@ n_behaviors behaviors. Ids: items 1..N (0 padding, N+1 [mask]); behaviors 1..n_b
 Rotation pairs are *half-split* (the GPT-NeoX / Llama layout): coordinate i is paired with
 coordinate i + d_head/2, i.e. the complex number x_i + i·x_{i+d_head/2} is rotated by m·θ_i.
 
-Speed (CPU): attention rotates q and k together with cached cos/sin tables and no
-concatenation (``rope_tables``, ``rotate_pairs``); BaRoPE's MLP runs on the behavior table, not
-on every position; dropout draws 16 random bits per element and is fused with the residual add
-(``Dropout``); the Cloze loss never materialises the (M, N) logits and pads M to a few bucketed
-sizes (``linear_cross_entropy``, ``labelled_rows``). ``apply_rope``, ``BaRoPE.forward`` and
-``Decoder.forward`` keep the textbook form (notebooks, tests, scoring).
+Speed (CPU): the kernels of ``kernels.py`` (rotary tables, fused dropout, the Cloze loss
+without its (M, N) logits); BaRoPE's MLP runs on the behavior table, not on every position.
+``BaRoPE.forward`` and ``Decoder.forward`` keep the textbook form (notebooks, tests, scoring).
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -35,75 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..support.precision import autocast_dtype
+from .kernels import FastDropout, linear_cross_entropy, rope_tables, rotate_pairs, target_rows
 
 POSITIONS = ("ape", "rope", "barope")
-
-
-# ---------------------------------------------------------------------------------------------
-# Rotary position embedding (Eqs. 10-11, 24)
-# ---------------------------------------------------------------------------------------------
-def rope_cos_sin(
-    positions: torch.Tensor, d_head: int, base: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosines and sines of the rotary angles m·θ_i, θ_i = base^(-2i/d_head) (Eq. 11).
-
-    ``positions`` is (L,) or (B, L); returns ``cos, sin`` of shape (..., d_head) in the
-    half-split layout: entry i and entry i + d_head/2 hold the same angle (one pair).
-    """
-    assert d_head % 2 == 0, f"d_head={d_head} must be even: rotary embeddings rotate pairs; pick d_model = 2·k·n_heads"
-    i = torch.arange(d_head // 2, device=positions.device, dtype=torch.float32)
-    theta = base ** (-2.0 * i / d_head)  # (d_head/2,)
-    angles = positions.to(torch.float32)[..., None] * theta  # (..., d_head/2)
-    angles = torch.cat([angles, angles], dim=-1)  # (..., d_head) same angle on both halves
-    return angles.cos(), angles.sin()
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (-x2, x1): multiplication by i of the complex number x1 + i·x2."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair (x_i, x_{i+d/2}) of ``x`` (B, H, L, d_head) by its angle: f(x, m) = x·e^{imθ}
-    (Eqs. 11, 24). ``cos``/``sin`` are (L, d_head) or (B, L, d_head) from ``rope_cos_sin``."""
-    if cos.dim() == 3:  # (B, L, d_head) -> (B, 1, L, d_head), broadcast over heads
-        cos, sin = cos[:, None], sin[:, None]
-    return x * cos.to(x.dtype) + _rotate_half(x) * sin.to(x.dtype)
-
-
-@functools.lru_cache(maxsize=64)
-def rope_tables(
-    L: int, n_heads: int, d_head: int, base: float, device: torch.device, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosines and signed sines of positions 0..L-1 for all heads side by side, as
-    ``rotate_pairs`` wants them; computed once per argument tuple and cached (read-only).
-
-    Returns ``cos`` (L, H·d_head), each head's block being ``rope_cos_sin``'s cos, and
-    ``signed_sin`` (L, H·d_head), each head's block being (−sin, +sin) over its two halves.
-    """
-    with torch.inference_mode(False):  # usable by autograd even if first built for inference
-        cos, sin = rope_cos_sin(torch.arange(L, device=device), d_head, base)  # (L, d_head)
-        signed = torch.cat([-sin[:, : d_head // 2], sin[:, d_head // 2 :]], dim=-1)
-        return cos.repeat(1, n_heads).to(dtype), signed.repeat(1, n_heads).to(dtype)
-
-
-def rotate_pairs(
-    x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor, n_heads: int
-) -> torch.Tensor:
-    """``apply_rope`` with heads side by side: x (B, L, n_heads·d_head), ``cos`` and
-    ``signed_sin`` (L, n_heads·d_head) from ``rope_tables``. Per head and pair i:
-
-        (x_i, x_{i+d/2}) -> (x_i cos − x_{i+d/2} sin, x_{i+d/2} cos + x_i sin)      (Eq. 11)
-
-    i.e. x·cos + swap(x)·signed_sin, where swap exchanges the two halves of every head: one
-    ``roll`` copy, where ``_rotate_half`` takes a negation and a concatenation (``flip`` would
-    do too, but is 10x slower than ``roll`` on CPU, measured).
-    """
-    d_head = x.shape[-1] // n_heads
-    swapped = torch.roll(x.unflatten(-1, (n_heads, d_head)), d_head // 2, dims=-1).flatten(-2)
-    return torch.addcmul(x * cos, swapped, signed_sin)
 
 
 class BaRoPE(nn.Module):
@@ -162,139 +91,6 @@ class BaRoPE(nn.Module):
     def forward(self, behaviors: torch.Tensor) -> torch.Tensor:
         """h(b) repeated over both coordinates of each pair: (B, L) -> (B, H, L, d_head)."""
         return self.coordinate_scale(behaviors).unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Dropout and the Cloze cross-entropy, written for speed
-# ---------------------------------------------------------------------------------------------
-class Dropout(nn.Dropout):
-    """Inverted dropout like ``nn.Dropout``, with cheaper masks and ``add(x, y) = x + dropout(y)``
-    (a residual connection) in one kernel.
-
-    A mask takes 16 random bits per element (one 64-bit draw serves four elements) where
-    ``nn.Dropout`` draws a Bernoulli variable per element: an element is kept with probability
-    k/2^16, k = round((1 − p)·2^16), and scaled by 2^16/k, so E[dropout(y)] = y exactly.
-    NOTE: the keep rate is 1 − p up to 2^-17 (p = 0.1 keeps 0.899994 of the elements).
-    """
-
-    def __init__(self, p: float = 0.5):
-        assert 0.0 <= p < 1.0, f"dropout p={p} must be in [0, 1): p = 1 would drop everything"
-        super().__init__(p)
-        self.keep = min(round((1.0 - p) * 2**16), 2**16 - 1)  # k: kept when 16 bits < k
-
-    def mask(self, like: torch.Tensor) -> torch.Tensor:
-        """A 0/1 mask shaped and typed like ``like``; 1 with probability k/2^16."""
-        words = torch.empty((like.numel() + 3) // 4, dtype=torch.int64, device=like.device)
-        bits = words.random_(-(2**63), None).view(torch.int16)[: like.numel()]  # uniform on [-2^15, 2^15)
-        out = torch.empty(like.shape, dtype=like.dtype, device=like.device)
-        return torch.lt(bits.view(like.shape), self.keep - 2**15, out=out)
-
-    def active(self) -> bool:
-        return self.training and self.p > 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.active():
-            return x
-        return x * self.mask(x) * (2**16 / self.keep)
-
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """x + dropout(y), fused: one ``addcmul`` instead of a multiply, a scale and an add."""
-        if not self.active():
-            return x + y
-        return torch.addcmul(x, y, self.mask(y), value=2**16 / self.keep)
-
-
-# Rows of logits per chunk in ``linear_cross_entropy``: 2^19 fp32 values (2 MiB) stay in cache.
-_CE_CHUNK_ELEMENTS = 2**19
-
-
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Σ_i CE(z_i Wᵀ + b, t_i) with its gradient computed in the forward pass, chunk by chunk."""
-
-    @staticmethod
-    def forward(ctx, z, weight, bias, target):
-        device, (M, D), N = z.device.type, z.shape, weight.shape[0]
-        acc = torch.promote_types(z.dtype, torch.float32)  # softmax and sums: fp32 at least
-        dtype = autocast_dtype(device) or z.dtype  # matmul inputs: bf16 under autocast
-        need_z, need_w, need_b = ctx.needs_input_grad[:3]
-        with torch.autocast(device, enabled=False):  # casts are explicit below
-            zc, wc = z.to(dtype), weight.to(dtype)
-            bc = None if bias is None else bias.to(dtype)
-            loss = torch.zeros((), dtype=acc, device=z.device)
-            grad_z = torch.empty(M, D, dtype=acc, device=z.device) if need_z else None
-            grad_w = torch.zeros(N, D, dtype=acc, device=z.device) if need_w else None
-            grad_b = torch.zeros(N, dtype=acc, device=z.device) if need_b else None
-            chunk = max(1, _CE_CHUNK_ELEMENTS // N)
-            for start in range(0, M, chunk):
-                rows = slice(start, start + chunk)
-                ignored = target[rows, None] < 0  # (C, 1)
-                t = target[rows, None].clamp(min=0)
-                logits = zc[rows] @ wc.T if bc is None else torch.addmm(bc, zc[rows], wc.T)
-                log_p = logits.to(acc).log_softmax(dim=1)  # (C, N)
-                loss -= log_p.gather(1, t).masked_fill_(ignored, 0.0).sum()
-                if not (need_z or need_w or need_b):
-                    continue
-                g = log_p.exp_()  # softmax
-                g.scatter_add_(1, t, torch.full(t.shape, -1.0, dtype=acc, device=z.device))  # − onehot
-                g.masked_fill_(ignored, 0.0)
-                if need_b:
-                    grad_b += g.sum(0)
-                g = g.to(dtype)
-                if need_z:
-                    grad_z[rows] = g @ wc
-                if need_w:
-                    grad_w += g.T @ zc[rows]
-        ctx.save_for_backward(grad_z, grad_w, grad_b)
-        ctx.dtypes = z.dtype, weight.dtype, None if bias is None else bias.dtype
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        grads = [None if g is None else (g * grad_loss).to(dt)
-                 for g, dt in zip(ctx.saved_tensors, ctx.dtypes)]
-        return *grads, None
-
-
-def linear_cross_entropy(
-    z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor
-) -> torch.Tensor:
-    """Summed softmax cross-entropy of the logits z Wᵀ + b: Σ_i −log softmax(z_i Wᵀ + b)[t_i].
-
-    z (M, D), weight (N, D), bias (N,) or None, target (M,) in 0..N-1, or −1 for a row to
-    ignore -> a scalar. Equals ``F.cross_entropy(z @ weight.T + bias, target, ignore_index=-1,
-    reduction="sum")``, but the rows go through in chunks of ~2^19 logits that stay in cache,
-    and the gradient is formed right there from ∂CE_i/∂logits_i = softmax_i − onehot(t_i):
-
-        ∂/∂z_i = (softmax_i − onehot_i) W,   ∂/∂W = Σ_i (softmax_i − onehot_i)ᵀ z_i,   ∂/∂b = Σ_i (…)
-
-    so the (M, N) logits, their log-softmax and their gradient never exist (3·M·N floats whose
-    size changes with M from batch to batch); the matmul FLOPs are those of autograd. Under
-    autocast the products run in its dtype (bf16), the softmax and the gradient sums in fp32.
-    """
-    return _LinearCrossEntropy.apply(z, weight, bias, target)
-
-
-def bucket(M: int, per_octave: int = 32) -> int:
-    """M rounded up to a multiple of 2^(⌊log2 M⌋ − log2 per_octave): at most ``per_octave``
-    distinct values between two powers of two, less than 1/per_octave of padding (bucket(0) = 0)."""
-    step = 2 ** max(0, M.bit_length() - 1 - (per_octave.bit_length() - 1))
-    return -(-M // step) * step
-
-
-def labelled_rows(h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rows of h (B, L, D) whose label is > 0 and their targets (label − 1), as (M', D) and
-    (M',), padded with copies of row 0 under target −1 (ignored by ``linear_cross_entropy``)
-    to M' = bucket(M) rows.
-
-    Why pad: the number M of labelled positions changes from batch to batch, and so would the
-    size of every decoder tensor. glibc's allocator cannot reuse memory freed by tensors of
-    slightly different sizes, so a training process grew by ~10 MiB per step (ml100k, stage 1,
-    measured); with a handful of bucketed sizes its memory stays flat.
-    """
-    index = (labels > 0).flatten().nonzero()[:, 0]  # (M,) positions in B·L
-    pad = bucket(index.numel()) - index.numel()
-    target = F.pad(labels.flatten()[index] - 1, (0, pad), value=-1)  # (M',)
-    return h.flatten(0, 1)[F.pad(index, (0, pad))], target
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,7 +187,7 @@ class TransformerBlock(nn.Module):
         self.ffn = nn.Sequential(
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
         )
-        self.drop = Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def forward(
         self,
@@ -469,7 +265,7 @@ class SequenceEncoder(nn.Module):
             nn.Embedding(c.n_behaviors + 2, c.d_model, padding_idx=0) if c.use_behavior else None
         )
         self.position_embedding = nn.Embedding(c.max_len, c.d_model) if c.position == "ape" else None
-        self.drop = Dropout(c.dropout)
+        self.drop = FastDropout(c.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(
                 c.d_model, c.n_heads, c.dropout, position=c.position,
@@ -581,8 +377,8 @@ class MBAE(nn.Module):
         positions gives 0 (still connected to the graph).
         """
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
-        z, target = labelled_rows(h, batch["labels"])  # (M', D), (M',): M masked rows + padding
-        ce = self.decoder.cross_entropy(z, self.item_weight(), target)
+        index, target = target_rows(batch["labels"])  # (M',), (M',): M masked rows + padding
+        ce = self.decoder.cross_entropy(h.flatten(0, 1)[index], self.item_weight(), target)
         return ce / (batch["labels"] > 0).sum().clamp(min=1)
 
     def _last_behavior(self, behaviors: torch.Tensor, value: torch.Tensor | int) -> torch.Tensor:
