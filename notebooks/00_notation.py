@@ -84,7 +84,7 @@
 # | h(·) | BaRoPE's behavior scaling: f′(q, a, m) = h(a)·f(q, m). Here one real value per rotation pair per head, h ≡ 1 at initialisation (the paper: "an MLP") | `BaRoPE` (`pair_scale`, `coordinate_scale`) | Eqs. 13, 28–30 |
 # | ρ | Cloze item mask probability (0.2) | `rho`; `cloze_mask` | Sec. 3.1, Alg. 1, Fig. 8a |
 # | σ | probability of also masking the behavior at a masked item (0.2); not DDPM's σ_t | `sigma` | Sec. 3.1, Fig. 8b |
-# | [mask], v_[mask] | the mask token; the masked item the decoder must recover | `mask_item` (N+1), `mask_behavior` (\|B\|+1); targets `labels` | Eq. 14 |
+# | [mask], v_[mask] | the mask token; the masked item the decoder must recover | `mask_item` (N+1), `mask_behavior` (\|B\|+1); the batch key `targets` | Eq. 14 |
 # | z_b | **behavior-specific preference**: the encoder's output at a masked item whose behavior b stays visible | `z_b`; `MBAE.latents` | Sec. 3.1 |
 # | z_∅ | **behavior-agnostic preference**: the output at a masked item whose behavior is masked too (the paper also prints it z_φ in Sec. 3.1 and z_θ in Sec. 3.4) | `z_null`; `MBAE.behavior_agnostic` | Secs. 3.1–3.2 |
 # | φ, p_φ(z_b \| S_u) | the encoder and its parameters (ℰ in Algs. 1–2) | `MBAE.encoder` (a `SequenceEncoder`) | Eq. 14 |

@@ -304,10 +304,10 @@ batch = cloze_mask(windows["items"], windows["behaviors"], settings.rho, setting
                    last_only_prob=0.0)
 with torch.no_grad():
     h_l = untrained.encode(batch["items"], batch["behaviors"])   # lines 10-12: H^l, (B, L, D)
-    at = batch["labels"] > 0                                     # the masked positions ("index")
+    at = batch["targets"] > 0                                    # the masked positions ("index")
     z = h_l[at]                                                  # line 13: z_b, or z_∅ where b was masked
     item_logits = untrained.decode(z)                            # line 14: q_ψ(v | z), (M, N)
-    loss = F.cross_entropy(item_logits, batch["labels"][at] - 1) # line 15: -Eq. 14, mean over M
+    loss = F.cross_entropy(item_logits, batch["targets"][at] - 1)  # line 15: -Eq. 14, mean over M
     library_loss = untrained.loss(batch)
 torch.testing.assert_close(loss, library_loss, rtol=1e-5, atol=1e-5)
 # an untrained decoder scores the items almost uniformly: its loss is close to log N

@@ -272,8 +272,8 @@ def _cloze_batch(seed=0):
     return {
         "items": items.masked_fill(masked, N_ITEMS + 1),
         "behaviors": behaviors.masked_fill(behavior_masked, N_BEH + 1),
-        "labels": items * masked,
-        "label_behaviors": behaviors * masked,
+        "targets": items * masked,
+        "target_behaviors": behaviors * masked,
         "behavior_masked": behavior_masked,
     }
 
@@ -299,26 +299,26 @@ def test_cloze_loss_is_cross_entropy_at_masked_positions_only():
     loss = model.loss(batch)
     with torch.no_grad():
         logits = model.decode(model.encode(batch["items"], batch["behaviors"]))  # (B, L, N)
-    masked = batch["labels"] > 0
+    masked = batch["targets"] > 0
     assert 0 < masked.sum() < (batch["items"] > 0).sum()
-    hand = F.cross_entropy(logits[masked], batch["labels"][masked] - 1)
+    hand = F.cross_entropy(logits[masked], batch["targets"][masked] - 1)
     torch.testing.assert_close(loss, hand)
-    # an independent derivation over ALL positions with zero weight where labels == 0
-    logp = logits.log_softmax(-1).gather(-1, (batch["labels"] - 1).clamp(min=0)[..., None])[..., 0]
+    # an independent derivation over ALL positions with zero weight where targets == 0
+    logp = logits.log_softmax(-1).gather(-1, (batch["targets"] - 1).clamp(min=0)[..., None])[..., 0]
     torch.testing.assert_close(loss, -(logp * masked).sum() / masked.sum())
     # targets elsewhere are ignored: metadata of unmasked positions never enters the loss
-    other = dict(batch, label_behaviors=batch["label_behaviors"] + 1, behavior_masked=~batch["behavior_masked"])
+    other = dict(batch, target_behaviors=batch["target_behaviors"] + 1, behavior_masked=~batch["behavior_masked"])
     torch.testing.assert_close(model.loss(other), loss)
-    # while changing one label at a masked position does change it
-    changed = batch["labels"].clone()
+    # while changing one target at a masked position does change it
+    changed = batch["targets"].clone()
     changed[masked.nonzero()[0].unbind()] = changed[masked][0] % N_ITEMS + 1
-    assert not torch.allclose(model.loss(dict(batch, labels=changed)), loss)
+    assert not torch.allclose(model.loss(dict(batch, targets=changed)), loss)
 
 
 def test_cloze_loss_without_masks_is_zero_and_differentiable():
     model = MBAE(_config())
     batch = _cloze_batch()
-    loss = model.loss(dict(batch, labels=torch.zeros_like(batch["labels"])))
+    loss = model.loss(dict(batch, targets=torch.zeros_like(batch["targets"])))
     loss.backward()
     assert loss.item() == 0.0
 
@@ -375,13 +375,13 @@ def test_latents_at_masked_positions():
     positions = torch.zeros_like(items, dtype=torch.bool)
     positions[0, 3], positions[0, 7], positions[2, 9] = True, True, True
     with torch.no_grad():
-        z_b, z_null, labels, label_beh = model.latents_at(items, behaviors, positions)
+        z_b, z_null, target, target_behavior = model.latents_at(items, behaviors, positions)
         masked_items = items.masked_fill(positions, N_ITEMS + 1)
         sep_b = model.encode(masked_items, behaviors)[positions]
         sep_null = model.encode(masked_items, behaviors.masked_fill(positions, N_BEH + 1))[positions]
     assert z_b.shape == (3, 16)
-    torch.testing.assert_close(labels, torch.stack([items[0, 3], items[0, 7], items[2, 9]]))
-    torch.testing.assert_close(label_beh, torch.stack([behaviors[0, 3], behaviors[0, 7], behaviors[2, 9]]))
+    torch.testing.assert_close(target, torch.stack([items[0, 3], items[0, 7], items[2, 9]]))
+    torch.testing.assert_close(target_behavior, torch.stack([behaviors[0, 3], behaviors[0, 7], behaviors[2, 9]]))
     torch.testing.assert_close(z_b, sep_b, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(z_null, sep_null, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(z_b, z_null, atol=1e-4)

@@ -147,13 +147,18 @@ def test_behavior_sasrec_is_causal():
 
 
 def test_behavior_sasrec_target_behavior_changes_scores_of_its_row_only():
+    """score_all reads the row's ``target_behavior``; the [mask] column's copy of it is never
+    seen (causal attention keeps column L-1 out of the state at L-2)."""
     torch.manual_seed(0)
     model = BehaviorSASRec(_encoder_config()).eval()
     prefix = _prefix_batch()
-    changed = {**prefix, "behaviors": prefix["behaviors"].clone()}
-    changed["behaviors"][0, -1] = 3  # row 0: target behavior 2 -> 3
+    changed = {**prefix, "target_behavior": prefix["target_behavior"].clone()}
+    changed["target_behavior"][0] = 3  # row 0: target behavior 2 -> 3
+    mask_column = {**prefix, "behaviors": prefix["behaviors"].clone()}
+    mask_column["behaviors"][:, -1] = 1
     with torch.no_grad():
         scores, scores2 = model.score_all(prefix), model.score_all(changed)
+        torch.testing.assert_close(model.score_all(mask_column), scores)
     assert not torch.allclose(scores2[0], scores[0])
     torch.testing.assert_close(scores2[1:], scores[1:])
 
@@ -198,9 +203,9 @@ def test_mbstr_behavior_weights_get_gradient_only_from_their_tokens():
     torch.manual_seed(0)
     model = _mbstr()
     items, behaviors = _sequences(behaviors_in=(1, 2))
-    labels = torch.where((torch.arange(L) % 3 == 0) & (items > 0), items, 0)
-    model.loss({"items": torch.where(labels > 0, N_ITEMS + 1, items), "behaviors": behaviors,
-                "labels": labels}).backward()
+    masked = (torch.arange(L) % 3 == 0) & (items > 0)
+    model.loss({"items": torch.where(masked, N_ITEMS + 1, items), "behaviors": behaviors,
+                "targets": items * masked, "target_behaviors": behaviors * masked}).backward()
     absent_pairs = torch.tensor([p for p in range(N_BEH**2) if 2 in divmod(p, N_BEH)])
     for block in model.blocks:
         for layer in (block.attn.qkv, block.ffn_in, block.ffn_out):
@@ -285,12 +290,15 @@ def test_ba_pred_experts_of_other_behaviors_get_zero_gradient():
     assert torch.count_nonzero(moe.shared_w1.grad) > 0
 
 
-def test_mbstr_score_all_predicts_under_the_mask_columns_behavior():
+def test_mbstr_score_all_predicts_under_the_target_behavior():
+    """The [mask] column's state under the row's ``target_behavior`` (which that column carries
+    as its input behavior: both change together in a prefix batch)."""
     torch.manual_seed(0)
     model = _mbstr().eval()
     prefix = _prefix_batch()
-    changed = {**prefix, "behaviors": prefix["behaviors"].clone()}
-    changed["behaviors"][0, -1] = 3
+    changed = {**prefix, "behaviors": prefix["behaviors"].clone(),
+               "target_behavior": prefix["target_behavior"].clone()}
+    changed["behaviors"][0, -1] = changed["target_behavior"][0] = 3
     with torch.no_grad():
         scores, scores2 = model.score_all(prefix), model.score_all(changed)
         h = model.encode(prefix["items"], prefix["behaviors"])

@@ -12,7 +12,7 @@ index grid::
 it instead of ``__getitem__`` one by one), so :func:`make_loader` only needs an identity or
 masking collate.
 
-Views (batch keys as in the shared contract):
+Views (batch keys as in the shared contract, ``fatsmb_lib.models.contract``):
 
 - :class:`ClozeView` -- windows of length L over each TRAINING part, ending at the last
   training item and stepping back by ``stride`` (default L: non-overlapping windows; 1: a
@@ -178,8 +178,8 @@ def cloze_mask(items: torch.Tensor, behaviors: torch.Tensor, rho: float, sigma: 
     Args:
         items, behaviors: (B, L) long, left-padded with 0.
     Returns:
-        ``items``, ``behaviors`` (masked inputs), ``labels``, ``label_behaviors`` (originals at
-        masked positions, 0 elsewhere), ``behavior_masked`` (B, L) bool.
+        ``items``, ``behaviors`` (masked inputs), ``targets``, ``target_behaviors`` (the
+        originals at masked positions, 0 elsewhere), ``behavior_masked`` (B, L) bool.
     """
     B, L = items.shape
     device = items.device
@@ -196,8 +196,8 @@ def cloze_mask(items: torch.Tensor, behaviors: torch.Tensor, rho: float, sigma: 
     return {
         "items": torch.where(masked, mask_item, items),
         "behaviors": torch.where(behavior_masked, mask_behavior, behaviors),
-        "labels": torch.where(masked, items, 0),
-        "label_behaviors": torch.where(masked, behaviors, 0),
+        "targets": torch.where(masked, items, 0),
+        "target_behaviors": torch.where(masked, behaviors, 0),
         "behavior_masked": behavior_masked,
     }
 

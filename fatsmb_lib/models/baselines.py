@@ -113,8 +113,8 @@ class BehaviorSASRec(SASRec):
     target behavior at the query, i.e. "which item next, under behavior b?".
 
     For position j of a causal window the target behavior is that of the next item,
-    ``target_behaviors[:, j]``; for a prefix batch it is the one carried by the [mask] column,
-    ``behaviors[:, -1]``. The query is
+    ``target_behaviors[:, j]``; for a prefix batch it is the row's ``target_behavior`` (the
+    one its [mask] column carries). The query is
 
         q_j = h_j + MLP([h_j ; e_tgt(b_{j+1})]),   scores_j = q_j · E[1..N]^T
 
@@ -151,7 +151,7 @@ class BehaviorSASRec(SASRec):
     def score_all(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                   ) -> torch.Tensor:
         """Scores (B, N) of a prefix batch: the state at column L-2 (newest real item; causal
-        attention keeps the [mask] column out of it) queried with the target behavior
-        ``behaviors[:, -1]``. ``generator`` is unused."""
+        attention keeps the [mask] column out of it) queried with the row's
+        ``target_behavior``. ``generator`` is unused."""
         h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
-        return self.scores(h[:, -2], batch["behaviors"][:, -1])
+        return self.scores(h[:, -2], batch["target_behavior"])

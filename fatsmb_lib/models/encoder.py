@@ -370,16 +370,16 @@ class MBAE(nn.Module):
         return self.decoder(z, self.item_weight())
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Cloze loss (Eq. 14): softmax cross-entropy over all N items at positions with labels > 0.
+        """Cloze loss (Eq. 14): softmax cross-entropy over all N items at positions with targets > 0.
 
         Positions whose behavior is masked give z_∅, the others z_b; both are trained
         (Algorithm 1 lines 13-15). Only masked rows are decoded. A batch without masked
         positions gives 0 (still connected to the graph).
         """
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
-        index, target = target_rows(batch["labels"])  # (M',), (M',): M masked rows + padding
+        index, target = target_rows(batch["targets"])  # (M',), (M',): M masked rows + padding
         ce = self.decoder.cross_entropy(h.flatten(0, 1)[index], self.item_weight(), target)
-        return ce / (batch["labels"] > 0).sum().clamp(min=1)
+        return ce / (batch["targets"] > 0).sum().clamp(min=1)
 
     def _last_behavior(self, behaviors: torch.Tensor, value: torch.Tensor | int) -> torch.Tensor:
         """A copy of ``behaviors`` (B, L) whose last column (the [mask] item's) is ``value``."""
@@ -413,7 +413,7 @@ class MBAE(nn.Module):
     def latents_at(
         self, items: torch.Tensor, behaviors: torch.Tensor, positions_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(z_b, z_∅, label items, label behaviors) at Cloze-masked positions, each (M, ...).
+        """(z_b, z_∅, target items, target behaviors) at Cloze-masked positions, each (M, ...).
 
         ``items``/``behaviors`` (B, L) are the ORIGINAL (unmasked) sequences and
         ``positions_mask`` (B, L) bool the positions to mask. There the item becomes [mask];

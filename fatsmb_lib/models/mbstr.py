@@ -260,17 +260,17 @@ class MBSTR(nn.Module):
         return z @ self.item_weight().T
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Cloze loss: cross-entropy over all N items at the masked positions (labels > 0),
-        each predicted under its own (visible) behavior."""
+        """Cloze loss: cross-entropy over all N items at the masked positions (targets > 0),
+        each predicted under its own behavior, ``target_behaviors`` (visible in the input too)."""
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
-        selected = batch["labels"] > 0  # (B, L)
-        logits = self.predict(h[selected], batch["behaviors"][selected])  # (M, N)
-        ce = F.cross_entropy(logits, batch["labels"][selected] - 1, reduction="sum")
+        selected = batch["targets"] > 0  # (B, L)
+        logits = self.predict(h[selected], batch["target_behaviors"][selected])  # (M, N)
+        ce = F.cross_entropy(logits, batch["targets"][selected] - 1, reduction="sum")
         return ce / selected.sum().clamp(min=1)
 
     def score_all(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                   ) -> torch.Tensor:
-        """Scores (B, N) of a prefix batch: the [mask] column's state under its behavior, the
-        target behavior. ``generator`` is unused."""
+        """Scores (B, N) of a prefix batch: the [mask] column's state under the row's
+        ``target_behavior`` (which that column carries). ``generator`` is unused."""
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
-        return self.predict(h[:, -1], batch["behaviors"][:, -1])
+        return self.predict(h[:, -1], batch["target_behavior"])

@@ -188,7 +188,7 @@ def prefix_latents(mbae: MBAE, ctx: Context, n_batches: int | None = None) -> di
     # the allocator's heap, which then grows by ~5 MiB a batch (ml100k, measured)
     out = {"z_b": torch.empty(n, mbae.config.d_model, device=ctx.device),
            "z_null": torch.empty(n, mbae.config.d_model, device=ctx.device),
-           "behavior": torch.empty(n, dtype=torch.long, device=ctx.device),
+           "target_behavior": torch.empty(n, dtype=torch.long, device=ctx.device),
            "target": torch.empty(n, dtype=torch.long, device=ctx.device)}
     start = 0
     for batch in islice(make_loader(view, EVAL_BATCH, False), n_batches):
@@ -196,7 +196,7 @@ def prefix_latents(mbae: MBAE, ctx: Context, n_batches: int | None = None) -> di
         target_behavior = batch["target_behavior"].to(ctx.device)
         out["z_b"][rows], out["z_null"][rows] = mbae.latents(
             batch["items"].to(ctx.device), batch["behaviors"].to(ctx.device), target_behavior)
-        out["behavior"][rows] = target_behavior
+        out["target_behavior"][rows] = target_behavior
         out["target"][rows] = batch["target"]
         start = rows.stop
     return out
@@ -215,7 +215,7 @@ def tensor_batches(tensors: dict[str, torch.Tensor], batch_size: int,
 def _rows_fingerprint(latents: dict[str, torch.Tensor]) -> str:
     """Which training prefixes a latents dict holds (their targets and behaviors; the latents
     themselves follow from the encoder's fingerprint): a restricted dict trains a new model."""
-    return tensor_fingerprint({key: latents[key] for key in ("target", "behavior")})
+    return tensor_fingerprint({key: latents[key] for key in ("target", "target_behavior")})
 
 
 def cloze_latent_batches(mbae: MBAE, ctx: Context) -> Batches:
@@ -230,12 +230,12 @@ def cloze_latent_batches(mbae: MBAE, ctx: Context) -> Batches:
             # masks drawn on the CPU, from the epoch's CPU generator (the same masks on any device)
             masked = cloze_mask(batch["items"], batch["behaviors"], ctx.profile.rho, 0.0,
                                 ctx.data.mask_item, ctx.data.mask_behavior, generator,
-                                last_only_prob=0.0)["labels"] > 0
+                                last_only_prob=0.0)["targets"] > 0
             items, behaviors, masked = (t.to(ctx.device) for t in
                                         (batch["items"], batch["behaviors"], masked))
             with torch.no_grad():
                 z_b, z_null, _, b = mbae.latents_at(items, behaviors, masked)
-            yield {"z_b": z_b, "z_null": z_null, "behavior": b}
+            yield {"z_b": z_b, "z_null": z_null, "target_behavior": b}
     return batches
 
 
@@ -308,7 +308,7 @@ def finetune_decoder(model: FatsMB, ctx: Context, latents: dict | None = None) -
     settings = {"stage": 3, "model": state_fingerprint(model), "batch_size": p.batch_size,
                 "rows": _rows_fingerprint(latents),
                 "sampler": {name: getattr(model.diffusion.cfg, name) for name in SAMPLER_SETTINGS}}
-    tensors = {key: latents[key] for key in ("z_null", "behavior", "target")}
+    tensors = {key: latents[key] for key in ("z_null", "target_behavior", "target")}
     return ctx.fit(model, "decoder", "stage3", model.mbae.decoder.parameters(),
                    lambda epoch: tensor_batches(tensors, p.batch_size,
                                                 epoch_generator(ctx.seed, epoch)),
