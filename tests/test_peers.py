@@ -118,7 +118,7 @@ def test_gru4rec_score_all_reads_the_newest_real_item():
     with torch.no_grad():
         scores = model.score_all(batch)
         full = model(batch["items"])  # the [mask] column fed too: causal, so column L-2 agrees
-        torch.testing.assert_close(scores, full[:, -2] @ model.item_weight().T)
+        torch.testing.assert_close(scores, full[:, -2] @ model.item_embedding.weight[1 : N_ITEMS + 1].T)
 
 
 # ---------------------------------------------------------------- behavior-aware SASRec
@@ -129,7 +129,7 @@ def test_behavior_sasrec_is_causal():
     real = batch["targets"] > 0
     with torch.no_grad():
         h, _ = model.encoder(batch["items"], batch["behaviors"])
-        scores = model.scores(h[real], batch["target_behaviors"][real])
+        scores = model.target_query(h[real], batch["target_behaviors"][real])
         for t in (4, 6):
             later_items, later_beh = batch["items"].clone(), batch["behaviors"].clone()
             later_items[:, t:] = later_items[:, t:] % N_ITEMS + 1
@@ -137,7 +137,7 @@ def test_behavior_sasrec_is_causal():
             h2, _ = model.encoder(later_items, later_beh)
             early = real.clone()
             early[:, t:] = False
-            torch.testing.assert_close(model.scores(h2[early], batch["target_behaviors"][early]),
+            torch.testing.assert_close(model.target_query(h2[early], batch["target_behaviors"][early]),
                                        scores[early[real]])
         # the prefix batch's [mask] column (L-1) is invisible to column L-2 ...
         prefix = _prefix_batch()
@@ -170,7 +170,8 @@ def test_behavior_sasrec_loss_uses_the_next_items_behavior():
     real = batch["targets"] > 0
     with torch.no_grad():
         h, _ = model.encoder(batch["items"], batch["behaviors"])
-        logits = model.scores(h[real], batch["target_behaviors"][real])
+        items = model.encoder.item_embedding.weight[1 : N_ITEMS + 1]  # (N, D) the tied table
+        logits = model.target_query(h[real], batch["target_behaviors"][real]) @ items.T  # (M, N)
         torch.testing.assert_close(model.loss(batch), F.cross_entropy(logits, batch["targets"][real] - 1))
         shifted = {**batch, "target_behaviors": (batch["target_behaviors"] % N_BEH + 1) * real}
         assert not torch.allclose(model.loss(shifted), model.loss(batch))
@@ -215,6 +216,23 @@ def test_mbstr_behavior_weights_get_gradient_only_from_their_tokens():
         for mix in (block.attn.score_mix, block.attn.value_mix, block.attn.position_bias.table):
             assert torch.count_nonzero(mix.grad[absent_pairs]) == 0
             assert torch.count_nonzero(mix.grad) > 0
+
+
+def test_mbstr_loss_is_cross_entropy_at_the_masked_positions_under_their_behavior():
+    """Mean CE over all items of BA-Pred's scores at the masked positions, each under its own
+    target behavior; equal (to float tolerance) to F.cross_entropy on the (M, N) logits."""
+    torch.manual_seed(0)
+    model = _mbstr().eval()
+    items, behaviors = _sequences()
+    masked = (torch.arange(L) % 3 != 1) & (items > 0)
+    batch = {"items": torch.where(masked, N_ITEMS + 1, items), "behaviors": behaviors,
+             "targets": items * masked, "target_behaviors": behaviors * masked}
+    with torch.no_grad():
+        h = model.encode(batch["items"], batch["behaviors"])
+        logits = model.target_query(h[masked], behaviors[masked]) @ model.item_embedding.weight[1 : N_ITEMS + 1].T
+        torch.testing.assert_close(model.loss(batch), F.cross_entropy(logits, items[masked] - 1))
+        other = {**batch, "target_behaviors": (behaviors % N_BEH + 1) * masked}
+        assert not torch.allclose(model.loss(other), model.loss(batch))
 
 
 def test_multi_behavior_attention_matches_its_equations_written_out():
@@ -281,7 +299,8 @@ def test_ba_pred_experts_of_other_behaviors_get_zero_gradient():
     torch.manual_seed(0)
     model = _mbstr(n_layers=1)
     h = torch.randn(5, 16)
-    model.predict(h, torch.full((5,), 2)).logsumexp(-1).sum().backward()
+    scores = model.target_query(h, torch.full((5,), 2)) @ model.item_embedding.weight[1 : N_ITEMS + 1].T
+    scores.logsumexp(-1).sum().backward()
     moe = model.head_moe
     for name in ("private_w1", "private_b1", "private_w2", "private_b2", "gate_private"):
         grad = getattr(moe, name).grad
@@ -302,7 +321,8 @@ def test_mbstr_score_all_predicts_under_the_target_behavior():
     with torch.no_grad():
         scores, scores2 = model.score_all(prefix), model.score_all(changed)
         h = model.encode(prefix["items"], prefix["behaviors"])
-        torch.testing.assert_close(scores, model.predict(h[:, -1], prefix["target_behavior"]))
+        queries = model.target_query(h[:, -1], prefix["target_behavior"])  # (B, D)
+        torch.testing.assert_close(scores, queries @ model.item_embedding.weight[1 : N_ITEMS + 1].T)
     assert not torch.allclose(scores2[0], scores[0])
     torch.testing.assert_close(scores2[1:], scores[1:])
 
@@ -337,7 +357,7 @@ def test_diffurec_loss_is_cross_entropy_of_the_reconstructed_target():
     eps = torch.randn_like(x0)
     alpha_bar = model.diffusion.alpha_bar[t][:, None]
     x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
-    logits = model.reconstruct(batch["items"][:, :-1], x_t, t) @ model.item_weight().T
+    logits = model.reconstruct(batch["items"][:, :-1], x_t, t) @ model.encoder.item_embedding.weight[1 : N_ITEMS + 1].T
     torch.testing.assert_close(loss, F.cross_entropy(logits, batch["target"] - 1))
 
 

@@ -36,9 +36,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .contract import item_weight, masked_cross_entropy
 from .denoiser import timestep_embedding
 from .diffusion import DiffusionConfig, LatentDiffusion
 from .encoder import EncoderConfig, SequenceEncoder
@@ -70,10 +70,6 @@ class DiffuRec(nn.Module):
             T=diffusion.T, schedule=diffusion.schedule, stride=diffusion.stride,
             eta=diffusion.eta, prediction="x0", p_uncond=0.0, omega=0.0))
 
-    def item_weight(self) -> torch.Tensor:
-        """Tied item table: embeddings of item ids 1..N, (N, D)."""
-        return self.encoder.item_embedding.weight[1 : self.config.n_items + 1]
-
     def reconstruct(self, history: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
                     generator: torch.Generator | None = None) -> torch.Tensor:
         """f_θ(S, x_t, t): history (B, L') left-padded, x_t (B, D), t (B,) -> x̂_0 (B, D).
@@ -98,8 +94,8 @@ class DiffuRec(nn.Module):
         x0 = self.encoder.item_embedding(target)  # (B, D)
         t = torch.randint(0, self.diffusion.T, (B,), device=target.device)
         x_t = self.diffusion.q_sample(x0, t, torch.randn_like(x0))  # (B, D)
-        logits = self.reconstruct(history, x_t, t) @ self.item_weight().T  # (B, N)
-        return F.cross_entropy(logits, target - 1)
+        x0_hat = self.reconstruct(history, x_t, t)  # (B, D)
+        return masked_cross_entropy(x0_hat, target, item_weight(self.encoder.item_embedding))
 
     @torch.no_grad()
     def sample(self, history: torch.Tensor, generator: torch.Generator | None = None
@@ -115,4 +111,5 @@ class DiffuRec(nn.Module):
     def score_all(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                   ) -> torch.Tensor:
         """Scores (B, N) of a prefix batch: x̂_0 sampled from the history, dotted with all items."""
-        return self.sample(batch["items"][:, :-1], generator) @ self.item_weight().T
+        x0_hat = self.sample(batch["items"][:, :-1], generator)  # (B, D)
+        return x0_hat @ item_weight(self.encoder.item_embedding).T

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import FastDropout, linear_cross_entropy, rope_tables, rotate_pairs, target_rows
+from .contract import init_weights, item_weight, masked_cross_entropy
+from .kernels import FastDropout, rope_tables, rotate_pairs
 
 POSITIONS = ("ape", "rope", "barope")
 
@@ -239,17 +240,6 @@ class EncoderConfig:
         )
 
 
-def init_weights(module: nn.Module) -> None:
-    """BERT-style initialisation: N(0, 0.02) weights, zero biases (padding rows stay zero)."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-        with torch.no_grad():
-            module.weight[module.padding_idx].zero_()
-
-
 class SequenceEncoder(nn.Module):
     """Embedding layer (Eq. 9) + ``n_layers`` Transformer blocks + a final LayerNorm.
 
@@ -318,14 +308,9 @@ class Decoder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model))
         self.bias = nn.Parameter(torch.zeros(n_items))
 
-    def forward(self, z: torch.Tensor, item_weight: torch.Tensor) -> torch.Tensor:
-        """z (..., D), item_weight (N, D) -> logits (..., N)."""
-        return self.mlp(z) @ item_weight.T + self.bias
-
-    def cross_entropy(self, z: torch.Tensor, item_weight: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Σ_i −log softmax(forward(z)_i)[target_i] (Eq. 14, summed): z (M, D), target (M,) in
-        0..N-1 (−1: ignored) -> a scalar, without the (M, N) logits (``linear_cross_entropy``)."""
-        return linear_cross_entropy(self.mlp(z), item_weight, self.bias, target)
+    def forward(self, z: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """z (..., D), items (N, D) the tied table -> logits (..., N)."""
+        return self.mlp(z) @ items.T + self.bias
 
 
 class MBAE(nn.Module):
@@ -361,13 +346,9 @@ class MBAE(nn.Module):
         h, weights = self.encoder(items, behaviors, need_weights)
         return (h, weights) if need_weights else h
 
-    def item_weight(self) -> torch.Tensor:
-        """The tied item table of the decoder: embeddings of item ids 1..N, (N, D)."""
-        return self.encoder.item_embedding.weight[1 : self.config.n_items + 1]
-
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder q_ψ: z (..., D) -> logits (..., N) over all items; column j is item id j+1."""
-        return self.decoder(z, self.item_weight())
+        return self.decoder(z, item_weight(self.encoder.item_embedding))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Cloze loss (Eq. 14): softmax cross-entropy over all N items at positions with targets > 0.
@@ -377,9 +358,8 @@ class MBAE(nn.Module):
         positions gives 0 (still connected to the graph).
         """
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
-        index, target = target_rows(batch["targets"])  # (M',), (M',): M masked rows + padding
-        ce = self.decoder.cross_entropy(h.flatten(0, 1)[index], self.item_weight(), target)
-        return ce / (batch["targets"] > 0).sum().clamp(min=1)
+        return masked_cross_entropy(h, batch["targets"], item_weight(self.encoder.item_embedding),
+                                    query=self.decoder.mlp, bias=self.decoder.bias)
 
     def _last_behavior(self, behaviors: torch.Tensor, value: torch.Tensor | int) -> torch.Tensor:
         """A copy of ``behaviors`` (B, L) whose last column (the [mask] item's) is ``value``."""

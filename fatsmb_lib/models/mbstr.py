@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .contract import init_weights, item_weight, masked_cross_entropy
 from .denoiser import BehaviorMoE
-from .encoder import init_weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,10 +239,6 @@ class MBSTR(nn.Module):
         self.head_ln = nn.LayerNorm(D)
         self.apply(init_weights)  # nn.Linear / nn.Embedding only: bases, mixtures, experts keep theirs
 
-    def item_weight(self) -> torch.Tensor:
-        """Tied output table: embeddings of item ids 1..N, (N, D)."""
-        return self.item_embedding.weight[1 : self.config.n_items + 1]
-
     def encode(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
         """items, behaviors (B, L) -> hidden states (B, L, D)."""
         assert int(behaviors.max()) <= self.config.n_behaviors, (
@@ -254,23 +250,22 @@ class MBSTR(nn.Module):
             x = block(x, behaviors, pad)
         return self.ln_f(x)
 
-    def predict(self, h: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
-        """BA-Pred: h (M, D) under target behavior (M,) ids 1..n_b -> scores (M, N)."""
-        z = h + self.head_ln(self.head_moe(h, behavior))  # (M, D)
-        return z @ self.item_weight().T
+    def target_query(self, h: torch.Tensor, target_behavior: torch.Tensor) -> torch.Tensor:
+        """BA-Pred's query z = h + LN(MoE(h, b)): h (M, D) under target_behavior (M,) ids
+        1..n_b (0: shared experts only) -> (M, D), scored against the tied item table."""
+        return h + self.head_ln(self.head_moe(h, target_behavior))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Cloze loss: cross-entropy over all N items at the masked positions (targets > 0),
         each predicted under its own behavior, ``target_behaviors`` (visible in the input too)."""
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
-        selected = batch["targets"] > 0  # (B, L)
-        logits = self.predict(h[selected], batch["target_behaviors"][selected])  # (M, N)
-        ce = F.cross_entropy(logits, batch["targets"][selected] - 1, reduction="sum")
-        return ce / selected.sum().clamp(min=1)
+        return masked_cross_entropy(h, batch["targets"], item_weight(self.item_embedding),
+                                    query=self.target_query, condition=batch["target_behaviors"])
 
     def score_all(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                   ) -> torch.Tensor:
         """Scores (B, N) of a prefix batch: the [mask] column's state under the row's
         ``target_behavior`` (which that column carries). ``generator`` is unused."""
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
-        return self.predict(h[:, -1], batch["target_behavior"])
+        z = self.target_query(h[:, -1], batch["target_behavior"])  # (B, D)
+        return z @ item_weight(self.item_embedding).T
