@@ -81,7 +81,7 @@
 # | θ_i | RoPE frequency of rotation pair i, θ_i = base^(−2i/d_k), base 10,000 | `kernels.rope_tables`, `rope_base` | Eq. 11 |
 # | f(q, m), g(q, k, m−n) | RoPE: q rotated by the angles mθ_i; the attention score, which depends on m − n only | `kernels.rotate_pairs` (all heads at once; the textbook `apply_rope` is written out in notebook 02) | Eqs. 10–11, 24 |
 # | a, b (in f′) | the behaviors of the query's and of the key's token | `behaviors` | Eqs. 12–13 |
-# | h(·) | BaRoPE's behavior scaling: f′(q, a, m) = h(a)·f(q, m). Here one real value per rotation pair per head, h ≡ 1 at initialisation (the paper: "an MLP") | `BaRoPE` (`pair_scale`, `coordinate_scale`) | Eqs. 13, 28–30 |
+# | h(·) | BaRoPE's behavior scaling: f′(q, a, m) = h(a)·f(q, m). Here one real value per rotation pair per head, h ≡ 1 at initialisation (the paper: "an MLP") | `BaRoPE` (`pair_scale_table`: h per pair; `forward`: h on both coordinates of each pair) | Eqs. 13, 28–30 |
 # | ρ | Cloze item mask probability (0.2) | `rho`; `cloze_mask` | Sec. 3.1, Alg. 1, Fig. 8a |
 # | σ | probability of also masking the behavior at a masked item (0.2); not DDPM's σ_t | `sigma` | Sec. 3.1, Fig. 8b |
 # | [mask], v_[mask] | the mask token; the masked item the decoder must recover | `mask_item` (N+1), `mask_behavior` (\|B\|+1); the batch key `targets` | Eq. 14 |

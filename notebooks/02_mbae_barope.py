@@ -153,7 +153,7 @@ Markdown(f"**Takeaway:** the library's rotation is Eq. 11's complex product, and
 #
 # In the complex form of Appendix C, h(a) is a *real magnitude per complex coordinate*, so the
 # library gives h one value per rotation pair (per head) and repeats it over the pair's two
-# real coordinates (`BaRoPE.coordinate_scale`). A real number commutes with a rotation, hence
+# real coordinates (`BaRoPE.forward`). A real number commutes with a rotation, hence
 # (Appendix C)
 #
 # $$g'(q, k, a, b, m - n) = h(a)\,h(b)\,g(q, k, m - n) = \langle f'(q,a,m), f'(k,b,n)\rangle, \qquad (30)$$
@@ -173,7 +173,7 @@ shift_by = 17                                               # positions m, n -> 
 
 def barope_logits(shift: int) -> torch.Tensor:
     cos, sin = rope_cos_sin(torch.arange(L) + shift, d_head, settings.rope_base)
-    h = barope(token_behaviors)                             # (1, 1, L, d_head), h(b) per pair
+    h = barope(token_behaviors)                             # (1, L, d_head): h(b) per pair, both coordinates
     return (h * apply_rope(queries, cos, sin)) @ (h * apply_rope(keys, cos, sin)).transpose(-1, -2)
 
 
@@ -183,7 +183,7 @@ with torch.no_grad():
     plain_rope = apply_rope(queries, cos, sin) @ apply_rope(keys, cos, sin).transpose(-1, -2)
     torch.nn.init.normal_(barope.mlp[-1].weight, std=0.5)  # h no longer 1
     logits, shifted = barope_logits(0), barope_logits(shift_by)
-    h_pair = barope.pair_scale(token_behaviors)[0, 0]      # (L, d_head/2): h_j(b) of each token
+    h_pair = barope.pair_scale_table()[token_behaviors[0], 0]  # (L, d_head/2): h_j(b) of each token
     offset = (torch.arange(L)[:, None] - torch.arange(L))[..., None]   # m - n, (L, L, 1)
     g = (as_complex(queries)[0, 0, :, None] * as_complex(keys)[0, 0, None].conj()
          * torch.polar(torch.ones(half), offset * theta)).real          # g per pair: (L, L, d_head/2)
@@ -223,7 +223,7 @@ def textbook_attention(attn: MultiHeadSelfAttention, x: torch.Tensor, behaviors:
     heads = lambda t: t.view(B, L, H, d_k).transpose(1, 2)     # noqa: E731  (B, H, L, d_k)
     q, k, v = heads(x @ W_q.T + b_q), heads(x @ W_k.T + b_k), heads(x @ W_v.T + b_v)
     cos, sin = rope_cos_sin(torch.arange(L), d_k, attn.rope_base)  # angles m·θ_j (Eq. 11)
-    h = attn.barope(behaviors)                                     # h(b) per pair, (B, H, L, d_k)
+    h = heads(attn.barope(behaviors))                              # h(b) per pair, (B, H, L, d_k)
     q, k = h * apply_rope(q, cos, sin), h * apply_rope(k, cos, sin)   # f'(q, a, m), f'(k, b, n): Eq. 13
     weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d_k), dim=-1)   # Eq. 8
     out = (weights @ v).transpose(1, 2).reshape(B, L, D)          # Concat(head_1..head_H)
@@ -237,16 +237,17 @@ no_padding = torch.zeros(1, L, dtype=torch.bool)
 with torch.no_grad():
     torch.nn.init.normal_(attn.barope.mlp[-1].weight, std=0.5)   # h != 1
     out, weights = textbook_attention(attn, x, token_behaviors)
-    library_out, _ = attn(x, token_behaviors, no_padding)           # the training path (fused)
-    _, library_weights = attn(x, token_behaviors, no_padding, need_weights=True)
+    library_out = attn(x, token_behaviors, no_padding)              # the training path (fused)
+    library_weights = attn.attention_weights(x, token_behaviors, no_padding)   # Eq. 8 written out
 torch.testing.assert_close(out, library_out)
 torch.testing.assert_close(weights, library_weights)
 attention_gap = (out - library_out).abs().max().item()
 print(f"textbook vs library attention: max |output difference| {attention_gap:.1e}, "
       f"max |weight difference| {(weights - library_weights).abs().max():.1e}")
-plots.code_listing(BaRoPE.pair_scale_table, BaRoPE.coordinate_scale, MultiHeadSelfAttention.forward,
+plots.code_listing(BaRoPE.pair_scale_table, BaRoPE.forward, MultiHeadSelfAttention.project,
+                   MultiHeadSelfAttention.forward,
                    summary="the library's code: h per pair, its repetition over the pair's two "
-                           "coordinates, and the attention")
+                           "coordinates, q, k, v with Eqs. 11 and 13, and the attention")
 
 # %%
 Markdown(f"**Takeaway:** with h between {h_range[0]:.2f} and {h_range[1]:.2f}, shifting every "
@@ -730,7 +731,7 @@ Markdown(
 #    the target behavior cost this run (one seed: report it), overall and per behavior? What
 #    would σ = 0 do to z_∅, and why does Section 4.5.2 call behavior masking necessary?
 # 3. **Per coordinate instead of per pair.** BaRoPE's repetition of h over the two coordinates
-#    of each rotation pair lives in `BaRoPE.coordinate_scale` (the `expand(..., 2, half)` that
+#    of each rotation pair lives in `BaRoPE.forward` (the `expand(..., 2, half)` that
 #    copies pair i's value onto coordinates i and i + d_head/2; its source is folded in
 #    section 2). Give each *coordinate* its own magnitude instead, either by editing that
 #    method (then restart the kernel) or, quicker, by building a per-coordinate h by hand, and

@@ -47,6 +47,11 @@ def _random_barope(n_heads=2, d_head=8, seed=0):
     return barope
 
 
+def _per_head(scale, n_heads=2):
+    """BaRoPE's h (B, L, H·d) with heads side by side -> (B, H, L, d), the layout of q and k."""
+    return scale.unflatten(-1, (n_heads, -1)).transpose(1, 2)
+
+
 def _logits(q, k, positions, scale):
     """Pre-softmax scores of h·RoPE(q) and h·RoPE(k): (B, H, L, L)."""
     cos, sin = rope_cos_sin(positions, q.shape[-1], 10000.0)
@@ -104,7 +109,7 @@ def test_barope_shift_invariant_with_random_h():
     q, k = torch.randn(B, H, L, d), torch.randn(B, H, L, d)
     behaviors = torch.randint(0, N_BEH + 2, (B, L))  # any ids, incl. padding and [mask]
     with torch.no_grad():
-        scale = barope(behaviors)  # (B, H, L, d)
+        scale = _per_head(barope(behaviors))  # (B, H, L, d)
     assert not torch.allclose(scale, torch.ones_like(scale))
     pos = torch.arange(L)
     base = _logits(q, k, pos, scale)
@@ -115,12 +120,15 @@ def test_barope_shift_invariant_with_random_h():
 
 
 def test_barope_h_is_one_value_per_pair():
-    """h repeats one value over both coordinates of a pair; a per-coordinate h breaks Eq. 30."""
+    """h repeats one value over both coordinates of a pair (its table row, per head); a
+    per-coordinate h breaks Eq. 30."""
     barope = _random_barope()
+    behaviors = torch.tensor([[1, 2, 3, 4, 0]])
     with torch.no_grad():
-        scale = barope(torch.tensor([[1, 2, 3, 4, 0]]))  # (1, H, L, d)
+        scale = _per_head(barope(behaviors))  # (1, H, L, d)
+        table = barope.pair_scale_table()  # (n_behaviors+2, H, d/2)
     torch.testing.assert_close(scale[..., :4], scale[..., 4:])
-    torch.testing.assert_close(scale[..., :4], barope.pair_scale(torch.tensor([[1, 2, 3, 4, 0]])))
+    torch.testing.assert_close(scale[..., :4], table[behaviors].transpose(1, 2))
 
     torch.manual_seed(2)
     q, k = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
@@ -140,10 +148,10 @@ def test_barope_at_init_equals_rope():
     x = torch.randn(3, 6, 16)
     behaviors = torch.randint(1, N_BEH + 2, (3, 6))
     pad = torch.zeros(3, 6, dtype=torch.bool)
-    torch.testing.assert_close(barope(x, behaviors, pad)[0], rope(x, None, pad)[0])
+    torch.testing.assert_close(barope(x, behaviors, pad), rope(x, None, pad))
     model = SequenceEncoder(_config())  # the model-level init keeps the zero last layer
     for block in model.blocks:
-        torch.testing.assert_close(block.attn.barope(behaviors), torch.ones(3, 2, 6, 8))
+        torch.testing.assert_close(block.attn.barope(behaviors), torch.ones(3, 6, 16))
 
 
 def test_barope_attention_weights_match_eq_13():
@@ -156,7 +164,7 @@ def test_barope_attention_weights_match_eq_13():
     behaviors = torch.randint(1, N_BEH + 1, (2, 5))
     pad = torch.zeros(2, 5, dtype=torch.bool)
     with torch.no_grad():
-        _, weights = attn(x, behaviors, pad, need_weights=True)
+        weights = attn.attention_weights(x, behaviors, pad)
         q, k, _ = attn.qkv(x).split(16, dim=-1)
         q, k = (t.view(2, 5, 2, 8).transpose(1, 2) for t in (q, k))  # (B, H, L, d_head)
         h_pair = 1 + attn.barope.mlp(attn.barope.behavior_embedding(behaviors)).view(2, 5, 2, 4)
@@ -180,12 +188,12 @@ def test_rotary_encoder_ignores_absolute_offset(position):
     a_items[:, 1:6], a_beh[:, 1:6] = items, behaviors
     b_items[:, 4:9], b_beh[:, 4:9] = items, behaviors
     with torch.no_grad():
-        ha, _ = model(a_items, a_beh)
-        hb, _ = model(b_items, b_beh)
+        ha = model(a_items, a_beh)
+        hb = model(b_items, b_beh)
     torch.testing.assert_close(ha[:, 1:6], hb[:, 4:9], atol=1e-5, rtol=1e-5)
     ape = SequenceEncoder(_config(position="ape")).eval()
     with torch.no_grad():
-        assert not torch.allclose(ape(a_items, a_beh)[0][:, 1:6], ape(b_items, b_beh)[0][:, 4:9], atol=1e-3)
+        assert not torch.allclose(ape(a_items, a_beh)[:, 1:6], ape(b_items, b_beh)[:, 4:9], atol=1e-3)
 
 
 # ---------------------------------------------------------------- attention and padding
@@ -199,8 +207,8 @@ def test_padding_never_changes_real_outputs(position, causal):
     # padding is item id 0; whatever behavior id sits in a padded slot must not matter
     other = torch.randint(0, N_BEH + 2, items.shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        h, _ = model(items, behaviors)
-        h2, _ = model(items, torch.where(pad, other, behaviors))
+        h = model(items, behaviors)
+        h2 = model(items, torch.where(pad, other, behaviors))
     torch.testing.assert_close(h[~pad], h2[~pad])
     assert not torch.allclose(h[pad], h2[pad])  # the change did reach the padded slots
     assert torch.isfinite(h).all()
@@ -216,8 +224,8 @@ def test_extra_padding_columns_change_nothing(position):
     wide_items = torch.cat([torch.zeros(4, 2, dtype=torch.long), items], dim=1)
     wide_beh = torch.cat([torch.full((4, 2), 3), behaviors], dim=1)
     with torch.no_grad():
-        h, _ = model(items, behaviors)
-        hw, _ = model(wide_items, wide_beh)
+        h = model(items, behaviors)
+        hw = model(wide_items, wide_beh)
     torch.testing.assert_close(h[items > 0], hw[:, 2:][items > 0], atol=1e-5, rtol=1e-5)
 
 
@@ -225,20 +233,39 @@ def test_fully_padded_row_is_finite():
     model = SequenceEncoder(_config(causal=True)).eval()
     items = torch.zeros(2, 6, dtype=torch.long)
     with torch.no_grad():
-        h, weights = model(items, items, need_weights=True)
+        h, weights = model(items, items), model.attention_weights(items, items)
     assert torch.isfinite(h).all() and all(torch.isfinite(w).all() for w in weights)
 
 
 @pytest.mark.parametrize("position", ["ape", "rope", "barope"])
-def test_weights_path_equals_fast_path(position):
+@pytest.mark.parametrize("causal", [False, True])
+def test_fused_attention_is_eq_8_with_its_written_out_weights(position, causal):
+    """The fused forward == W^O · Concat(weights @ v) (Eqs. 7-8), with the weights of
+    attention_weights and v of the module's own projection."""
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(16, 2, position=position, n_behaviors=N_BEH, rope_base=10000.0,
+                                  causal=causal)
+    if position == "barope":
+        torch.nn.init.normal_(attn.barope.mlp[-1].weight, std=0.5)
+    x = torch.randn(4, 10, 16)
+    items, behaviors = _sequences()
+    with torch.no_grad():
+        weights = attn.attention_weights(x, behaviors, items == 0)  # (B, H, L, L)
+        _, _, v = attn.project(x, behaviors)  # (B, H, L, d_head)
+        expected = attn.out((weights @ v).transpose(1, 2).reshape(4, 10, 16))
+        torch.testing.assert_close(attn(x, behaviors, items == 0), expected, atol=1e-5, rtol=1e-5)
+    if causal:
+        assert (weights.triu(1) == 0).all()
+
+
+@pytest.mark.parametrize("position", ["ape", "rope", "barope"])
+def test_attention_weights_of_every_layer_skip_padded_keys(position):
     torch.manual_seed(0)
     model = SequenceEncoder(_config(position=position)).eval()
     items, behaviors = _sequences()
     with torch.no_grad():
-        fast, none = model(items, behaviors)
-        slow, weights = model(items, behaviors, need_weights=True)
-    assert none is None and len(weights) == 2 and weights[0].shape == (4, 2, 10, 10)
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+        weights = model.attention_weights(items, behaviors)
+    assert len(weights) == 2 and weights[0].shape == (4, 2, 10, 10)
     real_keys = (items > 0)[:, None, None, :]
     real_queries = (items > 0)[:, None, :, None]
     assert (weights[0].masked_select(~real_keys & real_queries) == 0).all()
@@ -287,9 +314,8 @@ def test_decode_is_tied_and_scores_all_items():
     expected = model.decoder.mlp(z) @ model.encoder.item_embedding.weight[1 : N_ITEMS + 1].T + model.decoder.bias
     torch.testing.assert_close(model.decode(z), expected)
     assert model.decode(torch.randn(2, 3, 16)).shape == (2, 3, N_ITEMS)
-    decoder_ids = {id(p) for p in model.decoder_parameters()}
+    decoder_ids = {id(p) for p in model.decoder.parameters()}  # stage 3 fine-tunes these alone
     assert id(model.encoder.item_embedding.weight) not in decoder_ids
-    assert decoder_ids == {id(p) for p in model.decoder.parameters()}
 
 
 def test_cloze_loss_is_cross_entropy_at_masked_positions_only():
@@ -422,7 +448,7 @@ def test_barope_table_lookup_equals_the_mlp_on_every_position():
     behaviors = torch.randint(0, N_BEH + 2, (3, 6))
     with torch.no_grad():
         per_position = 1 + barope.mlp(barope.behavior_embedding(behaviors))  # (B, L, H*d/2)
-        h = barope.coordinate_scale(behaviors, copies=2).view(3, 6, 2, 2, 2, 4)  # q|k, head, half
+        h = barope(behaviors, copies=2).view(3, 6, 2, 2, 2, 4)  # q|k, head, half
     torch.testing.assert_close(h[:, :, 0, :, 0], per_position.view(3, 6, 2, 4))
     for qk in range(2):
         for half in range(2):

@@ -128,13 +128,13 @@ def test_behavior_sasrec_is_causal():
     batch = _next_item_batch()
     real = batch["targets"] > 0
     with torch.no_grad():
-        h, _ = model.encoder(batch["items"], batch["behaviors"])
+        h = model.encoder(batch["items"], batch["behaviors"])
         scores = model.target_query(h[real], batch["target_behaviors"][real])
         for t in (4, 6):
             later_items, later_beh = batch["items"].clone(), batch["behaviors"].clone()
             later_items[:, t:] = later_items[:, t:] % N_ITEMS + 1
             later_beh[:, t:] = later_beh[:, t:] % N_BEH + 1
-            h2, _ = model.encoder(later_items, later_beh)
+            h2 = model.encoder(later_items, later_beh)
             early = real.clone()
             early[:, t:] = False
             torch.testing.assert_close(model.target_query(h2[early], batch["target_behaviors"][early]),
@@ -169,7 +169,7 @@ def test_behavior_sasrec_loss_uses_the_next_items_behavior():
     batch = _next_item_batch()
     real = batch["targets"] > 0
     with torch.no_grad():
-        h, _ = model.encoder(batch["items"], batch["behaviors"])
+        h = model.encoder(batch["items"], batch["behaviors"])
         items = model.encoder.item_embedding.weight[1 : N_ITEMS + 1]  # (N, D) the tied table
         logits = model.target_query(h[real], batch["target_behaviors"][real]) @ items.T  # (M, N)
         torch.testing.assert_close(model.loss(batch), F.cross_entropy(logits, batch["targets"][real] - 1))

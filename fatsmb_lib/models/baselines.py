@@ -91,14 +91,14 @@ class SASRec(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean next-item cross-entropy over all N items at positions with targets > 0 (a
         ``NextItemView`` batch)."""
-        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        h = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
         return masked_cross_entropy(h, batch["targets"], item_weight(self.encoder.item_embedding))
 
     def score_all(self, batch: dict[str, torch.Tensor],
                   generator: torch.Generator | None = None) -> torch.Tensor:
         """Scores (B, N) of a prefix batch from the hidden state at column L-2 (the newest real
         item); causal attention keeps the [mask] column L-1 out of it."""
-        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        h = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
         return h[:, -2] @ item_weight(self.encoder.item_embedding).T
 
 
@@ -136,7 +136,7 @@ class BehaviorSASRec(SASRec):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean next-item cross-entropy over all N items at positions with targets > 0, each
         position queried with the behavior of its target (a ``NextItemView`` batch)."""
-        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        h = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
         return masked_cross_entropy(h, batch["targets"], item_weight(self.encoder.item_embedding),
                                     query=self.target_query, condition=batch["target_behaviors"])
 
@@ -145,6 +145,6 @@ class BehaviorSASRec(SASRec):
         """Scores (B, N) of a prefix batch: the state at column L-2 (newest real item; causal
         attention keeps the [mask] column out of it) queried with the row's
         ``target_behavior``. ``generator`` is unused."""
-        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        h = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
         q = self.target_query(h[:, -2], batch["target_behavior"])  # (B, D)
         return q @ item_weight(self.encoder.item_embedding).T

@@ -83,7 +83,7 @@ class DiffuRec(nn.Module):
         x = self.encoder.drop(self.encoder.embed(history, None)) + lam * (x_t + e_t)[:, None, :]
         pad = history == 0  # (B, L)
         for block in self.encoder.blocks:
-            x, _ = block(x, None, pad)
+            x = block(x, None, pad)
         return self.encoder.ln_f(x)[:, -1]  # (B, D) newest position
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

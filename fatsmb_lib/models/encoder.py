@@ -1,25 +1,30 @@
-"""The Multi-Behavior AutoEncoder (MBAE) of FatsMB: embeddings, APE/RoPE/BaRoPE attention,
-Transformer blocks and the Cloze-trained encoder-decoder (paper Section 3.1, Appendix C,
-Algorithm 1 stage 1).
+"""The Multi-Behavior AutoEncoder (MBAE) of FatsMB (paper Section 3.1, Appendix C; Algorithm 1,
+stage 1): a Transformer encoder whose attention sees behavior-aware rotary positions, and an MLP
+decoder scored against the tied item embeddings, trained with the Cloze task.
 
-Symbol map (paper ↔ code):
-    h_i = e_v + e_b + e_p (Eq. 9)     ``SequenceEncoder.embed``
-    d_k, h (heads)                     ``d_head``, ``n_heads``
-    θ_i = base^(-2i/d_k), f(q, m) = q·e^{imθ} (Eq. 11)  ``kernels.rope_tables``, ``kernels.rotate_pairs``
-    h(a) in f'(q, a, m) (Eq. 13, 28)  ``BaRoPE`` (one real value per rotation pair per head)
-    z_b, z_∅ (Section 3.1)             ``z_b``, ``z_null``
-    decoder q_ψ (Eq. 14)               ``MBAE.decoder`` + tied item embeddings
+The paper's equations, in the order the code implements them::
 
-Glossary of shapes: B batch, L sequence length, D model width (d), H heads, N items,
-n_behaviors behaviors. Ids: items 1..N (0 padding, N+1 [mask]); behaviors 1..n_behaviors
-(0 padding, n_behaviors+1 [mask]). Sequences are left-padded: the newest token is at L-1.
+    Eq. 13 (App. C, 25-30)  f'(q, a, m) = h(a)·f(q, m), h(a) real      BaRoPE
+    Eq. 11                  f(q, m) = q·e^{imθ}, θ_i = base^(−2i/d_k)   MultiHeadSelfAttention.project
+                                                                        (kernels.rope_tables, rotate_pairs)
+    Eq. 8                   head_i = softmax(q_i k_iᵀ / sqrt(d_k)) v_i  MultiHeadSelfAttention
+    Eq. 7                   MultiHead = Concat(head_1..head_h) W^O      MultiHeadSelfAttention
+    (pre-LN block)          x + Attn(LN(x)), then x + FFN(LN(x))        TransformerBlock
+    Eq. 9                   h_i = e_v + e_b + e_p                       SequenceEncoder.embed
+    Eq. 14                  q_ψ(v | z) = softmax(MLP(z)·Eᵀ + bias)      Decoder, MBAE.decode
+    Eq. 14, Alg. 1 l. 3-15  the Cloze loss at masked positions          MBAE.loss
+    Sec. 3.1, Alg. 2 l. 1   z_b and z_∅ at a [mask]                     MBAE.latents, .behavior_agnostic
 
-Rotation pairs are *half-split* (the GPT-NeoX / Llama layout): coordinate i is paired with
-coordinate i + d_head/2, i.e. the complex number x_i + i·x_{i+d_head/2} is rotated by m·θ_i.
+Symbols: d_k ↔ ``d_head``, h (heads) ↔ ``n_heads``, z_∅ ↔ ``z_null``, E ↔ the tied item table
+(``contract.item_weight``).
 
-Speed (CPU): the kernels of ``kernels.py`` (rotary tables, fused dropout, the Cloze loss
-without its (M, N) logits); BaRoPE's MLP runs on the behavior table, not on every position.
-``BaRoPE.forward`` and ``Decoder.forward`` keep the textbook form (notebooks, tests, scoring).
+Shapes: B batch, L sequence length, D model width (d), H heads, N items, n_behaviors
+behaviors. Ids: items 1..N (0 padding, N+1 [mask]); behaviors 1..n_behaviors (0 padding,
+n_behaviors+1 [mask]). Sequences are left-padded: the newest token is at L-1. Rotation pairs
+are half-split: coordinate i of a head is paired with coordinate i + d_head/2.
+
+Speed: the rotation, the dropout and the Cloze loss run through ``kernels`` (each tested
+against its plain form), and BaRoPE's MLP runs on the behavior table, not on every position.
 """
 from __future__ import annotations
 
@@ -36,6 +41,9 @@ from .kernels import FastDropout, rope_tables, rotate_pairs
 POSITIONS = ("ape", "rope", "barope")
 
 
+# ---------------------------------------------------------------------------------------------
+# Blocks: BaRoPE (Eq. 13), attention (Eqs. 7-8, 11), the Transformer block
+# ---------------------------------------------------------------------------------------------
 class BaRoPE(nn.Module):
     """Behavior-aware magnitudes h(b) of BaRoPE: q' = h(b_q)·RoPE(q), k' = h(b_k)·RoPE(k) (Eq. 13).
 
@@ -62,7 +70,8 @@ class BaRoPE(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
 
     def pair_scale_table(self) -> torch.Tensor:
-        """h(b) of every behavior id (padding, 1..n_behaviors, [mask]): (n_behaviors+2, H, d_head/2).
+        """h(b) per rotation pair of every behavior id (padding, 1..n_behaviors, [mask]):
+        (n_behaviors+2, H, d_head/2).
 
         h depends on the behavior id alone, so the MLP runs on these few rows only and each
         position looks its row up (the same values as running it on every position).
@@ -73,9 +82,10 @@ class BaRoPE(nn.Module):
         h = 1.0 + self.mlp(self.behavior_embedding(ids)).to(weight.dtype)  # (n_behaviors+2, H*d_head/2)
         return h.view(-1, self.n_heads, self.d_half)
 
-    def coordinate_scale(self, behaviors: torch.Tensor, copies: int = 1) -> torch.Tensor:
-        """h(b) on both coordinates of each pair, heads side by side, the whole block repeated
-        ``copies`` times (q and k share h): (B, L) -> (B, L, copies·H·d_head).
+    def forward(self, behaviors: torch.Tensor, copies: int = 1) -> torch.Tensor:
+        """h(b) on both coordinates of each rotation pair, heads side by side (the layout of q
+        and k before the heads are split), the whole block repeated ``copies`` times (the
+        attention's q and k, side by side, share h): (B, L) -> (B, L, copies·H·d_head).
 
         The table is widened before the lookup, so no (B, L, ·) tensor is ever concatenated.
         """
@@ -84,19 +94,7 @@ class BaRoPE(nn.Module):
         wide = table[:, None, :, None, :].expand(n, copies, H, 2, half)  # pair i -> i, i + d_head/2
         return F.embedding(behaviors, wide.flatten(1))
 
-    def pair_scale(self, behaviors: torch.Tensor) -> torch.Tensor:
-        """h(b) per rotation pair: behaviors (B, L) -> (B, H, L, d_head/2)."""
-        return F.embedding(behaviors, self.pair_scale_table().flatten(1)).unflatten(
-            -1, (self.n_heads, self.d_half)).transpose(1, 2)
 
-    def forward(self, behaviors: torch.Tensor) -> torch.Tensor:
-        """h(b) repeated over both coordinates of each pair: (B, L) -> (B, H, L, d_head)."""
-        return self.coordinate_scale(behaviors).unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Attention and Transformer blocks (Eqs. 7-8)
-# ---------------------------------------------------------------------------------------------
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head self-attention (Eqs. 7-8) with APE, RoPE or BaRoPE positions.
 
@@ -105,10 +103,10 @@ class MultiHeadSelfAttention(nn.Module):
     attended; every query may attend to itself, so a fully padded row gives finite outputs and
     a padded query only sees itself. ``causal=True`` hides later keys (SASRec).
 
-    NOTE: no dropout on the attention probabilities by default (``attn_dropout=0``): on CPU
-    it forces the slow math path of scaled_dot_product_attention (1.7x slower fwd+bwd per
-    layer at (256, 2, 50, 32), measured); the blocks keep dropout 0.1 on their residual
-    branches and the embeddings, as the paper's "dropout 0.1".
+    NOTE: no dropout on the attention probabilities: on CPU it forces the slow math path of
+    scaled_dot_product_attention (1.7x slower fwd+bwd per layer at (256, 2, 50, 32),
+    measured); the blocks keep dropout on their residual branches and the embeddings, as the
+    paper's "dropout 0.1".
     """
 
     def __init__(
@@ -117,7 +115,6 @@ class MultiHeadSelfAttention(nn.Module):
         n_heads: int,
         *,
         rope_base: float,
-        attn_dropout: float = 0.0,
         position: str = "barope",
         n_behaviors: int = 0,
         causal: bool = False,
@@ -129,21 +126,15 @@ class MultiHeadSelfAttention(nn.Module):
         assert position in POSITIONS, f"position={position!r}; choose one of {POSITIONS}"
         self.n_heads, self.d_head = n_heads, d_model // n_heads
         self.position, self.causal, self.rope_base = position, causal, rope_base
-        self.attn_dropout = attn_dropout
         self.qkv = nn.Linear(d_model, 3 * d_model)  # W^Q, W^K, W^V of all heads at once
         self.out = nn.Linear(d_model, d_model)  # W^O
         self.barope = BaRoPE(n_behaviors, d_model, n_heads) if position == "barope" else None
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        behaviors: torch.Tensor | None,
-        key_padding_mask: torch.Tensor,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, L, D), behaviors (B, L) (used by BaRoPE only), key_padding_mask (B, L) True at
-        padding. Returns the output (B, L, D) and, if ``need_weights``, the attention weights
-        (B, H, L, L) before dropout (else None)."""
+    def project(
+        self, x: torch.Tensor, behaviors: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of every head, each (B, H, L, d_head), from x (B, L, D): q and k rotated by
+        their positions (Eq. 11) and, with BaRoPE, scaled by h of their behaviors (Eq. 13)."""
         B, L, D = x.shape
         H, d_head = self.n_heads, self.d_head
         W, b = self.qkv.weight, self.qkv.bias  # rows: W^Q, W^K, W^V
@@ -153,25 +144,40 @@ class MultiHeadSelfAttention(nn.Module):
         if self.position != "ape":  # all heads of q and k side by side
             cos, sin = rope_tables(L, 2 * H, d_head, self.rope_base, x.device, qk.dtype)  # (L, 2D)
             qk = rotate_pairs(qk, cos, sin, 2 * H)  # Eq. 11
-            if self.barope is not None:  # Eq. 13: h(b) scales both coordinates of each pair
-                qk = self.barope.coordinate_scale(behaviors, copies=2) * qk  # (B, L, 2D)
+        if self.barope is not None:  # Eq. 13: h(b) scales both coordinates of each pair
+            qk = self.barope(behaviors, copies=2) * qk  # (B, L, 2D)
         q, k = qk.view(B, L, 2, H, d_head).unbind(2)  # (B, L, H, d_head) each
         q, k, v = (t.view(B, L, H, d_head).transpose(1, 2) for t in (q, k, v))  # (B, H, L, d_head)
+        return q, k, v
+
+    def allowed(self, key_padding_mask: torch.Tensor) -> torch.Tensor:
+        """Which keys each query may attend: (B, 1, L, L) bool from key_padding_mask (B, L)."""
+        L = key_padding_mask.shape[1]
         allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, L) real keys
         if self.causal:
-            allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
-        allowed = allowed | torch.eye(L, dtype=torch.bool, device=x.device)  # (B, 1, L, L)
-        p_drop = self.attn_dropout if self.training else 0.0
-        if need_weights:
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (B, H, L, L), Eq. 8
-            weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-            y = F.dropout(weights, p_drop, self.training) @ v  # (B, H, L, d_head)
-        else:
-            weights = None
-            with torch.autocast("cpu", enabled=False):  # see the NOTE above; CUDA unaffected
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p_drop)
+            allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=allowed.device).tril()
+        return allowed | torch.eye(L, dtype=torch.bool, device=allowed.device)  # (B, 1, L, L)
+
+    def forward(
+        self, x: torch.Tensor, behaviors: torch.Tensor | None, key_padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """x (B, L, D), behaviors (B, L) (used by BaRoPE only), key_padding_mask (B, L) True at
+        padding -> (B, L, D). Eq. 8 by PyTorch's fused attention."""
+        B, L, D = x.shape
+        q, k, v = self.project(x, behaviors)  # (B, H, L, d_head) each
+        with torch.autocast("cpu", enabled=False):  # see project's NOTE; CUDA unaffected
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.allowed(key_padding_mask))
         y = y.transpose(1, 2).reshape(B, L, D)  # Concat(head_1..head_h), Eq. 7
-        return self.out(y), weights
+        return self.out(y)
+
+    def attention_weights(
+        self, x: torch.Tensor, behaviors: torch.Tensor | None, key_padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """softmax(q kᵀ / sqrt(d_k)) of Eq. 8, written out (the fused forward never forms it):
+        (B, H, L, L), each row summing to 1 over the keys it may attend."""
+        q, k, _ = self.project(x, behaviors)  # (B, H, L, d_head)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (B, H, L, L)
+        return scores.masked_fill(~self.allowed(key_padding_mask), float("-inf")).softmax(dim=-1)
 
 
 class TransformerBlock(nn.Module):
@@ -191,17 +197,11 @@ class TransformerBlock(nn.Module):
         self.drop = FastDropout(dropout)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        behaviors: torch.Tensor | None,
-        key_padding_mask: torch.Tensor,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, L, D) -> (B, L, D) and the attention weights (B, H, L, L) or None."""
-        a, weights = self.attn(self.ln1(x), behaviors, key_padding_mask, need_weights)
-        x = self.drop.add(x, a)  # x + dropout(a)
-        x = self.drop.add(x, self.ffn(self.ln2(x)))
-        return x, weights
+        self, x: torch.Tensor, behaviors: torch.Tensor | None, key_padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """x (B, L, D) -> (B, L, D)."""
+        x = self.drop.add(x, self.attn(self.ln1(x), behaviors, key_padding_mask))  # x + dropout(a)
+        return self.drop.add(x, self.ffn(self.ln2(x)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,19 +283,30 @@ class SequenceEncoder(nn.Module):
             x = x + self.position_embedding(p)  # (L, D) broadcast over B
         return x
 
-    def forward(
-        self, items: torch.Tensor, behaviors: torch.Tensor | None, need_weights: bool = False
-    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """items, behaviors (B, L) -> hidden states (B, L, D) and, if asked, per-layer weights."""
+    def forward(self, items: torch.Tensor, behaviors: torch.Tensor | None) -> torch.Tensor:
+        """items, behaviors (B, L) -> hidden states (B, L, D)."""
         if not self.config.use_behavior:
             behaviors = None  # BERT4Rec / SASRec: behavior ids never reach the network
         pad = items == 0  # (B, L)
         x = self.drop(self.embed(items, behaviors))  # (B, L, D)
+        for block in self.blocks:
+            x = block(x, behaviors, pad)
+        return self.ln_f(x)
+
+    def attention_weights(
+        self, items: torch.Tensor, behaviors: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """The attention weights of every layer, each (B, H, L, L), on the way through the
+        encoder (the forward pass, with each layer's weights written out beside it)."""
+        if not self.config.use_behavior:
+            behaviors = None
+        pad = items == 0  # (B, L)
+        x = self.drop(self.embed(items, behaviors))  # (B, L, D)
         weights = []
         for block in self.blocks:
-            x, w = block(x, behaviors, pad, need_weights)
-            weights.append(w)
-        return self.ln_f(x), (weights if need_weights else None)
+            weights.append(block.attn.attention_weights(block.ln1(x), behaviors, pad))
+            x = block(x, behaviors, pad)
+        return weights
 
 
 class Decoder(nn.Module):
@@ -336,22 +347,21 @@ class MBAE(nn.Module):
     def mask_behavior(self) -> int:
         return self.config.n_behaviors + 1
 
-    def decoder_parameters(self):
-        """Parameters of the decoder alone (MLP + output bias; not the tied item table)."""
-        return self.decoder.parameters()
+    def encode(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
+        """Hidden states h^l (B, L, D) of sequences items, behaviors (B, L)."""
+        return self.encoder(items, behaviors)
 
-    def encode(self, items: torch.Tensor, behaviors: torch.Tensor, need_weights: bool = False):
-        """Hidden states h^l (B, L, D) of a sequence; with ``need_weights`` also a list of per-layer
-        attention weights (B, H, L, L)."""
-        h, weights = self.encoder(items, behaviors, need_weights)
-        return (h, weights) if need_weights else h
+    def attention_weights(self, items: torch.Tensor, behaviors: torch.Tensor) -> list[torch.Tensor]:
+        """The attention weights (B, H, L, L) of every layer of the encoder (Eq. 8)."""
+        return self.encoder.attention_weights(items, behaviors)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder q_ψ: z (..., D) -> logits (..., N) over all items; column j is item id j+1."""
         return self.decoder(z, item_weight(self.encoder.item_embedding))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Cloze loss (Eq. 14): softmax cross-entropy over all N items at positions with targets > 0.
+        """Cloze loss (Eq. 14) on a Cloze batch: softmax cross-entropy over all N items at
+        positions with targets > 0, averaged over them.
 
         Positions whose behavior is masked give z_∅, the others z_b; both are trained
         (Algorithm 1 lines 13-15). Only masked rows are decoded. A batch without masked
@@ -424,7 +434,7 @@ class MBAE(nn.Module):
         was_training = self.training
         self.eval()
         items, behaviors = items.reshape(1, -1), behaviors.reshape(1, -1)
-        _, weights = self.encode(items, behaviors, need_weights=True)
+        weights = self.attention_weights(items, behaviors)  # per layer (1, H, L, L)
         self.train(was_training)
         mean = torch.stack(weights).mean(dim=(0, 2))[0]  # (L, L): mean over layers and heads
         real = items[0] > 0
