@@ -40,7 +40,7 @@ def test_builders_carry_every_profile_value():
     diff = p.diffusion_config()
     assert (diff.T, diff.stride, diff.omega, diff.prediction) == (77, 7, 2.5, "eps")
     den = p.denoiser_config(n_behaviors=4)
-    assert (den.d_model, den.n_shared, den.dropout, den.n_behaviors) == (48, 3, 0.3, 4)
+    assert (den.d_model, den.n_shared, den.denoiser_dropout, den.n_behaviors) == (48, 3, 0.3, 4)
     train = p.train_config("stage2", seed=5)
     assert (train.lr, train.max_epochs, train.seed, train.warmup_epochs, train.decay,
             train.monitor) == (1e-4, 9, 5, 2, "cosine", "Recall@20")

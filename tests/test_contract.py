@@ -63,8 +63,9 @@ ENCODER = EncoderConfig(n_items=N, n_behaviors=NB, d_model=D, n_heads=2, n_layer
 
 
 def fatsmb():
-    denoiser = build_denoiser(DenoiserConfig(kind="mcgln", d_model=D, n_layers=1, n_behaviors=NB,
-                                             n_shared=1, n_private=1, hidden_mult=2, dropout=0.0))
+    denoiser = build_denoiser(DenoiserConfig(denoiser="mcgln", d_model=D, n_denoiser_layers=1,
+                                             n_behaviors=NB, n_shared=1, n_private=1,
+                                             denoiser_hidden_mult=2, denoiser_dropout=0.0))
     diffusion = LatentDiffusion(DiffusionConfig(T=20, schedule="exp", stride=5, eta=0.0,
                                                 prediction="x0", p_uncond=0.2, omega=1.0))
     return FatsMB(MBAE(ENCODER), denoiser, diffusion, LatentSpace(D, "z_b", "none"))
@@ -78,10 +79,11 @@ MODELS = {  # name: (build, the batch its loss takes, None for a model fitted by
     "Pop": (lambda: Pop.fit(*_sequences(5), N, NB, per_behavior=True), None),
     "GRU4Rec": (lambda: GRU4Rec(GRU4RecConfig(n_items=N, d_model=D, dropout=0.1)), next_item_batch),
     "MBSTR": (lambda: MBSTR(MBSTRConfig(n_items=N, n_behaviors=NB, d_model=D, n_heads=2, n_layers=1,
-                                        dropout=0.1, n_buckets=8, max_distance=L, n_shared=2,
-                                        n_private=1)), cloze_batch),
-    "DiffuRec": (lambda: DiffuRec(ENCODER, DiffuRecConfig(T=32, schedule="linear", stride=8, eta=0.5,
-                                                          lambda_uncertainty=0.1)), prefix_batch),
+                                        dropout=0.1, mbstr_buckets=8, mbstr_max_distance=L,
+                                        mbstr_shared=2, mbstr_private=1)), cloze_batch),
+    "DiffuRec": (lambda: DiffuRec(ENCODER, DiffuRecConfig(diffurec_T=32, diffurec_schedule="linear",
+                                                          diffurec_stride=8, eta=0.5,
+                                                          diffurec_lambda=0.1)), prefix_batch),
     "FatsMB": (fatsmb, latent_batch),
 }
 

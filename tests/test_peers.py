@@ -180,8 +180,8 @@ def test_behavior_sasrec_loss_uses_the_next_items_behavior():
 # ---------------------------------------------------------------- MB-STR
 def _mbstr(n_layers=2):
     return MBSTR(MBSTRConfig(n_items=N_ITEMS, n_behaviors=N_BEH, d_model=16, n_heads=2,
-                             n_layers=n_layers, dropout=0.0, n_buckets=8, max_distance=L,
-                             n_shared=3, n_private=1))
+                             n_layers=n_layers, dropout=0.0, mbstr_buckets=8, mbstr_max_distance=L,
+                             mbstr_shared=3, mbstr_private=1))
 
 
 def test_behavior_linear_uses_the_weights_of_each_tokens_behavior():
@@ -328,9 +328,10 @@ def test_mbstr_score_all_predicts_under_the_target_behavior():
 
 
 # ---------------------------------------------------------------- DiffuRec
-def _diffurec(lambda_uncertainty=0.001, eta=0.0):
+def _diffurec(diffurec_lambda=0.001, eta=0.0):
     return DiffuRec(_encoder_config(max_len=L), DiffuRecConfig(
-        T=32, schedule="linear", stride=4, eta=eta, lambda_uncertainty=lambda_uncertainty))
+        diffurec_T=32, diffurec_schedule="linear", diffurec_stride=4, eta=eta,
+        diffurec_lambda=diffurec_lambda))
 
 
 def test_diffurec_forward_noising_matches_the_closed_form():
@@ -347,7 +348,7 @@ def test_diffurec_loss_is_cross_entropy_of_the_reconstructed_target():
     """Replaying the loss's draws (t, ε, then λ) by hand: CE of f(S, x_t, t) over all items,
     with x_t the target's embedding noised in closed form."""
     torch.manual_seed(0)
-    model = _diffurec(lambda_uncertainty=0.5).eval()
+    model = _diffurec(diffurec_lambda=0.5).eval()
     batch = _prefix_batch()
     torch.manual_seed(1)
     loss = model.loss(batch)
@@ -364,7 +365,7 @@ def test_diffurec_loss_is_cross_entropy_of_the_reconstructed_target():
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_diffurec_sampling_uses_only_the_generator(eta):
     torch.manual_seed(0)
-    model = _diffurec(lambda_uncertainty=0.5, eta=eta).eval()
+    model = _diffurec(diffurec_lambda=0.5, eta=eta).eval()
     batch = _prefix_batch()
     state = torch.get_rng_state()
     with torch.no_grad():
@@ -383,7 +384,7 @@ def test_diffurec_sampling_is_the_documented_ddim_update(eta):
     ε̂ = (x_t − sqrt(ᾱ_t) x̂_0)/sqrt(1 − ᾱ_t), then the DDIM jump (Eq. 5 with η)
     x_prev = sqrt(ᾱ_prev) x̂_0 + sqrt(1 − ᾱ_prev − σ²) ε̂ + σ·noise, ᾱ_{−1} = 1."""
     torch.manual_seed(0)
-    model = _diffurec(lambda_uncertainty=0.5, eta=eta).eval()
+    model = _diffurec(diffurec_lambda=0.5, eta=eta).eval()
     history = _prefix_batch()["items"][:, :-1]
     alpha_bar = torch.cumprod(1 - linear_betas(32).double(), 0).float()  # T = 32
     with torch.no_grad():
@@ -435,10 +436,11 @@ def _learner(name, data):
     if name == "MBSTR":
         collate = ClozeCollate(0.2, 0.0, data.mask_item, data.mask_behavior, make_generator(0), 0.0)
         model = MBSTR(MBSTRConfig(n_items=N, n_behaviors=NB, d_model=32, n_heads=2, n_layers=1,
-                                  dropout=0.1, n_buckets=32, max_distance=40, n_shared=3,
-                                  n_private=1))
+                                  dropout=0.1, mbstr_buckets=32, mbstr_max_distance=40,
+                                  mbstr_shared=3, mbstr_private=1))
         return model, ClozeView(data, 20), collate, 15, 2e-3
-    diffusion = DiffuRecConfig(T=32, schedule="linear", stride=4, eta=0.0, lambda_uncertainty=0.001)
+    diffusion = DiffuRecConfig(diffurec_T=32, diffurec_schedule="linear", diffurec_stride=4, eta=0.0,
+                               diffurec_lambda=0.001)
     return DiffuRec(config, diffusion), PrefixView(data, 20, "train"), None, 3, 2e-3
 
 

@@ -15,8 +15,8 @@ masking collate.
 Views (batch keys as in the shared contract, ``fatsmb_lib.models.contract``):
 
 - :class:`ClozeView` -- windows of length L over each TRAINING part, ending at the last
-  training item and stepping back by ``stride`` (default L: non-overlapping windows; 1: a
-  window ending at every training item); masked by :class:`ClozeCollate` (rho, sigma).
+  training item and stepping back by ``window_stride`` (default L: non-overlapping windows;
+  1: a window ending at every training item); masked by :class:`ClozeCollate` (rho, sigma).
 - :class:`NextItemView` -- causal windows: inputs and targets shifted by one.
 - :class:`PrefixView` -- one prediction per row: history, then the [mask] item carrying the
   target behavior (Algorithm 2's input); ``split`` = "train" (every training position),
@@ -84,14 +84,14 @@ class _CSRView(Dataset):
 
 class ClozeView(_CSRView):
     """Length-L windows over each user's training part, the newest ending at the last
-    training item and each next one ``stride`` items earlier (None: L); the validation and
-    test items are never included."""
+    training item and each next one ``window_stride`` items earlier (None: L); the validation
+    and test items are never included."""
 
-    def __init__(self, data: SequenceData, max_len: int, stride: int | None = None) -> None:
+    def __init__(self, data: SequenceData, max_len: int, window_stride: int | None = None) -> None:
         split = data.split()
-        step = max_len if stride is None else stride
+        step = max_len if window_stride is None else window_stride
         if step < 1:
-            raise ValueError(f"window stride must be >= 1 (1 = every prefix), got {stride}")
+            raise ValueError(f"window_stride must be >= 1 (1 = every prefix), got {window_stride}")
         super().__init__(data, max_len, *_windows(split.train_end, split.train_start, step))
 
     def __getitems__(self, indices: list[int]) -> Batch:

@@ -11,12 +11,12 @@ The noised target, shifted by a timestep embedding e_t = MLP(sinusoid(t)), is ad
 position of the sequence, scaled by λ ~ N(δ, δ²) drawn per element ("uncertainty" of the
 item representation); the approximator reads x̂_0 at the newest position. Inference starts
 from x_T ~ N(0, I) and runs the reverse process with x̂_0 = f_θ(S, x_t, t) at each step (DDIM
-jumps of ``stride`` timesteps, ``eta`` as in ``fatsmb_lib.models.diffusion``), then scores x̂_0 against
-all items. Behaviors are ignored: DiffuRec is a single-behavior model.
+jumps of ``diffurec_stride`` timesteps, ``eta`` as in ``fatsmb_lib.models.diffusion``), then
+scores x̂_0 against all items. Behaviors are ignored: DiffuRec is a single-behavior model.
 
-Symbol map (code ↔ paper): ``x0`` ↔ x_0, ``x_t`` ↔ x_t, ``lam`` ↔ λ, ``lambda_uncertainty`` ↔ δ,
-``T`` ↔ T, ``reconstruct`` ↔ f_θ. The schedule, q_sample and the DDIM sampler are those of
-:class:`fatsmb_lib.models.diffusion.LatentDiffusion` with x0-prediction.
+Symbol map (code ↔ paper): ``x0`` ↔ x_0, ``x_t`` ↔ x_t, ``lam`` ↔ λ, ``diffurec_lambda`` ↔ δ,
+``diffurec_T`` ↔ T, ``reconstruct`` ↔ f_θ. The schedule, q_sample and the DDIM sampler are
+those of :class:`fatsmb_lib.models.diffusion.LatentDiffusion` with x0-prediction.
 
 Shapes: B batch, L sequence length, D model width, N items.
 
@@ -25,8 +25,8 @@ code does (each prefix of a sequence with its next item as the target); the [mas
 the view is dropped, the history alone is the approximator's input.
 NOTE: the authors sample t with a loss-aware sampler; we sample t uniformly.
 NOTE: the authors' schedule is "trunc_lin" (linear + 0.01) with ancestral sampling over all T
-steps; we use the library's "linear" schedule and DDIM jumps (stride = 1, eta = 1 is the
-ancestral sampler with the posterior variance).
+steps; we use the library's "linear" schedule and DDIM jumps (diffurec_stride = 1, eta = 1 is
+the ancestral sampler with the posterior variance).
 NOTE: the released code has no positional embeddings (they are commented out), so its
 bidirectional approximator sees the history as a set plus its newest item; we keep learned
 absolute positions, as SASRec does.
@@ -46,14 +46,14 @@ from .encoder import EncoderConfig, SequenceEncoder
 
 @dataclass(kw_only=True)
 class DiffuRecConfig:
-    """Diffusion settings of DiffuRec, built by ``Profile.diffurec_config`` (the authors:
-    T = 32 steps, δ = 0.001)."""
+    """Diffusion settings of DiffuRec, built by ``Profile.diffurec_config`` (fields carry the
+    profile's names; the authors: T = 32 steps, δ = 0.001)."""
 
-    T: int
-    schedule: str
-    stride: int  # inference: ceil(T / stride) approximator calls
+    diffurec_T: int  # T
+    diffurec_schedule: str
+    diffurec_stride: int  # Δt at inference: ceil(T / Δt) approximator calls
     eta: float  # 0 = deterministic DDIM jumps
-    lambda_uncertainty: float  # δ: λ ~ N(δ, δ²) per element
+    diffurec_lambda: float  # δ: λ ~ N(δ, δ²) per element
 
 
 class DiffuRec(nn.Module):
@@ -67,8 +67,9 @@ class DiffuRec(nn.Module):
         D = self.config.d_model
         self.time_mlp = nn.Sequential(nn.Linear(D, 4 * D), nn.SiLU(), nn.Linear(4 * D, D))
         self.diffusion = LatentDiffusion(DiffusionConfig(
-            T=diffusion.T, schedule=diffusion.schedule, stride=diffusion.stride,
-            eta=diffusion.eta, prediction="x0", p_uncond=0.0, omega=0.0))
+            T=diffusion.diffurec_T, schedule=diffusion.diffurec_schedule,
+            stride=diffusion.diffurec_stride, eta=diffusion.eta, prediction="x0", p_uncond=0.0,
+            omega=0.0))
 
     def reconstruct(self, history: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
                     generator: torch.Generator | None = None) -> torch.Tensor:
@@ -77,7 +78,7 @@ class DiffuRec(nn.Module):
         λ is drawn from ``generator`` (the global RNG when None)."""
         B, L = history.shape
         D = self.config.d_model
-        delta = self.diffusion_config.lambda_uncertainty
+        delta = self.diffusion_config.diffurec_lambda
         e_t = self.time_mlp(timestep_embedding(t * (1000.0 / self.diffusion.T), D))  # (B, D)
         lam = torch.normal(delta, delta, (B, L, D), generator=generator, device=history.device)
         x = self.encoder.drop(self.encoder.embed(history, None)) + lam * (x_t + e_t)[:, None, :]

@@ -199,9 +199,10 @@ class MBTransBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
 class MBSTRConfig:
-    """Sizes of MB-STR, built by ``Profile.mbstr_config``. ``n_buckets``/``max_distance``:
-    relative-distance buckets of MB-SPG (the authors use 32 buckets up to distance 40);
-    ``n_shared``/``n_private``: experts of BA-Pred (the authors: 3 shared, 1 per behavior)."""
+    """Sizes of MB-STR, built by ``Profile.mbstr_config`` (fields carry the profile's names).
+    ``mbstr_buckets``/``mbstr_max_distance``: relative-distance buckets of MB-SPG (the authors
+    use 32 buckets up to distance 40); ``mbstr_shared``/``mbstr_private``: experts of BA-Pred
+    (the authors: 3 shared, 1 per behavior)."""
 
     n_items: int
     n_behaviors: int
@@ -209,17 +210,18 @@ class MBSTRConfig:
     n_heads: int
     n_layers: int
     dropout: float
-    n_buckets: int
-    max_distance: int
-    n_shared: int
-    n_private: int
+    mbstr_buckets: int
+    mbstr_max_distance: int
+    mbstr_shared: int
+    mbstr_private: int
 
 
 class MBSTR(nn.Module):
     """Item embedding → MB-Trans layers → LayerNorm → BA-Pred head over all N items.
 
     BA-Pred: z = h + LN(MoE(h, b)), scores = z · E[1..N]^T, with MoE the CGC mixture of
-    ``n_shared`` shared and ``n_private`` experts per behavior, gated per target behavior b.
+    ``mbstr_shared`` shared and ``mbstr_private`` experts per behavior, gated per target
+    behavior b.
     NOTE: the head's mixture is the library's ``BehaviorMoE`` (the one FatsMB's denoiser uses);
     its experts are two-layer MLPs (width D) where the authors' are single linear maps.
     """
@@ -231,11 +233,12 @@ class MBSTR(nn.Module):
         self.item_embedding = nn.Embedding(c.n_items + 2, D, padding_idx=0)  # 0 pad, N+1 [mask]
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
-            MBTransBlock(D, c.n_heads, c.n_behaviors, c.dropout, c.n_buckets, c.max_distance)
+            MBTransBlock(D, c.n_heads, c.n_behaviors, c.dropout, c.mbstr_buckets,
+                         c.mbstr_max_distance)
             for _ in range(c.n_layers)
         )
         self.ln_f = nn.LayerNorm(D)
-        self.head_moe = BehaviorMoE(D, D, c.n_behaviors, c.n_shared, c.n_private, c.dropout)
+        self.head_moe = BehaviorMoE(D, D, c.n_behaviors, c.mbstr_shared, c.mbstr_private, c.dropout)
         self.head_ln = nn.LayerNorm(D)
         self.apply(init_weights)  # nn.Linear / nn.Embedding only: bases, mixtures, experts keep theirs
 

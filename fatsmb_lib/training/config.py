@@ -163,11 +163,11 @@ class Profile:
                                p_uncond=self.p_uncond, omega=self.omega)
 
     def denoiser_config(self, n_behaviors: int) -> DenoiserConfig:
-        return DenoiserConfig(kind=self.denoiser, d_model=self.d_model,
-                              n_layers=self.n_denoiser_layers, n_behaviors=n_behaviors,
+        return DenoiserConfig(denoiser=self.denoiser, d_model=self.d_model,
+                              n_denoiser_layers=self.n_denoiser_layers, n_behaviors=n_behaviors,
                               n_shared=self.n_shared, n_private=self.n_private,
-                              hidden_mult=self.denoiser_hidden_mult,
-                              dropout=self.denoiser_dropout)
+                              denoiser_hidden_mult=self.denoiser_hidden_mult,
+                              denoiser_dropout=self.denoiser_dropout)
 
     def gru4rec_config(self, n_items: int) -> GRU4RecConfig:
         return GRU4RecConfig(n_items=n_items, d_model=self.d_model, dropout=self.dropout)
@@ -175,13 +175,14 @@ class Profile:
     def mbstr_config(self, n_items: int, n_behaviors: int) -> MBSTRConfig:
         return MBSTRConfig(n_items=n_items, n_behaviors=n_behaviors, d_model=self.d_model,
                            n_heads=self.n_heads, n_layers=self.n_layers, dropout=self.dropout,
-                           n_buckets=self.mbstr_buckets, max_distance=self.mbstr_max_distance,
-                           n_shared=self.mbstr_shared, n_private=self.mbstr_private)
+                           mbstr_buckets=self.mbstr_buckets,
+                           mbstr_max_distance=self.mbstr_max_distance,
+                           mbstr_shared=self.mbstr_shared, mbstr_private=self.mbstr_private)
 
     def diffurec_config(self) -> DiffuRecConfig:
-        return DiffuRecConfig(T=self.diffurec_T, schedule=self.diffurec_schedule,
-                              stride=self.diffurec_stride, eta=self.eta,
-                              lambda_uncertainty=self.diffurec_lambda)
+        return DiffuRecConfig(diffurec_T=self.diffurec_T, diffurec_schedule=self.diffurec_schedule,
+                              diffurec_stride=self.diffurec_stride, eta=self.eta,
+                              diffurec_lambda=self.diffurec_lambda)
 
     def train_config(self, stage: str, seed: int) -> TrainConfig:
         """``fit``'s settings for ``stage`` = "stage1" | "baseline" | "stage2" | "stage3".
