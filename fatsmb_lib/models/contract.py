@@ -31,9 +31,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ..data.batches import Batch
 from .kernels import linear_cross_entropy, target_rows
-
-Batch = dict[str, torch.Tensor]
 
 
 @runtime_checkable
