@@ -78,13 +78,13 @@
 # | e_{v_i}, e_{b_i}, e_{p_i} | item, behavior and position embeddings; h_i = e_v + e_b + e_p | `SequenceEncoder.item_embedding`, `.behavior_embedding`, `.position_embedding` (APE only); `SequenceEncoder.embed` | Eq. 9 |
 # | h_i, H, h^l | the hidden state at position i, all of them (L × d), the output of the last layer l | `MBAE.encode(items, behaviors)` → (B, L, D) | Eq. 9, Alg. 1 |
 # | m, n | the positions of a query and of a key | the column index 0..L−1 | Eqs. 10–11 |
-# | θ_i | RoPE frequency of rotation pair i, θ_i = base^(−2i/d_k), base 10,000 | `rope_cos_sin`, `rope_base` | Eq. 11 |
-# | f(q, m), g(q, k, m−n) | RoPE: q rotated by the angles mθ_i; the attention score, which depends on m − n only | `apply_rope` | Eqs. 10–11, 24 |
+# | θ_i | RoPE frequency of rotation pair i, θ_i = base^(−2i/d_k), base 10,000 | `kernels.rope_tables`, `rope_base` | Eq. 11 |
+# | f(q, m), g(q, k, m−n) | RoPE: q rotated by the angles mθ_i; the attention score, which depends on m − n only | `kernels.rotate_pairs` (all heads at once; the textbook `apply_rope` is written out in notebook 02) | Eqs. 10–11, 24 |
 # | a, b (in f′) | the behaviors of the query's and of the key's token | `behaviors` | Eqs. 12–13 |
-# | h(·) | BaRoPE's behavior scaling: f′(q, a, m) = h(a)·f(q, m). Here one real value per rotation pair per head, h ≡ 1 at initialisation (the paper: "an MLP") | `BaRoPE` (`pair_scale`, `coordinate_scale`) | Eqs. 13, 28–30 |
+# | h(·) | BaRoPE's behavior scaling: f′(q, a, m) = h(a)·f(q, m). Here one real value per rotation pair per head, h ≡ 1 at initialisation (the paper: "an MLP") | `BaRoPE` (`pair_scale_table`: h per pair; `forward`: h on both coordinates of each pair) | Eqs. 13, 28–30 |
 # | ρ | Cloze item mask probability (0.2) | `rho`; `cloze_mask` | Sec. 3.1, Alg. 1, Fig. 8a |
 # | σ | probability of also masking the behavior at a masked item (0.2); not DDPM's σ_t | `sigma` | Sec. 3.1, Fig. 8b |
-# | [mask], v_[mask] | the mask token; the masked item the decoder must recover | `mask_item` (N+1), `mask_behavior` (\|B\|+1); targets `labels` | Eq. 14 |
+# | [mask], v_[mask] | the mask token; the masked item the decoder must recover | `mask_item` (N+1), `mask_behavior` (\|B\|+1); the batch key `targets` | Eq. 14 |
 # | z_b | **behavior-specific preference**: the encoder's output at a masked item whose behavior b stays visible | `z_b`; `MBAE.latents` | Sec. 3.1 |
 # | z_∅ | **behavior-agnostic preference**: the output at a masked item whose behavior is masked too (the paper also prints it z_φ in Sec. 3.1 and z_θ in Sec. 3.4) | `z_null`; `MBAE.behavior_agnostic` | Secs. 3.1–3.2 |
 # | φ, p_φ(z_b \| S_u) | the encoder and its parameters (ℰ in Algs. 1–2) | `MBAE.encoder` (a `SequenceEncoder`) | Eq. 14 |
@@ -198,7 +198,8 @@
 #
 # **BaRoPE** (Eq. 13) multiplies each rotated pair by a real number h(behavior). A real
 # number commutes with a rotation, so the score becomes h(a)·h(b)·g(q, k, m − n) (Eq. 30),
-# which is still relative. In code: `rope_cos_sin`, `apply_rope` and `BaRoPE` (notebook 02).
+# which is still relative. In code: `kernels.rope_tables`, `kernels.rotate_pairs` and `BaRoPE`;
+# notebook 02 writes the textbook rotation out (`rope_cos_sin`, `apply_rope`).
 
 # %% [markdown]
 # <a id="primer-ddpm-ddim"></a>

@@ -63,7 +63,7 @@ from fatsmb_lib.data.batches import ClozeView, cloze_mask
 from fatsmb_lib.training.config import PROFILES
 from fatsmb_lib.training.epochs import RECIPES
 from fatsmb_lib.support.paths import project_root
-from fatsmb_lib.models.encoder import MBAE, BaRoPE, EncoderConfig, MultiHeadSelfAttention, apply_rope, rope_cos_sin
+from fatsmb_lib.models.encoder import MBAE, BaRoPE, EncoderConfig, MultiHeadSelfAttention
 from fatsmb_lib.training.run import expect, open_run
 from fatsmb_lib.training.peers import fit_pop, train_baseline
 from fatsmb_lib.training.stages import train_mbae
@@ -87,9 +87,11 @@ print(f"{dataset}: {data.n_users} users, {data.n_items} items, behaviors {data.b
 #
 # $$\langle f(q, m), f(k, n)\rangle = g(q, k, m - n). \qquad (10)$$
 #
-# `rope_cos_sin` gives the angles, `apply_rope` the rotation. The cell checks Eq. 11 against
-# complex multiplication, that a rotation keeps a vector's length, and Eq. 10: shifting both
-# positions leaves the score unchanged, while swapping them (m − n → n − m) does not.
+# The cell writes the textbook rotation out, `rope_cos_sin` the angles and `apply_rope` the
+# rotation (the library applies the same rotation to all heads at once with cached tables,
+# `kernels.rotate_pairs`, tested against this form in `tests/test_kernels.py`). It checks Eq. 11
+# against complex multiplication, that a rotation keeps a vector's length, and Eq. 10: shifting
+# both positions leaves the score unchanged, while swapping them (m − n → n − m) does not.
 
 # %%
 torch.manual_seed(seed)
@@ -97,6 +99,19 @@ d_head = 16
 half = d_head // 2
 q, k = torch.randn(2, 1, 1, 1, d_head).unbind(0)            # one query, one key: (1, 1, 1, d_head)
 theta = settings.rope_base ** (-2.0 * torch.arange(half) / d_head)   # θ_j, (d_head/2,)
+
+
+def rope_cos_sin(positions: torch.Tensor, d: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the angles m·θ_j (Eq. 11), (L, d): entries j and j + d/2 hold pair j's angle."""
+    angles = positions.float()[:, None] * base ** (-2.0 * torch.arange(d // 2) / d)   # (L, d/2)
+    angles = torch.cat([angles, angles], dim=-1)                                       # (L, d)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """f(x, m) = x·e^{imθ} (Eq. 11): each pair (x_j, x_{j+d/2}) of x (..., L, d) rotated by its angle."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin   # (x1 + i·x2)·(cos + i·sin)
 
 
 def as_complex(x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +156,7 @@ Markdown(f"**Takeaway:** the library's rotation is Eq. 11's complex product, and
 #
 # In the complex form of Appendix C, h(a) is a *real magnitude per complex coordinate*, so the
 # library gives h one value per rotation pair (per head) and repeats it over the pair's two
-# real coordinates (`BaRoPE.coordinate_scale`). A real number commutes with a rotation, hence
+# real coordinates (`BaRoPE.forward`). A real number commutes with a rotation, hence
 # (Appendix C)
 #
 # $$g'(q, k, a, b, m - n) = h(a)\,h(b)\,g(q, k, m - n) = \langle f'(q,a,m), f'(k,b,n)\rangle, \qquad (30)$$
@@ -161,7 +176,7 @@ shift_by = 17                                               # positions m, n -> 
 
 def barope_logits(shift: int) -> torch.Tensor:
     cos, sin = rope_cos_sin(torch.arange(L) + shift, d_head, settings.rope_base)
-    h = barope(token_behaviors)                             # (1, 1, L, d_head), h(b) per pair
+    h = barope(token_behaviors)                             # (1, L, d_head): h(b) per pair, both coordinates
     return (h * apply_rope(queries, cos, sin)) @ (h * apply_rope(keys, cos, sin)).transpose(-1, -2)
 
 
@@ -171,7 +186,7 @@ with torch.no_grad():
     plain_rope = apply_rope(queries, cos, sin) @ apply_rope(keys, cos, sin).transpose(-1, -2)
     torch.nn.init.normal_(barope.mlp[-1].weight, std=0.5)  # h no longer 1
     logits, shifted = barope_logits(0), barope_logits(shift_by)
-    h_pair = barope.pair_scale(token_behaviors)[0, 0]      # (L, d_head/2): h_j(b) of each token
+    h_pair = barope.pair_scale_table()[token_behaviors[0], 0]  # (L, d_head/2): h_j(b) of each token
     offset = (torch.arange(L)[:, None] - torch.arange(L))[..., None]   # m - n, (L, L, 1)
     g = (as_complex(queries)[0, 0, :, None] * as_complex(keys)[0, 0, None].conj()
          * torch.polar(torch.ones(half), offset * theta)).real          # g per pair: (L, L, d_head/2)
@@ -211,7 +226,7 @@ def textbook_attention(attn: MultiHeadSelfAttention, x: torch.Tensor, behaviors:
     heads = lambda t: t.view(B, L, H, d_k).transpose(1, 2)     # noqa: E731  (B, H, L, d_k)
     q, k, v = heads(x @ W_q.T + b_q), heads(x @ W_k.T + b_k), heads(x @ W_v.T + b_v)
     cos, sin = rope_cos_sin(torch.arange(L), d_k, attn.rope_base)  # angles m·θ_j (Eq. 11)
-    h = attn.barope(behaviors)                                     # h(b) per pair, (B, H, L, d_k)
+    h = heads(attn.barope(behaviors))                              # h(b) per pair, (B, H, L, d_k)
     q, k = h * apply_rope(q, cos, sin), h * apply_rope(k, cos, sin)   # f'(q, a, m), f'(k, b, n): Eq. 13
     weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d_k), dim=-1)   # Eq. 8
     out = (weights @ v).transpose(1, 2).reshape(B, L, D)          # Concat(head_1..head_H)
@@ -225,16 +240,17 @@ no_padding = torch.zeros(1, L, dtype=torch.bool)
 with torch.no_grad():
     torch.nn.init.normal_(attn.barope.mlp[-1].weight, std=0.5)   # h != 1
     out, weights = textbook_attention(attn, x, token_behaviors)
-    library_out, _ = attn(x, token_behaviors, no_padding)           # the training path (fused)
-    _, library_weights = attn(x, token_behaviors, no_padding, need_weights=True)
+    library_out = attn(x, token_behaviors, no_padding)              # the training path (fused)
+    library_weights = attn.attention_weights(x, token_behaviors, no_padding)   # Eq. 8 written out
 torch.testing.assert_close(out, library_out)
 torch.testing.assert_close(weights, library_weights)
 attention_gap = (out - library_out).abs().max().item()
 print(f"textbook vs library attention: max |output difference| {attention_gap:.1e}, "
       f"max |weight difference| {(weights - library_weights).abs().max():.1e}")
-plots.code_listing(BaRoPE.pair_scale_table, BaRoPE.coordinate_scale, MultiHeadSelfAttention.forward,
+plots.code_listing(BaRoPE.pair_scale_table, BaRoPE.forward, MultiHeadSelfAttention.project,
+                   MultiHeadSelfAttention.forward,
                    summary="the library's code: h per pair, its repetition over the pair's two "
-                           "coordinates, and the attention")
+                           "coordinates, q, k, v with Eqs. 11 and 13, and the attention")
 
 # %%
 Markdown(f"**Takeaway:** with h between {h_range[0]:.2f} and {h_range[1]:.2f}, shifting every "
@@ -292,10 +308,10 @@ batch = cloze_mask(windows["items"], windows["behaviors"], settings.rho, setting
                    last_only_prob=0.0)
 with torch.no_grad():
     h_l = untrained.encode(batch["items"], batch["behaviors"])   # lines 10-12: H^l, (B, L, D)
-    at = batch["labels"] > 0                                     # the masked positions ("index")
+    at = batch["targets"] > 0                                    # the masked positions ("index")
     z = h_l[at]                                                  # line 13: z_b, or z_∅ where b was masked
     item_logits = untrained.decode(z)                            # line 14: q_ψ(v | z), (M, N)
-    loss = F.cross_entropy(item_logits, batch["labels"][at] - 1) # line 15: -Eq. 14, mean over M
+    loss = F.cross_entropy(item_logits, batch["targets"][at] - 1)  # line 15: -Eq. 14, mean over M
     library_loss = untrained.loss(batch)
 torch.testing.assert_close(loss, library_loss, rtol=1e-5, atol=1e-5)
 # an untrained decoder scores the items almost uniformly: its loss is close to log N
@@ -718,7 +734,7 @@ Markdown(
 #    the target behavior cost this run (one seed: report it), overall and per behavior? What
 #    would σ = 0 do to z_∅, and why does Section 4.5.2 call behavior masking necessary?
 # 3. **Per coordinate instead of per pair.** BaRoPE's repetition of h over the two coordinates
-#    of each rotation pair lives in `BaRoPE.coordinate_scale` (the `expand(..., 2, half)` that
+#    of each rotation pair lives in `BaRoPE.forward` (the `expand(..., 2, half)` that
 #    copies pair i's value onto coordinates i and i + d_head/2; its source is folded in
 #    section 2). Give each *coordinate* its own magnitude instead, either by editing that
 #    method (then restart the kernel) or, quicker, by building a per-coordinate h by hand, and

@@ -377,13 +377,13 @@ fatsmb.eval()
 pairs = {key: value[:512] for key, value in latents.items()}
 x_0, condition = fatsmb.space.encode(pairs["z_b"], pairs["z_null"]), fatsmb.space.condition(pairs["z_null"])
 with torch.no_grad():
-    loss = fatsmb.diffusion.training_loss(fatsmb.denoiser, x_0, condition, pairs["behavior"],
+    loss = fatsmb.diffusion.training_loss(fatsmb.denoiser, x_0, condition, pairs["target_behavior"],
                                           generator=make_generator(seed, ctx.device))
     replay = make_generator(seed, ctx.device)
     n = len(x_0)
     t = torch.randint(0, T, (n,), generator=replay, device=ctx.device)
     eps = torch.randn(x_0.shape, generator=replay, device=ctx.device)
-    b = pairs["behavior"].masked_fill(torch.rand(n, generator=replay, device=ctx.device) < settings.p_uncond, 0)
+    b = pairs["target_behavior"].masked_fill(torch.rand(n, generator=replay, device=ctx.device) < settings.p_uncond, 0)
     z_t = fatsmb.diffusion.q_sample(x_0, t, eps)                                  # Eq. 15
     out = fatsmb.denoiser(z_t, t, condition, b)
     target = eps if settings.prediction == "eps" else x_0                        # Eq. 16 / 16'

@@ -148,11 +148,11 @@ plots.code_listing(FatsMB.loss, collapsed=False)
 # decoder may receive gradients.
 
 # %%
-prefixes = {key: latents[key][:64] for key in ("z_null", "behavior", "target")}
+prefixes = {key: latents[key][:64] for key in ("z_null", "target_behavior", "target")}
 fatsmb.eval()
 with torch.random.fork_rng(), torch.no_grad():
     torch.manual_seed(seed)
-    z_0 = fatsmb.generate(prefixes["z_null"], prefixes["behavior"])       # Algorithm 2, lines 2–5
+    z_0 = fatsmb.generate(prefixes["z_null"], prefixes["target_behavior"])  # Algorithm 2, lines 2–5
     log_q = fatsmb.mbae.decode(z_0).log_softmax(-1)                        # log q_ψ(· | z_0), (B, N)
     ours_loss = -log_q.gather(1, prefixes["target"][:, None] - 1).mean()  # −Eq. 14; item j is column j−1
     torch.manual_seed(seed)

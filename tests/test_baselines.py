@@ -73,12 +73,12 @@ def test_sasrec_is_causal(use_behavior):
     model = SASRec(_config(), use_behavior=use_behavior).eval()
     items, behaviors = _sequences()
     with torch.no_grad():
-        h, _ = model.encoder(items, behaviors)
+        h = model.encoder(items, behaviors)
         for t in (3, 6):
             later_items, later_beh = items.clone(), behaviors.clone()
             later_items[:, t:] = torch.randint(1, N_ITEMS + 1, later_items[:, t:].shape)
             later_beh[:, t:] = 3 - later_beh[:, t:].clamp(min=1)
-            h2, _ = model.encoder(later_items, later_beh)
+            h2 = model.encoder(later_items, later_beh)
             real = (items > 0)[:, :t]
             torch.testing.assert_close(h2[:, :t][real], h[:, :t][real])
             assert not torch.allclose(h2[:, t:], h[:, t:])
@@ -95,7 +95,7 @@ def test_sasrec_score_all_ignores_mask_column():
         other = behaviors.clone()
         other[:, -1] = 3 - other[:, -1]
         torch.testing.assert_close(model.score_all({"items": items, "behaviors": other}), scores)
-        h, _ = model.encoder(items, behaviors)
+        h = model.encoder(items, behaviors)
         torch.testing.assert_close(scores, h[:, -2] @ model.encoder.item_embedding.weight[1 : N_ITEMS + 1].T)
     assert scores.shape == (3, N_ITEMS)
 
@@ -105,7 +105,7 @@ def test_sasrec_loss_is_next_item_cross_entropy_over_all_items():
     model = SASRec(_config()).eval()
     batch = _next_item_batch()
     with torch.no_grad():
-        h, _ = model.encoder(batch["items"], batch["behaviors"])
+        h = model.encoder(batch["items"], batch["behaviors"])
         logits = h @ model.encoder.item_embedding.weight[1 : N_ITEMS + 1].T  # (B, L, N)
         valid = batch["targets"] > 0
         logp = logits.log_softmax(-1).gather(-1, (batch["targets"] - 1).clamp(min=0)[..., None])[..., 0]

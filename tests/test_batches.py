@@ -156,10 +156,10 @@ def test_cloze_loader_masks(data):
     collate = ClozeCollate(0.5, 0.5, data.mask_item, data.mask_behavior,
                            torch.Generator().manual_seed(0), 0.0)
     batch = next(iter(make_loader(view, batch_size=len(view), shuffle=False, collate=collate)))
-    assert set(batch) == {"items", "behaviors", "labels", "label_behaviors", "behavior_masked"}
+    assert set(batch) == {"items", "behaviors", "targets", "target_behaviors", "behavior_masked"}
     raw = everything(view)
-    masked = batch["labels"] > 0
-    assert torch.equal(batch["labels"][masked], raw["items"][masked])
+    masked = batch["targets"] > 0
+    assert torch.equal(batch["targets"][masked], raw["items"][masked])
     assert (batch["items"][masked] == data.mask_item).all()
     assert torch.equal(batch["items"][~masked], raw["items"][~masked])
 
@@ -177,25 +177,25 @@ def within_3_std(hits, n, p):
 
 
 @pytest.mark.parametrize("rho, sigma", [(0.2, 0.1), (0.5, 0.8)])
-def test_cloze_mask_rates_and_labels(rho, sigma):
+def test_cloze_mask_rates_and_targets(rho, sigma):
     items, behaviors = full_rows(2000, 50)
     out = cloze_mask(items, behaviors, rho, sigma, 101, 5, torch.Generator().manual_seed(1), 0.0)
-    masked = out["labels"] > 0
+    masked = out["targets"] > 0
     n_masked = int(masked.sum())
     assert within_3_std(n_masked, items.numel(), rho)
     assert within_3_std(int(out["behavior_masked"].sum()), n_masked, sigma)
     assert not (out["behavior_masked"] & ~masked).any()            # only at masked items
     assert torch.equal(out["items"], torch.where(masked, 101, items))
     assert torch.equal(out["behaviors"], torch.where(out["behavior_masked"], 5, behaviors))
-    assert torch.equal(out["labels"], torch.where(masked, items, 0))
-    assert torch.equal(out["label_behaviors"], torch.where(masked, behaviors, 0))
+    assert torch.equal(out["targets"], torch.where(masked, items, 0))
+    assert torch.equal(out["target_behaviors"], torch.where(masked, behaviors, 0))
 
 
 def test_cloze_mask_never_touches_padding_and_masks_at_least_one():
     items, behaviors = full_rows(500, 10)
     items[:, :7], behaviors[:, :7] = 0, 0                            # 3 real tokens per row
     out = cloze_mask(items, behaviors, 0.01, 0.5, 101, 5, torch.Generator().manual_seed(0), 0.0)
-    masked = out["labels"] > 0
+    masked = out["targets"] > 0
     assert not masked[:, :7].any() and (out["items"][:, :7] == 0).all()
     assert (masked.sum(dim=1) >= 1).all()
     # the forced mask is uniform over the real tokens
@@ -207,11 +207,11 @@ def test_cloze_mask_last_only():
     items, behaviors = full_rows(4000, 20)
     out = cloze_mask(items, behaviors, 0.3, 0.0, 101, 5, torch.Generator().manual_seed(0),
                      last_only_prob=1.0)
-    masked = out["labels"] > 0
+    masked = out["targets"] > 0
     assert masked[:, -1].all() and not masked[:, :-1].any()
     out = cloze_mask(items, behaviors, 0.3, 0.0, 101, 5, torch.Generator().manual_seed(0),
                      last_only_prob=0.5)
-    only_last = (out["labels"] > 0).sum(dim=1) == 1
+    only_last = (out["targets"] > 0).sum(dim=1) == 1
     # rows that mask only the last item: half by choice, plus Cloze rows that happen to
     only_last_by_chance = 0.3 * 0.7 ** 19
     assert within_3_std(int(only_last.sum()), 4000, 0.5 + 0.5 * only_last_by_chance)

@@ -10,8 +10,16 @@ from fatsmb_lib.models.diffusion import DiffusionConfig
 from fatsmb_lib.models.encoder import EncoderConfig
 from fatsmb_lib.models.gru4rec import GRU4RecConfig
 from fatsmb_lib.models.mbstr import MBSTRConfig
-from fatsmb_lib.training.config import (PROFILES, DataSettings, DenoiserSettings, DiffusionSettings,
-                                       EncoderSettings, Profile, TrainingSettings, get_profile)
+from fatsmb_lib.training.config import (
+    PROFILES,
+    DataSettings,
+    DenoiserSettings,
+    DiffusionSettings,
+    EncoderSettings,
+    Profile,
+    TrainingSettings,
+    get_profile,
+)
 from fatsmb_lib.training.peers import BASELINES, MBSTRSettings
 from fatsmb_lib.training.train import TrainConfig
 

@@ -21,8 +21,8 @@ B, D, DH, NB = 12, 8, 16, 3  # batch, width, expert width, behaviors
 
 
 def denoiser_config(**kw):
-    base = dict(kind="mcgln", d_model=D, n_layers=2, n_behaviors=NB, n_shared=2, n_private=1,
-                hidden_mult=4, dropout=0.0)
+    base = dict(denoiser="mcgln", d_model=D, n_denoiser_layers=2, n_behaviors=NB, n_shared=2,
+                n_private=1, denoiser_hidden_mult=4, denoiser_dropout=0.0)
     return DenoiserConfig(**{**base, **kw})
 M_S, M_P = 2, 2
 
@@ -196,7 +196,7 @@ def inputs(dtype=torch.float32):
 
 @pytest.mark.parametrize("kind", DENOISER_KINDS)
 def test_denoiser_shapes_conditioning_and_determinism(kind):
-    cfg = denoiser_config(kind=kind, dropout=0.5, hidden_mult=2)
+    cfg = denoiser_config(denoiser=kind, denoiser_dropout=0.5, denoiser_hidden_mult=2)
     net = perturb_(build_denoiser(cfg)).eval()
     z_t, t, z_null, behavior = inputs()
     out = net(z_t, t, z_null, behavior)
@@ -215,7 +215,7 @@ def test_denoiser_shapes_conditioning_and_determinism(kind):
 
 @pytest.mark.parametrize("kind", ["mcgln", "adaln"])
 def test_fresh_adaln_denoisers_output_zero_and_learn(kind):
-    net = build_denoiser(denoiser_config(kind=kind))
+    net = build_denoiser(denoiser_config(denoiser=kind))
     z_t, t, z_null, behavior = inputs()
     out = net(z_t, t, z_null, behavior)
     assert torch.count_nonzero(out) == 0
@@ -224,20 +224,20 @@ def test_fresh_adaln_denoisers_output_zero_and_learn(kind):
 
 
 def test_ablation_variants_differ_where_the_paper_says():
-    mcgln = build_denoiser(denoiser_config(kind="mcgln"))
-    adaln = build_denoiser(denoiser_config(kind="adaln"))
+    mcgln = build_denoiser(denoiser_config(denoiser="mcgln"))
+    adaln = build_denoiser(denoiser_config(denoiser="adaln"))
     assert all(isinstance(block.ffn, BehaviorMoE) for block in mcgln.blocks)
     assert not any(isinstance(m, BehaviorMoE) for m in adaln.modules())
     assert len(mcgln.blocks) == 2
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="kind"):
-        denoiser_config(kind="unet")
+    with pytest.raises(ValueError, match="denoiser must be one of"):
+        denoiser_config(denoiser="unet")
     with pytest.raises(ValueError, match="even"):
         denoiser_config(d_model=7)
     with pytest.raises(TypeError):
-        DenoiserConfig(kind="mcgln")  # every value comes from the profile and the data
+        DenoiserConfig(denoiser="mcgln")  # every value comes from the profile and the data
 
 
 def test_float64_denoiser_runs():
@@ -264,7 +264,7 @@ def test_mcgln_learns_behavior_specific_transfer(prediction):
     # ε̂'s error by sqrt(ᾱ_{T-1}), so schedules ending near 0 need a better-trained ε̂ than this.
     diff = LatentDiffusion(DiffusionConfig(T=100, stride=10, schedule="exp", eta=0.0,
                                            prediction=prediction, p_uncond=0.2, omega=1.0))
-    net = build_denoiser(denoiser_config(kind="mcgln"))
+    net = build_denoiser(denoiser_config(denoiser="mcgln"))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(1)
     for _ in range(200):

@@ -225,6 +225,28 @@ def test_sample_trajectory_and_generator():
     assert torch.equal(z0, again) and not torch.allclose(z0, other)
 
 
+def test_sample_from_a_given_z_T_with_an_unconditional_network():
+    """An x0-predicting network of (z_t, t) alone (DiffuRec's f_θ) sampled from a given z_T:
+    the chain starts there, the network sees no conditions, and the oracle still lands on z_0
+    (Eq. 5); guidance without conditions is refused."""
+    diff = make_diffusion(T=50, stride=10, prediction="x0")
+    z0 = torch.randn(B, D, dtype=torch.float64)
+    seen = []
+    oracle = oracle_denoiser(diff, z0)
+
+    def unconditional(z_t, t, z_null, behavior):
+        seen.append((z_null, behavior))
+        return oracle(z_t, t, z_null, behavior)
+
+    z_T = torch.randn(B, D, dtype=torch.float64)
+    out, trajectory = diff.sample(unconditional, None, None, omega=0.0, eta=0.5, z_T=z_T,
+                                  return_trajectory=True, generator=torch.Generator().manual_seed(0))
+    assert trajectory[0] is z_T and seen == [(None, None)] * len(diff.timesteps())
+    torch.testing.assert_close(out, z0)
+    with pytest.raises(ValueError, match="needs the conditions"):
+        diff.sample(unconditional, None, None, omega=1.0, z_T=z_T)
+
+
 # ----------------------------------------------------------------------------- Eq. 17 (CFG)
 
 

@@ -1,28 +1,22 @@
 """Tests of fatsmb_lib.models.encoder: RoPE/BaRoPE math (Eqs. 10-13, 24-30), padding, the Cloze loss
-(Eq. 14), latents z_b / z_∅, a short learning run, and the fast paths (cached rotary tables,
-BaRoPE's table lookup, cheap dropout, the chunked cross-entropy, bf16 autocast)."""
+(Eq. 14), latents z_b / z_∅, a short learning run, BaRoPE's table lookup and bf16 autocast.
+The speed kernels have their own tests (test_kernels.py); the textbook RoPE is the oracle of
+rope_oracle.py."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from rope_oracle import apply_rope, rope_cos_sin
 
-import fatsmb_lib.models.encoder as encoder_module
 from fatsmb_lib.models.encoder import (
     MBAE,
     BaRoPE,
-    Dropout,
     EncoderConfig,
     MultiHeadSelfAttention,
     SequenceEncoder,
-    apply_rope,
-    bucket,
-    labelled_rows,
-    linear_cross_entropy,
-    rope_cos_sin,
-    rope_tables,
-    rotate_pairs,
 )
+from fatsmb_lib.models.kernels import rope_tables, rotate_pairs
 from fatsmb_lib.support.precision import autocast
 
 N_ITEMS, N_BEH = 30, 3
@@ -53,6 +47,11 @@ def _random_barope(n_heads=2, d_head=8, seed=0):
     return barope
 
 
+def _per_head(scale, n_heads=2):
+    """BaRoPE's h (B, L, H·d) with heads side by side -> (B, H, L, d), the layout of q and k."""
+    return scale.unflatten(-1, (n_heads, -1)).transpose(1, 2)
+
+
 def _logits(q, k, positions, scale):
     """Pre-softmax scores of h·RoPE(q) and h·RoPE(k): (B, H, L, L)."""
     cos, sin = rope_cos_sin(positions, q.shape[-1], 10000.0)
@@ -61,24 +60,16 @@ def _logits(q, k, positions, scale):
 
 
 # ---------------------------------------------------------------- RoPE (Eqs. 10-11, 24)
-def test_rope_matches_complex_multiplication():
-    """Half-split pairs (x_i, x_{i+d/2}) are rotated as the complex number x·e^{imθ_i}."""
-    torch.manual_seed(0)
-    d, L = 8, 6
-    x = torch.randn(1, 1, L, d)
-    pos = torch.arange(L) * 3 + 1
-    cos, sin = rope_cos_sin(pos, d, base=100.0)
-    theta = 100.0 ** (-2 * torch.arange(d // 2) / d)
-    z = torch.complex(x[..., : d // 2], x[..., d // 2 :]) * torch.exp(1j * pos[:, None] * theta)
-    expected = torch.cat([z.real, z.imag], dim=-1)
-    torch.testing.assert_close(apply_rope(x, cos, sin), expected, atol=1e-5, rtol=1e-5)
+def _rotate(x, positions, base=10000.0):
+    """The library's rotation (kernels.rotate_pairs, one head) of x (..., L, d) at positions (L,)."""
+    cos, signed_sin = rope_tables(int(positions.max()) + 1, 1, x.shape[-1], base, torch.device("cpu"), x.dtype)
+    return rotate_pairs(x, cos[positions], signed_sin[positions], 1)
 
 
 def test_rope_preserves_norm_and_is_identity_at_zero():
     torch.manual_seed(0)
     x = torch.randn(2, 2, 5, 8)
-    cos, sin = rope_cos_sin(torch.tensor([0, 1, 7, 50, 400]), 8, 10000.0)
-    y = apply_rope(x, cos, sin)
+    y = _rotate(x, torch.tensor([0, 1, 7, 50, 400]))
     torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))
     assert not torch.allclose(y[..., 1:, :], x[..., 1:, :])
     torch.testing.assert_close(y[..., 0, :], x[..., 0, :])  # position 0: no rotation
@@ -87,18 +78,18 @@ def test_rope_preserves_norm_and_is_identity_at_zero():
 def test_rope_score_depends_only_on_offset():
     """<f(q, m), f(k, n)> = g(q, k, m - n) (Eq. 10): same score for (m, n) and (m + c, n + c)."""
     torch.manual_seed(0)
-    q, k = torch.randn(8), torch.randn(8)
+    q, k = torch.randn(1, 8), torch.randn(1, 8)
 
     def score(m, n):
-        (cq, sq), (ck, sk) = rope_cos_sin(torch.tensor([m]), 8, 10000.0), rope_cos_sin(torch.tensor([n]), 8, 10000.0)
-        return (apply_rope(q.view(1, 1, 1, 8), cq, sq) * apply_rope(k.view(1, 1, 1, 8), ck, sk)).sum()
+        return (_rotate(q, torch.tensor([m])) * _rotate(k, torch.tensor([n]))).sum()
 
     torch.testing.assert_close(score(7, 3), score(27, 23))
     torch.testing.assert_close(score(2, 9), score(0, 7))
     assert not torch.allclose(score(7, 3), score(7, 4))
 
 
-def test_rope_accepts_batched_positions():
+def test_rope_oracle_accepts_batched_positions():
+    """The oracle's per-row positions (used for per-row shifts below) rotate each row alone."""
     torch.manual_seed(0)
     x = torch.randn(2, 2, 4, 8)
     pos = torch.tensor([[0, 1, 2, 3], [5, 6, 7, 8]])
@@ -118,7 +109,7 @@ def test_barope_shift_invariant_with_random_h():
     q, k = torch.randn(B, H, L, d), torch.randn(B, H, L, d)
     behaviors = torch.randint(0, N_BEH + 2, (B, L))  # any ids, incl. padding and [mask]
     with torch.no_grad():
-        scale = barope(behaviors)  # (B, H, L, d)
+        scale = _per_head(barope(behaviors))  # (B, H, L, d)
     assert not torch.allclose(scale, torch.ones_like(scale))
     pos = torch.arange(L)
     base = _logits(q, k, pos, scale)
@@ -129,12 +120,15 @@ def test_barope_shift_invariant_with_random_h():
 
 
 def test_barope_h_is_one_value_per_pair():
-    """h repeats one value over both coordinates of a pair; a per-coordinate h breaks Eq. 30."""
+    """h repeats one value over both coordinates of a pair (its table row, per head); a
+    per-coordinate h breaks Eq. 30."""
     barope = _random_barope()
+    behaviors = torch.tensor([[1, 2, 3, 4, 0]])
     with torch.no_grad():
-        scale = barope(torch.tensor([[1, 2, 3, 4, 0]]))  # (1, H, L, d)
+        scale = _per_head(barope(behaviors))  # (1, H, L, d)
+        table = barope.pair_scale_table()  # (n_behaviors+2, H, d/2)
     torch.testing.assert_close(scale[..., :4], scale[..., 4:])
-    torch.testing.assert_close(scale[..., :4], barope.pair_scale(torch.tensor([[1, 2, 3, 4, 0]])))
+    torch.testing.assert_close(scale[..., :4], table[behaviors].transpose(1, 2))
 
     torch.manual_seed(2)
     q, k = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
@@ -154,10 +148,10 @@ def test_barope_at_init_equals_rope():
     x = torch.randn(3, 6, 16)
     behaviors = torch.randint(1, N_BEH + 2, (3, 6))
     pad = torch.zeros(3, 6, dtype=torch.bool)
-    torch.testing.assert_close(barope(x, behaviors, pad)[0], rope(x, None, pad)[0])
+    torch.testing.assert_close(barope(x, behaviors, pad), rope(x, None, pad))
     model = SequenceEncoder(_config())  # the model-level init keeps the zero last layer
     for block in model.blocks:
-        torch.testing.assert_close(block.attn.barope(behaviors), torch.ones(3, 2, 6, 8))
+        torch.testing.assert_close(block.attn.barope(behaviors), torch.ones(3, 6, 16))
 
 
 def test_barope_attention_weights_match_eq_13():
@@ -170,7 +164,7 @@ def test_barope_attention_weights_match_eq_13():
     behaviors = torch.randint(1, N_BEH + 1, (2, 5))
     pad = torch.zeros(2, 5, dtype=torch.bool)
     with torch.no_grad():
-        _, weights = attn(x, behaviors, pad, need_weights=True)
+        weights = attn.attention_weights(x, behaviors, pad)
         q, k, _ = attn.qkv(x).split(16, dim=-1)
         q, k = (t.view(2, 5, 2, 8).transpose(1, 2) for t in (q, k))  # (B, H, L, d_head)
         h_pair = 1 + attn.barope.mlp(attn.barope.behavior_embedding(behaviors)).view(2, 5, 2, 4)
@@ -194,12 +188,12 @@ def test_rotary_encoder_ignores_absolute_offset(position):
     a_items[:, 1:6], a_beh[:, 1:6] = items, behaviors
     b_items[:, 4:9], b_beh[:, 4:9] = items, behaviors
     with torch.no_grad():
-        ha, _ = model(a_items, a_beh)
-        hb, _ = model(b_items, b_beh)
+        ha = model(a_items, a_beh)
+        hb = model(b_items, b_beh)
     torch.testing.assert_close(ha[:, 1:6], hb[:, 4:9], atol=1e-5, rtol=1e-5)
     ape = SequenceEncoder(_config(position="ape")).eval()
     with torch.no_grad():
-        assert not torch.allclose(ape(a_items, a_beh)[0][:, 1:6], ape(b_items, b_beh)[0][:, 4:9], atol=1e-3)
+        assert not torch.allclose(ape(a_items, a_beh)[:, 1:6], ape(b_items, b_beh)[:, 4:9], atol=1e-3)
 
 
 # ---------------------------------------------------------------- attention and padding
@@ -213,8 +207,8 @@ def test_padding_never_changes_real_outputs(position, causal):
     # padding is item id 0; whatever behavior id sits in a padded slot must not matter
     other = torch.randint(0, N_BEH + 2, items.shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        h, _ = model(items, behaviors)
-        h2, _ = model(items, torch.where(pad, other, behaviors))
+        h = model(items, behaviors)
+        h2 = model(items, torch.where(pad, other, behaviors))
     torch.testing.assert_close(h[~pad], h2[~pad])
     assert not torch.allclose(h[pad], h2[pad])  # the change did reach the padded slots
     assert torch.isfinite(h).all()
@@ -230,8 +224,8 @@ def test_extra_padding_columns_change_nothing(position):
     wide_items = torch.cat([torch.zeros(4, 2, dtype=torch.long), items], dim=1)
     wide_beh = torch.cat([torch.full((4, 2), 3), behaviors], dim=1)
     with torch.no_grad():
-        h, _ = model(items, behaviors)
-        hw, _ = model(wide_items, wide_beh)
+        h = model(items, behaviors)
+        hw = model(wide_items, wide_beh)
     torch.testing.assert_close(h[items > 0], hw[:, 2:][items > 0], atol=1e-5, rtol=1e-5)
 
 
@@ -239,20 +233,39 @@ def test_fully_padded_row_is_finite():
     model = SequenceEncoder(_config(causal=True)).eval()
     items = torch.zeros(2, 6, dtype=torch.long)
     with torch.no_grad():
-        h, weights = model(items, items, need_weights=True)
+        h, weights = model(items, items), model.attention_weights(items, items)
     assert torch.isfinite(h).all() and all(torch.isfinite(w).all() for w in weights)
 
 
 @pytest.mark.parametrize("position", ["ape", "rope", "barope"])
-def test_weights_path_equals_fast_path(position):
+@pytest.mark.parametrize("causal", [False, True])
+def test_fused_attention_is_eq_8_with_its_written_out_weights(position, causal):
+    """The fused forward == W^O · Concat(weights @ v) (Eqs. 7-8), with the weights of
+    attention_weights and v of the module's own projection."""
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(16, 2, position=position, n_behaviors=N_BEH, rope_base=10000.0,
+                                  causal=causal)
+    if position == "barope":
+        torch.nn.init.normal_(attn.barope.mlp[-1].weight, std=0.5)
+    x = torch.randn(4, 10, 16)
+    items, behaviors = _sequences()
+    with torch.no_grad():
+        weights = attn.attention_weights(x, behaviors, items == 0)  # (B, H, L, L)
+        _, _, v = attn.project(x, behaviors)  # (B, H, L, d_head)
+        expected = attn.out((weights @ v).transpose(1, 2).reshape(4, 10, 16))
+        torch.testing.assert_close(attn(x, behaviors, items == 0), expected, atol=1e-5, rtol=1e-5)
+    if causal:
+        assert (weights.triu(1) == 0).all()
+
+
+@pytest.mark.parametrize("position", ["ape", "rope", "barope"])
+def test_attention_weights_of_every_layer_skip_padded_keys(position):
     torch.manual_seed(0)
     model = SequenceEncoder(_config(position=position)).eval()
     items, behaviors = _sequences()
     with torch.no_grad():
-        fast, none = model(items, behaviors)
-        slow, weights = model(items, behaviors, need_weights=True)
-    assert none is None and len(weights) == 2 and weights[0].shape == (4, 2, 10, 10)
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+        weights = model.attention_weights(items, behaviors)
+    assert len(weights) == 2 and weights[0].shape == (4, 2, 10, 10)
     real_keys = (items > 0)[:, None, None, :]
     real_queries = (items > 0)[:, None, :, None]
     assert (weights[0].masked_select(~real_keys & real_queries) == 0).all()
@@ -286,8 +299,8 @@ def _cloze_batch(seed=0):
     return {
         "items": items.masked_fill(masked, N_ITEMS + 1),
         "behaviors": behaviors.masked_fill(behavior_masked, N_BEH + 1),
-        "labels": items * masked,
-        "label_behaviors": behaviors * masked,
+        "targets": items * masked,
+        "target_behaviors": behaviors * masked,
         "behavior_masked": behavior_masked,
     }
 
@@ -301,9 +314,8 @@ def test_decode_is_tied_and_scores_all_items():
     expected = model.decoder.mlp(z) @ model.encoder.item_embedding.weight[1 : N_ITEMS + 1].T + model.decoder.bias
     torch.testing.assert_close(model.decode(z), expected)
     assert model.decode(torch.randn(2, 3, 16)).shape == (2, 3, N_ITEMS)
-    decoder_ids = {id(p) for p in model.decoder_parameters()}
+    decoder_ids = {id(p) for p in model.decoder.parameters()}  # stage 3 fine-tunes these alone
     assert id(model.encoder.item_embedding.weight) not in decoder_ids
-    assert decoder_ids == {id(p) for p in model.decoder.parameters()}
 
 
 def test_cloze_loss_is_cross_entropy_at_masked_positions_only():
@@ -313,26 +325,26 @@ def test_cloze_loss_is_cross_entropy_at_masked_positions_only():
     loss = model.loss(batch)
     with torch.no_grad():
         logits = model.decode(model.encode(batch["items"], batch["behaviors"]))  # (B, L, N)
-    masked = batch["labels"] > 0
+    masked = batch["targets"] > 0
     assert 0 < masked.sum() < (batch["items"] > 0).sum()
-    hand = F.cross_entropy(logits[masked], batch["labels"][masked] - 1)
+    hand = F.cross_entropy(logits[masked], batch["targets"][masked] - 1)
     torch.testing.assert_close(loss, hand)
-    # an independent derivation over ALL positions with zero weight where labels == 0
-    logp = logits.log_softmax(-1).gather(-1, (batch["labels"] - 1).clamp(min=0)[..., None])[..., 0]
+    # an independent derivation over ALL positions with zero weight where targets == 0
+    logp = logits.log_softmax(-1).gather(-1, (batch["targets"] - 1).clamp(min=0)[..., None])[..., 0]
     torch.testing.assert_close(loss, -(logp * masked).sum() / masked.sum())
     # targets elsewhere are ignored: metadata of unmasked positions never enters the loss
-    other = dict(batch, label_behaviors=batch["label_behaviors"] + 1, behavior_masked=~batch["behavior_masked"])
+    other = dict(batch, target_behaviors=batch["target_behaviors"] + 1, behavior_masked=~batch["behavior_masked"])
     torch.testing.assert_close(model.loss(other), loss)
-    # while changing one label at a masked position does change it
-    changed = batch["labels"].clone()
+    # while changing one target at a masked position does change it
+    changed = batch["targets"].clone()
     changed[masked.nonzero()[0].unbind()] = changed[masked][0] % N_ITEMS + 1
-    assert not torch.allclose(model.loss(dict(batch, labels=changed)), loss)
+    assert not torch.allclose(model.loss(dict(batch, targets=changed)), loss)
 
 
 def test_cloze_loss_without_masks_is_zero_and_differentiable():
     model = MBAE(_config())
     batch = _cloze_batch()
-    loss = model.loss(dict(batch, labels=torch.zeros_like(batch["labels"])))
+    loss = model.loss(dict(batch, targets=torch.zeros_like(batch["targets"])))
     loss.backward()
     assert loss.item() == 0.0
 
@@ -389,13 +401,13 @@ def test_latents_at_masked_positions():
     positions = torch.zeros_like(items, dtype=torch.bool)
     positions[0, 3], positions[0, 7], positions[2, 9] = True, True, True
     with torch.no_grad():
-        z_b, z_null, labels, label_beh = model.latents_at(items, behaviors, positions)
+        z_b, z_null, target, target_behavior = model.latents_at(items, behaviors, positions)
         masked_items = items.masked_fill(positions, N_ITEMS + 1)
         sep_b = model.encode(masked_items, behaviors)[positions]
         sep_null = model.encode(masked_items, behaviors.masked_fill(positions, N_BEH + 1))[positions]
     assert z_b.shape == (3, 16)
-    torch.testing.assert_close(labels, torch.stack([items[0, 3], items[0, 7], items[2, 9]]))
-    torch.testing.assert_close(label_beh, torch.stack([behaviors[0, 3], behaviors[0, 7], behaviors[2, 9]]))
+    torch.testing.assert_close(target, torch.stack([items[0, 3], items[0, 7], items[2, 9]]))
+    torch.testing.assert_close(target_behavior, torch.stack([behaviors[0, 3], behaviors[0, 7], behaviors[2, 9]]))
     torch.testing.assert_close(z_b, sep_b, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(z_null, sep_null, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(z_b, z_null, atol=1e-4)
@@ -429,92 +441,18 @@ def test_mbae_overfits_a_few_sequences():
     assert loss.item() < 0.2 * first
 
 
-# ---------------------------------------------------------------- the fast paths
-def test_cached_rope_tables_equal_the_formula_and_are_cached():
-    """rope_tables + rotate_pairs (the hot path) == rope_cos_sin + apply_rope per head."""
-    torch.manual_seed(0)
-    B, L, H, d = 3, 7, 2, 8
-    x = torch.randn(B, L, H * d)
-    cos, sin = rope_tables(L, H, d, 100.0, torch.device("cpu"), torch.float32)
-    assert rope_tables(L, H, d, 100.0, torch.device("cpu"), torch.float32)[0] is cos  # cached
-    fast = rotate_pairs(x, cos, sin, H).view(B, L, H, d).transpose(1, 2)  # (B, H, L, d)
-    c, s = rope_cos_sin(torch.arange(L), d, base=100.0)
-    torch.testing.assert_close(fast, apply_rope(x.view(B, L, H, d).transpose(1, 2), c, s))
-    with torch.inference_mode():  # a table first built for inference still works with autograd
-        rope_tables(5, H, d, 10000.0, torch.device("cpu"), torch.float32)
-    x = x[:, :5].requires_grad_()
-    rotate_pairs(x, *rope_tables(5, H, d, 10000.0, torch.device("cpu"), torch.float32), H).sum().backward()
-
-
+# ---------------------------------------------------------------- fast paths of the model
 def test_barope_table_lookup_equals_the_mlp_on_every_position():
     """h(b) from the (n_behaviors+2)-row table == 1 + MLP(e_b) run position by position."""
     barope = _random_barope()
     behaviors = torch.randint(0, N_BEH + 2, (3, 6))
     with torch.no_grad():
         per_position = 1 + barope.mlp(barope.behavior_embedding(behaviors))  # (B, L, H*d/2)
-        h = barope.coordinate_scale(behaviors, copies=2).view(3, 6, 2, 2, 2, 4)  # q|k, head, half
+        h = barope(behaviors, copies=2).view(3, 6, 2, 2, 2, 4)  # q|k, head, half
     torch.testing.assert_close(h[:, :, 0, :, 0], per_position.view(3, 6, 2, 4))
     for qk in range(2):
         for half in range(2):
             torch.testing.assert_close(h[:, :, qk, :, half], h[:, :, 0, :, 0])
-
-
-def test_fast_dropout_keep_rate_scaling_and_eval_identity():
-    torch.manual_seed(0)
-    drop = Dropout(0.1)
-    x, y = torch.randn(400, 500), torch.randn(400, 500)
-    out = drop(x)
-    kept = out != 0
-    keep = drop.keep / 2**16
-    assert abs(keep - 0.9) < 2**-16
-    assert abs(kept.float().mean().item() - keep) < 4 * math.sqrt(keep * (1 - keep) / x.numel())
-    torch.testing.assert_close(out[kept], x[kept] / keep)  # inverted dropout: E[out] = x
-    fused = drop.add(x, y)  # x + dropout(y)
-    dropped = fused == x
-    assert abs(dropped.float().mean().item() - (1 - keep)) < 0.01
-    torch.testing.assert_close(fused[~dropped], (x + y / keep)[~dropped])
-    assert not torch.equal(drop(x), drop(x))  # fresh masks every call
-    drop.eval()
-    assert drop(x) is x and torch.equal(drop.add(x, y), x + y)
-    assert Dropout(0.0).train()(x) is x
-    with pytest.raises(AssertionError, match="p=1"):
-        Dropout(1.0)
-
-
-@pytest.mark.parametrize("bias", [True, False])
-def test_linear_cross_entropy_equals_autograd(bias, monkeypatch):
-    """Values and gradients of the chunked fused loss == F.cross_entropy on full logits, with
-    ignored rows (target −1), several chunks, in float64."""
-    monkeypatch.setattr(encoder_module, "_CE_CHUNK_ELEMENTS", 40)  # 40 // 11 = 3 rows a chunk
-    torch.manual_seed(0)
-    z = torch.randn(10, 5, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(11, dtype=torch.float64, requires_grad=True) if bias else None
-    target = torch.randint(0, 11, (10,))
-    target[[2, 7]] = -1
-    params = [z, w] + ([b] if bias else [])
-    loss = linear_cross_entropy(z, w, b, target)
-    grads = torch.autograd.grad(3.0 * loss, params)
-    logits = z @ w.T + (b if bias else 0.0)
-    ref = F.cross_entropy(logits, target, ignore_index=-1, reduction="sum")
-    torch.testing.assert_close(loss, ref)
-    for g, r in zip(grads, torch.autograd.grad(3.0 * ref, params)):
-        torch.testing.assert_close(g, r)
-    assert torch.autograd.gradcheck(lambda *p: linear_cross_entropy(p[0], p[1], p[2] if bias else None, target), params)
-
-
-def test_labelled_rows_pad_to_a_bucket_and_padding_is_ignored():
-    assert [bucket(m) for m in (0, 1, 31, 32, 33, 100, 2049, 2100)] == [0, 1, 31, 32, 33, 100, 2112, 2112]
-    assert all(0 <= bucket(m) - m < max(1, m / 32) for m in range(1, 5000))
-    torch.manual_seed(0)
-    model = MBAE(_config()).eval()
-    batch = _cloze_batch()
-    h = model.encode(batch["items"], batch["behaviors"])
-    masked = batch["labels"] > 0
-    z, target = labelled_rows(h, batch["labels"])
-    assert z.shape[0] == target.shape[0] == bucket(int(masked.sum()))
-    torch.testing.assert_close(z[: masked.sum()], h[masked])
-    assert (target[masked.sum():] == -1).all() and torch.equal(target[: masked.sum()], batch["labels"][masked] - 1)
 
 
 def test_bf16_autocast_training_step_is_close_to_fp32():

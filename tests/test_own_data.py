@@ -239,7 +239,7 @@ def test_smoke_is_bounded_on_any_dataset_and_leaves_synthetic_tiny_alone(tmp_pat
     with pytest.warns(UserWarning) as record:
         ctx = open_run("big", "smoke", "cpu", tmp_path / "run", data_dir)
     (note,) = [str(w.message) for w in record if "caps the data" in str(w.message)]
-    assert f"500 of 800 users sampled (max_users=500)" in note
+    assert "500 of 800 users sampled (max_users=500)" in note
     assert ctx.data.n_users == smoke.max_users and ctx.data.lengths.max() == smoke.max_history
     # the rows each stage sees: Cloze windows, stage 2-3 prefixes
     from fatsmb_lib.data.batches import ClozeView, PrefixView

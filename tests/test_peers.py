@@ -124,7 +124,7 @@ def test_gru4rec_score_all_reads_the_newest_real_item():
     with torch.no_grad():
         scores = model.score_all(batch)
         full = model(batch["items"])  # the [mask] column fed too: causal, so column L-2 agrees
-        torch.testing.assert_close(scores, full[:, -2] @ model.item_weight().T)
+        torch.testing.assert_close(scores, full[:, -2] @ model.item_embedding.weight[1 : N_ITEMS + 1].T)
 
 
 # ---------------------------------------------------------------- behavior-aware SASRec
@@ -134,16 +134,16 @@ def test_behavior_sasrec_is_causal():
     batch = _next_item_batch()
     real = batch["targets"] > 0
     with torch.no_grad():
-        h, _ = model.encoder(batch["items"], batch["behaviors"])
-        scores = model.scores(h[real], batch["target_behaviors"][real])
+        h = model.encoder(batch["items"], batch["behaviors"])
+        scores = model.target_query(h[real], batch["target_behaviors"][real])
         for t in (4, 6):
             later_items, later_beh = batch["items"].clone(), batch["behaviors"].clone()
             later_items[:, t:] = later_items[:, t:] % N_ITEMS + 1
             later_beh[:, t:] = later_beh[:, t:] % N_BEH + 1
-            h2, _ = model.encoder(later_items, later_beh)
+            h2 = model.encoder(later_items, later_beh)
             early = real.clone()
             early[:, t:] = False
-            torch.testing.assert_close(model.scores(h2[early], batch["target_behaviors"][early]),
+            torch.testing.assert_close(model.target_query(h2[early], batch["target_behaviors"][early]),
                                        scores[early[real]])
         # the prefix batch's [mask] column (L-1) is invisible to column L-2 ...
         prefix = _prefix_batch()
@@ -153,13 +153,18 @@ def test_behavior_sasrec_is_causal():
 
 
 def test_behavior_sasrec_target_behavior_changes_scores_of_its_row_only():
+    """score_all reads the row's ``target_behavior``; the [mask] column's copy of it is never
+    seen (causal attention keeps column L-1 out of the state at L-2)."""
     torch.manual_seed(0)
     model = BehaviorSASRec(_encoder_config()).eval()
     prefix = _prefix_batch()
-    changed = {**prefix, "behaviors": prefix["behaviors"].clone()}
-    changed["behaviors"][0, -1] = 3  # row 0: target behavior 2 -> 3
+    changed = {**prefix, "target_behavior": prefix["target_behavior"].clone()}
+    changed["target_behavior"][0] = 3  # row 0: target behavior 2 -> 3
+    mask_column = {**prefix, "behaviors": prefix["behaviors"].clone()}
+    mask_column["behaviors"][:, -1] = 1
     with torch.no_grad():
         scores, scores2 = model.score_all(prefix), model.score_all(changed)
+        torch.testing.assert_close(model.score_all(mask_column), scores)
     assert not torch.allclose(scores2[0], scores[0])
     torch.testing.assert_close(scores2[1:], scores[1:])
 
@@ -170,8 +175,9 @@ def test_behavior_sasrec_loss_uses_the_next_items_behavior():
     batch = _next_item_batch()
     real = batch["targets"] > 0
     with torch.no_grad():
-        h, _ = model.encoder(batch["items"], batch["behaviors"])
-        logits = model.scores(h[real], batch["target_behaviors"][real])
+        h = model.encoder(batch["items"], batch["behaviors"])
+        items = model.encoder.item_embedding.weight[1 : N_ITEMS + 1]  # (N, D) the tied table
+        logits = model.target_query(h[real], batch["target_behaviors"][real]) @ items.T  # (M, N)
         torch.testing.assert_close(model.loss(batch), F.cross_entropy(logits, batch["targets"][real] - 1))
         shifted = {**batch, "target_behaviors": (batch["target_behaviors"] % N_BEH + 1) * real}
         assert not torch.allclose(model.loss(shifted), model.loss(batch))
@@ -180,8 +186,8 @@ def test_behavior_sasrec_loss_uses_the_next_items_behavior():
 # ---------------------------------------------------------------- MB-STR
 def _mbstr(n_layers=2):
     return MBSTR(MBSTRConfig(n_items=N_ITEMS, n_behaviors=N_BEH, d_model=16, n_heads=2,
-                             n_layers=n_layers, dropout=0.0, n_buckets=8, max_distance=L,
-                             n_shared=3, n_private=1))
+                             n_layers=n_layers, dropout=0.0, mbstr_buckets=8, mbstr_max_distance=L,
+                             mbstr_shared=3, mbstr_private=1))
 
 
 def test_behavior_linear_uses_the_weights_of_each_tokens_behavior():
@@ -204,9 +210,9 @@ def test_mbstr_behavior_weights_get_gradient_only_from_their_tokens():
     torch.manual_seed(0)
     model = _mbstr()
     items, behaviors = _sequences(behaviors_in=(1, 2))
-    labels = torch.where((torch.arange(L) % 3 == 0) & (items > 0), items, 0)
-    model.loss({"items": torch.where(labels > 0, N_ITEMS + 1, items), "behaviors": behaviors,
-                "labels": labels}).backward()
+    masked = (torch.arange(L) % 3 == 0) & (items > 0)
+    model.loss({"items": torch.where(masked, N_ITEMS + 1, items), "behaviors": behaviors,
+                "targets": items * masked, "target_behaviors": behaviors * masked}).backward()
     absent_pairs = torch.tensor([p for p in range(N_BEH**2) if 2 in divmod(p, N_BEH)])
     for block in model.blocks:
         for layer in (block.attn.qkv, block.ffn_in, block.ffn_out):
@@ -216,6 +222,23 @@ def test_mbstr_behavior_weights_get_gradient_only_from_their_tokens():
         for mix in (block.attn.score_mix, block.attn.value_mix, block.attn.position_bias.table):
             assert torch.count_nonzero(mix.grad[absent_pairs]) == 0
             assert torch.count_nonzero(mix.grad) > 0
+
+
+def test_mbstr_loss_is_cross_entropy_at_the_masked_positions_under_their_behavior():
+    """Mean CE over all items of BA-Pred's scores at the masked positions, each under its own
+    target behavior; equal (to float tolerance) to F.cross_entropy on the (M, N) logits."""
+    torch.manual_seed(0)
+    model = _mbstr().eval()
+    items, behaviors = _sequences()
+    masked = (torch.arange(L) % 3 != 1) & (items > 0)
+    batch = {"items": torch.where(masked, N_ITEMS + 1, items), "behaviors": behaviors,
+             "targets": items * masked, "target_behaviors": behaviors * masked}
+    with torch.no_grad():
+        h = model.encode(batch["items"], batch["behaviors"])
+        logits = model.target_query(h[masked], behaviors[masked]) @ model.item_embedding.weight[1 : N_ITEMS + 1].T
+        torch.testing.assert_close(model.loss(batch), F.cross_entropy(logits, items[masked] - 1))
+        other = {**batch, "target_behaviors": (behaviors % N_BEH + 1) * masked}
+        assert not torch.allclose(model.loss(other), model.loss(batch))
 
 
 def test_multi_behavior_attention_matches_its_equations_written_out():
@@ -282,7 +305,8 @@ def test_ba_pred_experts_of_other_behaviors_get_zero_gradient():
     torch.manual_seed(0)
     model = _mbstr(n_layers=1)
     h = torch.randn(5, 16)
-    model.predict(h, torch.full((5,), 2)).logsumexp(-1).sum().backward()
+    scores = model.target_query(h, torch.full((5,), 2)) @ model.item_embedding.weight[1 : N_ITEMS + 1].T
+    scores.logsumexp(-1).sum().backward()
     moe = model.head_moe
     for name in ("private_w1", "private_b1", "private_w2", "private_b2", "gate_private"):
         grad = getattr(moe, name).grad
@@ -291,24 +315,29 @@ def test_ba_pred_experts_of_other_behaviors_get_zero_gradient():
     assert torch.count_nonzero(moe.shared_w1.grad) > 0
 
 
-def test_mbstr_score_all_predicts_under_the_mask_columns_behavior():
+def test_mbstr_score_all_predicts_under_the_target_behavior():
+    """The [mask] column's state under the row's ``target_behavior`` (which that column carries
+    as its input behavior: both change together in a prefix batch)."""
     torch.manual_seed(0)
     model = _mbstr().eval()
     prefix = _prefix_batch()
-    changed = {**prefix, "behaviors": prefix["behaviors"].clone()}
-    changed["behaviors"][0, -1] = 3
+    changed = {**prefix, "behaviors": prefix["behaviors"].clone(),
+               "target_behavior": prefix["target_behavior"].clone()}
+    changed["behaviors"][0, -1] = changed["target_behavior"][0] = 3
     with torch.no_grad():
         scores, scores2 = model.score_all(prefix), model.score_all(changed)
         h = model.encode(prefix["items"], prefix["behaviors"])
-        torch.testing.assert_close(scores, model.predict(h[:, -1], prefix["target_behavior"]))
+        queries = model.target_query(h[:, -1], prefix["target_behavior"])  # (B, D)
+        torch.testing.assert_close(scores, queries @ model.item_embedding.weight[1 : N_ITEMS + 1].T)
     assert not torch.allclose(scores2[0], scores[0])
     torch.testing.assert_close(scores2[1:], scores[1:])
 
 
 # ---------------------------------------------------------------- DiffuRec
-def _diffurec(lambda_uncertainty=0.001, eta=0.0):
+def _diffurec(diffurec_lambda=0.001, eta=0.0):
     return DiffuRec(_encoder_config(max_len=L), DiffuRecConfig(
-        T=32, schedule="linear", stride=4, eta=eta, lambda_uncertainty=lambda_uncertainty))
+        diffurec_T=32, diffurec_schedule="linear", diffurec_stride=4, eta=eta,
+        diffurec_lambda=diffurec_lambda))
 
 
 def test_diffurec_forward_noising_matches_the_closed_form():
@@ -325,7 +354,7 @@ def test_diffurec_loss_is_cross_entropy_of_the_reconstructed_target():
     """Replaying the loss's draws (t, ε, then λ) by hand: CE of f(S, x_t, t) over all items,
     with x_t the target's embedding noised in closed form."""
     torch.manual_seed(0)
-    model = _diffurec(lambda_uncertainty=0.5).eval()
+    model = _diffurec(diffurec_lambda=0.5).eval()
     batch = _prefix_batch()
     torch.manual_seed(1)
     loss = model.loss(batch)
@@ -335,14 +364,14 @@ def test_diffurec_loss_is_cross_entropy_of_the_reconstructed_target():
     eps = torch.randn_like(x0)
     alpha_bar = model.diffusion.alpha_bar[t][:, None]
     x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
-    logits = model.reconstruct(batch["items"][:, :-1], x_t, t) @ model.item_weight().T
+    logits = model.reconstruct(batch["items"][:, :-1], x_t, t) @ model.encoder.item_embedding.weight[1 : N_ITEMS + 1].T
     torch.testing.assert_close(loss, F.cross_entropy(logits, batch["target"] - 1))
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_diffurec_sampling_uses_only_the_generator(eta):
     torch.manual_seed(0)
-    model = _diffurec(lambda_uncertainty=0.5, eta=eta).eval()
+    model = _diffurec(diffurec_lambda=0.5, eta=eta).eval()
     batch = _prefix_batch()
     state = torch.get_rng_state()
     with torch.no_grad():
@@ -352,6 +381,32 @@ def test_diffurec_sampling_uses_only_the_generator(eta):
     assert torch.equal(torch.get_rng_state(), state), "score_all touched the global RNG"
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_diffurec_sampling_is_the_documented_ddim_update(eta):
+    """The reverse process written out from the schedule and replayed on the same generator:
+    x_T ~ N(0, I); at each sampled t = T−1, T−1−Δt, …: x̂_0 = f_θ(S, x_t, t) (λ drawn inside),
+    ε̂ = (x_t − sqrt(ᾱ_t) x̂_0)/sqrt(1 − ᾱ_t), then the DDIM jump (Eq. 5 with η)
+    x_prev = sqrt(ᾱ_prev) x̂_0 + sqrt(1 − ᾱ_prev − σ²) ε̂ + σ·noise, ᾱ_{−1} = 1."""
+    torch.manual_seed(0)
+    model = _diffurec(diffurec_lambda=0.5, eta=eta).eval()
+    history = _prefix_batch()["items"][:, :-1]
+    alpha_bar = torch.cumprod(1 - linear_betas(32).double(), 0).float()  # T = 32
+    with torch.no_grad():
+        sampled = model.sample(history, make_generator(3))
+        g = make_generator(3)
+        x = torch.randn(B, 16, generator=g)  # x_T
+        ts = list(range(31, -1, -4))  # Δt = 4: 8 approximator calls
+        for t, t_prev in zip(ts, ts[1:] + [-1]):
+            x0 = model.reconstruct(history, x, torch.full((B,), t), g)
+            ab, ab_prev = alpha_bar[t], alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+            sigma = eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).sqrt()
+            x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps
+            if eta > 0:
+                x = x + sigma * torch.randn(B, 16, generator=g)
+    torch.testing.assert_close(sampled, x)
 
 
 def test_diffurec_ignores_behaviors_and_the_mask_column():
@@ -387,10 +442,11 @@ def _learner(name, data):
     if name == "MBSTR":
         collate = ClozeCollate(0.2, 0.0, data.mask_item, data.mask_behavior, make_generator(0), 0.0)
         model = MBSTR(MBSTRConfig(n_items=N, n_behaviors=NB, d_model=32, n_heads=2, n_layers=1,
-                                  dropout=0.1, n_buckets=32, max_distance=40, n_shared=3,
-                                  n_private=1))
+                                  dropout=0.1, mbstr_buckets=32, mbstr_max_distance=40,
+                                  mbstr_shared=3, mbstr_private=1))
         return model, ClozeView(data, 20), collate, 15, 2e-3
-    diffusion = DiffuRecConfig(T=32, schedule="linear", stride=4, eta=0.0, lambda_uncertainty=0.001)
+    diffusion = DiffuRecConfig(diffurec_T=32, diffurec_schedule="linear", diffurec_stride=4, eta=0.0,
+                               diffurec_lambda=0.001)
     return DiffuRec(config, diffusion), PrefixView(data, 20, "train"), None, 3, 2e-3
 
 

@@ -10,8 +10,8 @@ from fatsmb_lib.data.preprocess import load_dataset
 from fatsmb_lib.models.fatsmb import FatsMB
 from fatsmb_lib.studies.latent_space import cosine_by_behavior, latent_scale, trajectory_distances
 from fatsmb_lib.training.config import get_profile
-from fatsmb_lib.training.evaluate import recommend
 from fatsmb_lib.training.context import Context
+from fatsmb_lib.training.evaluate import recommend
 from fatsmb_lib.training.peers import fit_pop
 from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
 

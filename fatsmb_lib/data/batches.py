@@ -12,11 +12,11 @@ index grid::
 it instead of ``__getitem__`` one by one), so :func:`make_loader` only needs an identity or
 masking collate.
 
-Views (batch keys as in the shared contract):
+Views (batch keys as in the shared contract, ``fatsmb_lib.models.contract``):
 
 - :class:`ClozeView` -- windows of length L over each TRAINING part, ending at the last
-  training item and stepping back by ``stride`` (default L: non-overlapping windows; 1: a
-  window ending at every training item); masked by :class:`ClozeCollate` (rho, sigma).
+  training item and stepping back by ``window_stride`` (default L: non-overlapping windows;
+  1: a window ending at every training item); masked by :class:`ClozeCollate` (rho, sigma).
 - :class:`NextItemView` -- causal windows: inputs and targets shifted by one.
 - :class:`PrefixView` -- one prediction per row: history, then the [mask] item carrying the
   target behavior (Algorithm 2's input); ``split`` = "train" (every training position),
@@ -84,14 +84,14 @@ class _CSRView(Dataset):
 
 class ClozeView(_CSRView):
     """Length-L windows over each user's training part, the newest ending at the last
-    training item and each next one ``stride`` items earlier (None: L); the validation and
-    test items are never included."""
+    training item and each next one ``window_stride`` items earlier (None: L); the validation
+    and test items are never included."""
 
-    def __init__(self, data: SequenceData, max_len: int, stride: int | None = None) -> None:
+    def __init__(self, data: SequenceData, max_len: int, window_stride: int | None = None) -> None:
         split = data.split()
-        step = max_len if stride is None else stride
+        step = max_len if window_stride is None else window_stride
         if step < 1:
-            raise ValueError(f"window stride must be >= 1 (1 = every prefix), got {stride}")
+            raise ValueError(f"window_stride must be >= 1 (1 = every prefix), got {window_stride}")
         super().__init__(data, max_len, *_windows(split.train_end, split.train_start, step))
 
     def __getitems__(self, indices: list[int]) -> Batch:
@@ -178,8 +178,8 @@ def cloze_mask(items: torch.Tensor, behaviors: torch.Tensor, rho: float, sigma: 
     Args:
         items, behaviors: (B, L) long, left-padded with 0.
     Returns:
-        ``items``, ``behaviors`` (masked inputs), ``labels``, ``label_behaviors`` (originals at
-        masked positions, 0 elsewhere), ``behavior_masked`` (B, L) bool.
+        ``items``, ``behaviors`` (masked inputs), ``targets``, ``target_behaviors`` (the
+        originals at masked positions, 0 elsewhere), ``behavior_masked`` (B, L) bool.
     """
     B, L = items.shape
     device = items.device
@@ -196,8 +196,8 @@ def cloze_mask(items: torch.Tensor, behaviors: torch.Tensor, rho: float, sigma: 
     return {
         "items": torch.where(masked, mask_item, items),
         "behaviors": torch.where(behavior_masked, mask_behavior, behaviors),
-        "labels": torch.where(masked, items, 0),
-        "label_behaviors": torch.where(masked, behaviors, 0),
+        "targets": torch.where(masked, items, 0),
+        "target_behaviors": torch.where(masked, behaviors, 0),
         "behavior_masked": behavior_masked,
     }
 

@@ -1,8 +1,8 @@
-"""Baselines under the same contract as FatsMB: ``loss(batch)`` and
-``score_all(batch, generator=None) -> (B, N)``
-(column j = item id j+1). Pop (overall or behavior-specific popularity), BERT4Rec (the MBAE
-without behaviors, APE, Cloze; paper Appendix D) and SASRec (causal Transformer, next-item
-softmax over all items at every position).
+"""Baselines under the same contract as FatsMB (``contract.Recommender``): ``loss(batch)`` and
+``score_all(batch, generator=None) -> (B, N)`` (column j = item id j+1). Pop (overall or
+behavior-specific popularity), BERT4Rec (the MBAE without behaviors, APE, Cloze; paper
+Appendix D), SASRec (causal Transformer, next-item softmax over all items at every position)
+and its behavior-aware variant.
 
 Shapes: B batch, L sequence length, D model width, N items, n_behaviors behaviors.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .encoder import MBAE, EncoderConfig, SequenceEncoder, labelled_rows, linear_cross_entropy
+from .contract import item_weight, masked_cross_entropy
+from .encoder import MBAE, EncoderConfig, SequenceEncoder
 
 
 class Pop(nn.Module):
@@ -88,23 +88,18 @@ class SASRec(nn.Module):
         self.config = replace(config, causal=True, position="ape", use_behavior=use_behavior)
         self.encoder = SequenceEncoder(self.config)
 
-    def item_weight(self) -> torch.Tensor:
-        """Tied output table: embeddings of item ids 1..N, (N, D)."""
-        return self.encoder.item_embedding.weight[1 : self.config.n_items + 1]
-
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean next-item cross-entropy over all N items at positions with targets > 0."""
-        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
-        z, target = labelled_rows(h, batch["targets"])  # (M', D), (M',): M targets + padding
-        ce = linear_cross_entropy(z, self.item_weight(), None, target)  # no (M, N) logits
-        return ce / (batch["targets"] > 0).sum().clamp(min=1)
+        """Mean next-item cross-entropy over all N items at positions with targets > 0 (a
+        ``NextItemView`` batch)."""
+        h = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        return masked_cross_entropy(h, batch["targets"], item_weight(self.encoder.item_embedding))
 
     def score_all(self, batch: dict[str, torch.Tensor],
                   generator: torch.Generator | None = None) -> torch.Tensor:
         """Scores (B, N) of a prefix batch from the hidden state at column L-2 (the newest real
         item); causal attention keeps the [mask] column L-1 out of it."""
-        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
-        return h[:, -2] @ self.item_weight().T
+        h = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        return h[:, -2] @ item_weight(self.encoder.item_embedding).T
 
 
 class BehaviorSASRec(SASRec):
@@ -112,8 +107,8 @@ class BehaviorSASRec(SASRec):
     target behavior at the query, i.e. "which item next, under behavior b?".
 
     For position j of a causal window the target behavior is that of the next item,
-    ``target_behaviors[:, j]``; for a prefix batch it is the one carried by the [mask] column,
-    ``behaviors[:, -1]``. The query is
+    ``target_behaviors[:, j]``; for a prefix batch it is the row's ``target_behavior`` (the
+    one its [mask] column carries). The query is
 
         q_j = h_j + MLP([h_j ; e_tgt(b_{j+1})]),   scores_j = q_j · E[1..N]^T
 
@@ -132,25 +127,24 @@ class BehaviorSASRec(SASRec):
         self.target_behavior_embedding = nn.Embedding(self.config.n_behaviors + 1, D, padding_idx=0)
         self.query = nn.Sequential(nn.Linear(2 * D, D), nn.GELU(), nn.Linear(D, D))
 
-    def scores(self, h: torch.Tensor, target_behavior: torch.Tensor) -> torch.Tensor:
-        """h (M, D) encoder states, target_behavior (M,) ids 1..n_behaviors -> scores (M, N)."""
+    def target_query(self, h: torch.Tensor, target_behavior: torch.Tensor) -> torch.Tensor:
+        """q = h + MLP([h; e_tgt(b)]): h (M, D) encoder states, target_behavior (M,) ids
+        1..n_behaviors (0: none) -> queries (M, D), scored against the tied item table."""
         e = self.target_behavior_embedding(target_behavior)  # (M, D)
-        q = h + self.query(torch.cat([h, e], dim=-1))  # (M, D)
-        return q @ self.item_weight().T
+        return h + self.query(torch.cat([h, e], dim=-1))  # (M, D)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean next-item cross-entropy over all N items at positions with targets > 0, each
         position queried with the behavior of its target (a ``NextItemView`` batch)."""
-        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
-        selected = batch["targets"] > 0  # (B, L)
-        logits = self.scores(h[selected], batch["target_behaviors"][selected])  # (M, N)
-        ce = F.cross_entropy(logits, batch["targets"][selected] - 1, reduction="sum")
-        return ce / selected.sum().clamp(min=1)
+        h = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        return masked_cross_entropy(h, batch["targets"], item_weight(self.encoder.item_embedding),
+                                    query=self.target_query, condition=batch["target_behaviors"])
 
     def score_all(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                   ) -> torch.Tensor:
         """Scores (B, N) of a prefix batch: the state at column L-2 (newest real item; causal
-        attention keeps the [mask] column out of it) queried with the target behavior
-        ``behaviors[:, -1]``. ``generator`` is unused."""
-        h, _ = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
-        return self.scores(h[:, -2], batch["behaviors"][:, -1])
+        attention keeps the [mask] column out of it) queried with the row's
+        ``target_behavior``. ``generator`` is unused."""
+        h = self.encoder(batch["items"], batch["behaviors"])  # (B, L, D)
+        q = self.target_query(h[:, -2], batch["target_behavior"])  # (B, D)
+        return q @ item_weight(self.encoder.item_embedding).T

@@ -21,7 +21,8 @@ Symbol map (code ↔ paper)::
     gate_shared, gate_private  ↔ W_g              gate matrix (Eq. 18), w(x) = softmax(W_g x)
     d_model                    ↔ d = D            latent width
 
-Shapes: B batch, D model width, Dh = hidden_mult·D expert/MLP width, n_behaviors behaviors.
+Shapes: B batch, D model width, Dh = denoiser_hidden_mult·D expert/MLP width, n_behaviors
+behaviors.
 """
 from __future__ import annotations
 
@@ -220,20 +221,20 @@ class MCGLNBlock(nn.Module):
 @dataclass(kw_only=True)
 class DenoiserConfig:
     """Denoiser hyperparameters, built by ``Profile.denoiser_config`` (paper: d = 64, 2 MCGLN
-    layers); ``n_behaviors`` comes from the data."""
+    layers); ``n_behaviors`` comes from the data. Fields carry the profile's names."""
 
-    kind: str  # "mcgln" | "adaln" | "mlp" (Table 4)
+    denoiser: str  # "mcgln" | "adaln" | "mlp" (Table 4)
     d_model: int  # D, equal to the encoder width
-    n_layers: int  # MCGLN/AdaLN blocks, or hidden layers of the MLP denoiser
+    n_denoiser_layers: int  # MCGLN/AdaLN blocks, or hidden layers of the MLP denoiser
     n_behaviors: int
     n_shared: int  # m_s
     n_private: int  # m_p
-    hidden_mult: int  # Dh = hidden_mult · D
-    dropout: float
+    denoiser_hidden_mult: int  # Dh = denoiser_hidden_mult · D
+    denoiser_dropout: float
 
     def __post_init__(self) -> None:
-        if self.kind not in DENOISER_KINDS:
-            raise ValueError(f"kind must be one of {DENOISER_KINDS}, got {self.kind!r}")
+        if self.denoiser not in DENOISER_KINDS:
+            raise ValueError(f"denoiser must be one of {DENOISER_KINDS}, got {self.denoiser!r}")
         if self.d_model % 2:
             raise ValueError("d_model must be even: the timestep embedding pairs sin and cos")
         if self.n_behaviors < 1 or self.n_shared < 1 or self.n_private < 1:
@@ -242,7 +243,7 @@ class DenoiserConfig:
 
     @property
     def d_hidden(self) -> int:
-        return self.hidden_mult * self.d_model
+        return self.denoiser_hidden_mult * self.d_model
 
 
 # ----------------------------------------------------------------------------- denoisers
@@ -255,9 +256,10 @@ class MLPDenoiser(nn.Module):
         super().__init__()
         D, Dh = cfg.d_model, cfg.d_hidden
         self.cond = ConditionEmbedding(D, cfg.n_behaviors, Dh)
-        layers: list[nn.Module] = [nn.Linear(4 * D, Dh), nn.GELU(), nn.Dropout(cfg.dropout)]
-        for _ in range(cfg.n_layers - 1):
-            layers += [nn.Linear(Dh, Dh), nn.GELU(), nn.Dropout(cfg.dropout)]
+        p = cfg.denoiser_dropout
+        layers: list[nn.Module] = [nn.Linear(4 * D, Dh), nn.GELU(), nn.Dropout(p)]
+        for _ in range(cfg.n_denoiser_layers - 1):
+            layers += [nn.Linear(Dh, Dh), nn.GELU(), nn.Dropout(p)]
         self.net = nn.Sequential(*layers, nn.Linear(Dh, D))
 
     def forward(self, z_t: Tensor, t: Tensor, z_null: Tensor, behavior: Tensor) -> Tensor:
@@ -284,8 +286,8 @@ class MCGLNDenoiser(nn.Module):
         self.cond = ConditionEmbedding(D, cfg.n_behaviors, cfg.d_hidden)
         self.blocks = nn.ModuleList([
             MCGLNBlock(D, cfg.d_hidden, cfg.n_behaviors, cfg.n_shared, cfg.n_private,
-                       cfg.dropout, use_moe=use_moe)
-            for _ in range(cfg.n_layers)
+                       cfg.denoiser_dropout, use_moe=use_moe)
+            for _ in range(cfg.n_denoiser_layers)
         ])
         self.out = nn.Linear(D, D)
         nn.init.zeros_(self.out.weight)
@@ -314,5 +316,5 @@ _DENOISERS = {"mcgln": MCGLNDenoiser, "adaln": AdaLNDenoiser, "mlp": MLPDenoiser
 
 
 def build_denoiser(cfg: DenoiserConfig) -> nn.Module:
-    """The denoiser named by ``cfg.kind``."""
-    return _DENOISERS[cfg.kind](cfg)
+    """The denoiser named by ``cfg.denoiser``."""
+    return _DENOISERS[cfg.denoiser](cfg)

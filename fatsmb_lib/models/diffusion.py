@@ -256,10 +256,10 @@ class LatentDiffusion(nn.Module):
         return list(range(self.T - 1, -1, -stride))
 
     @torch.no_grad()
-    def sample(self, denoiser: Denoiser, z_null: Tensor, behavior: Tensor,
+    def sample(self, denoiser: Denoiser, z_null: Tensor | None, behavior: Tensor | None,
                omega: float | None = None, stride: int | None = None, eta: float | None = None,
                generator: torch.Generator | None = None, return_trajectory: bool = False,
-               ) -> Tensor | tuple[Tensor, list[Tensor]]:
+               z_T: Tensor | None = None) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Algorithm 2, lines 2-5: z_T ~ N(0, I), then guided DDIM steps down to z_0.
 
         z_null (B, D) and behavior (B,) condition every step (Eq. 17 with ``omega``);
@@ -267,12 +267,20 @@ class LatentDiffusion(nn.Module):
         trains only the decoder on the sampled z_0); put the denoiser in eval mode first.
         Returns z_0 (B, D), and with ``return_trajectory`` also the list [z_T, …, z_0] of
         ceil(T/Δt) + 1 latents (for the denoising-trajectory figure).
+
+        ``z_T`` (B, D) starts the chain from a given latent instead of a draw shaped like z_null.
+        A network conditioned on something else (DiffuRec's f_θ reads the history) passes
+        ``z_null = behavior = None`` and its own z_T; it is then called as ``denoiser(z_t, t,
+        None, None)``, unguided (ω = 0).
         """
         omega = self.cfg.omega if omega is None else omega
         eta = self.cfg.eta if eta is None else eta
-        B = z_null.shape[0]
-        z = torch.randn(z_null.shape, generator=generator, device=z_null.device,
-                        dtype=z_null.dtype)  # z_T, (B, D)
+        if omega != 0 and (z_null is None or behavior is None):
+            raise ValueError(f"guidance (omega={omega}) needs the conditions z_null and behavior")
+        if z_T is None:
+            z_T = torch.randn(z_null.shape, generator=generator, device=z_null.device,
+                              dtype=z_null.dtype)  # (B, D)
+        z, B = z_T, z_T.shape[0]
         trajectory = [z]
         ts = self.timesteps(stride)
         for t, t_prev in zip(ts, ts[1:] + [-1]):

@@ -1,33 +1,33 @@
-"""The Multi-Behavior AutoEncoder (MBAE) of FatsMB: embeddings, APE/RoPE/BaRoPE attention,
-Transformer blocks and the Cloze-trained encoder-decoder (paper Section 3.1, Appendix C,
-Algorithm 1 stage 1).
+"""The Multi-Behavior AutoEncoder (MBAE) of FatsMB (paper Section 3.1, Appendix C; Algorithm 1,
+stage 1): a Transformer encoder whose attention sees behavior-aware rotary positions, and an MLP
+decoder scored against the tied item embeddings, trained with the Cloze task.
 
-Symbol map (paper ↔ code):
-    h_i = e_v + e_b + e_p (Eq. 9)     ``SequenceEncoder.embed``
-    d_k, h (heads)                     ``d_head``, ``n_heads``
-    θ_i = base^(-2i/d_k) (Eq. 11)     ``rope_cos_sin``
-    f(q, m) = q·e^{imθ} (Eq. 11, 24)  ``apply_rope``
-    h(a) in f'(q, a, m) (Eq. 13, 28)  ``BaRoPE`` (one real value per rotation pair per head)
-    z_b, z_∅ (Section 3.1)             ``z_b``, ``z_null``
-    decoder q_ψ (Eq. 14)               ``MBAE.decoder`` + tied item embeddings
+The paper's equations, in the order the code implements them::
 
-Glossary of shapes: B batch, L sequence length, D model width (d), H heads, N items,
-n_behaviors behaviors. Ids: items 1..N (0 padding, N+1 [mask]); behaviors 1..n_behaviors
-(0 padding, n_behaviors+1 [mask]). Sequences are left-padded: the newest token is at L-1.
+    Eq. 13 (App. C, 25-30)  f'(q, a, m) = h(a)·f(q, m), h(a) real      BaRoPE
+    Eq. 11                  f(q, m) = q·e^{imθ}, θ_i = base^(−2i/d_k)   MultiHeadSelfAttention.project
+                                                                        (kernels.rope_tables, rotate_pairs)
+    Eq. 8                   head_i = softmax(q_i k_iᵀ / sqrt(d_k)) v_i  MultiHeadSelfAttention
+    Eq. 7                   MultiHead = Concat(head_1..head_h) W^O      MultiHeadSelfAttention
+    (pre-LN block)          x + Attn(LN(x)), then x + FFN(LN(x))        TransformerBlock
+    Eq. 9                   h_i = e_v + e_b + e_p                       SequenceEncoder.embed
+    Eq. 14                  q_ψ(v | z) = softmax(MLP(z)·Eᵀ + bias)      Decoder, MBAE.decode
+    Eq. 14, Alg. 1 l. 3-15  the Cloze loss at masked positions          MBAE.loss
+    Sec. 3.1, Alg. 2 l. 1   z_b and z_∅ at a [mask]                     MBAE.latents, .behavior_agnostic
 
-Rotation pairs are *half-split* (the GPT-NeoX / Llama layout): coordinate i is paired with
-coordinate i + d_head/2, i.e. the complex number x_i + i·x_{i+d_head/2} is rotated by m·θ_i.
+Symbols: d_k ↔ ``d_head``, h (heads) ↔ ``n_heads``, z_∅ ↔ ``z_null``, E ↔ the tied item table
+(``contract.item_weight``).
 
-Speed (CPU): attention rotates q and k together with cached cos/sin tables and no
-concatenation (``rope_tables``, ``rotate_pairs``); BaRoPE's MLP runs on the behavior table, not
-on every position; dropout draws 16 random bits per element and is fused with the residual add
-(``Dropout``); the Cloze loss never materialises the (M, N) logits and pads M to a few bucketed
-sizes (``linear_cross_entropy``, ``labelled_rows``). ``apply_rope``, ``BaRoPE.forward`` and
-``Decoder.forward`` keep the textbook form (notebooks, tests, scoring).
+Shapes: B batch, L sequence length, D model width (d), H heads, N items, n_behaviors
+behaviors. Ids: items 1..N (0 padding, N+1 [mask]); behaviors 1..n_behaviors (0 padding,
+n_behaviors+1 [mask]). Sequences are left-padded: the newest token is at L-1. Rotation pairs
+are half-split: coordinate i of a head is paired with coordinate i + d_head/2.
+
+Speed: the rotation, the dropout and the Cloze loss run through ``kernels`` (each tested
+against its plain form), and BaRoPE's MLP runs on the behavior table, not on every position.
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -35,77 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..support.precision import autocast_dtype
+from .contract import init_weights, item_weight, masked_cross_entropy
+from .kernels import FastDropout, rope_tables, rotate_pairs
 
 POSITIONS = ("ape", "rope", "barope")
 
 
 # ---------------------------------------------------------------------------------------------
-# Rotary position embedding (Eqs. 10-11, 24)
+# Blocks: BaRoPE (Eq. 13), attention (Eqs. 7-8, 11), the Transformer block
 # ---------------------------------------------------------------------------------------------
-def rope_cos_sin(
-    positions: torch.Tensor, d_head: int, base: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosines and sines of the rotary angles m·θ_i, θ_i = base^(-2i/d_head) (Eq. 11).
-
-    ``positions`` is (L,) or (B, L); returns ``cos, sin`` of shape (..., d_head) in the
-    half-split layout: entry i and entry i + d_head/2 hold the same angle (one pair).
-    """
-    assert d_head % 2 == 0, f"d_head={d_head} must be even: rotary embeddings rotate pairs; pick d_model = 2·k·n_heads"
-    i = torch.arange(d_head // 2, device=positions.device, dtype=torch.float32)
-    theta = base ** (-2.0 * i / d_head)  # (d_head/2,)
-    angles = positions.to(torch.float32)[..., None] * theta  # (..., d_head/2)
-    angles = torch.cat([angles, angles], dim=-1)  # (..., d_head) same angle on both halves
-    return angles.cos(), angles.sin()
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (-x2, x1): multiplication by i of the complex number x1 + i·x2."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair (x_i, x_{i+d/2}) of ``x`` (B, H, L, d_head) by its angle: f(x, m) = x·e^{imθ}
-    (Eqs. 11, 24). ``cos``/``sin`` are (L, d_head) or (B, L, d_head) from ``rope_cos_sin``."""
-    if cos.dim() == 3:  # (B, L, d_head) -> (B, 1, L, d_head), broadcast over heads
-        cos, sin = cos[:, None], sin[:, None]
-    return x * cos.to(x.dtype) + _rotate_half(x) * sin.to(x.dtype)
-
-
-@functools.lru_cache(maxsize=64)
-def rope_tables(
-    L: int, n_heads: int, d_head: int, base: float, device: torch.device, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosines and signed sines of positions 0..L-1 for all heads side by side, as
-    ``rotate_pairs`` wants them; computed once per argument tuple and cached (read-only).
-
-    Returns ``cos`` (L, H·d_head), each head's block being ``rope_cos_sin``'s cos, and
-    ``signed_sin`` (L, H·d_head), each head's block being (−sin, +sin) over its two halves.
-    """
-    with torch.inference_mode(False):  # usable by autograd even if first built for inference
-        cos, sin = rope_cos_sin(torch.arange(L, device=device), d_head, base)  # (L, d_head)
-        signed = torch.cat([-sin[:, : d_head // 2], sin[:, d_head // 2 :]], dim=-1)
-        return cos.repeat(1, n_heads).to(dtype), signed.repeat(1, n_heads).to(dtype)
-
-
-def rotate_pairs(
-    x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor, n_heads: int
-) -> torch.Tensor:
-    """``apply_rope`` with heads side by side: x (B, L, n_heads·d_head), ``cos`` and
-    ``signed_sin`` (L, n_heads·d_head) from ``rope_tables``. Per head and pair i:
-
-        (x_i, x_{i+d/2}) -> (x_i cos − x_{i+d/2} sin, x_{i+d/2} cos + x_i sin)      (Eq. 11)
-
-    i.e. x·cos + swap(x)·signed_sin, where swap exchanges the two halves of every head: one
-    ``roll`` copy, where ``_rotate_half`` takes a negation and a concatenation (``flip`` would
-    do too, but is 10x slower than ``roll`` on CPU, measured).
-    """
-    d_head = x.shape[-1] // n_heads
-    swapped = torch.roll(x.unflatten(-1, (n_heads, d_head)), d_head // 2, dims=-1).flatten(-2)
-    return torch.addcmul(x * cos, swapped, signed_sin)
-
-
 class BaRoPE(nn.Module):
     """Behavior-aware magnitudes h(b) of BaRoPE: q' = h(b_q)·RoPE(q), k' = h(b_k)·RoPE(k) (Eq. 13).
 
@@ -132,7 +70,8 @@ class BaRoPE(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
 
     def pair_scale_table(self) -> torch.Tensor:
-        """h(b) of every behavior id (padding, 1..n_behaviors, [mask]): (n_behaviors+2, H, d_head/2).
+        """h(b) per rotation pair of every behavior id (padding, 1..n_behaviors, [mask]):
+        (n_behaviors+2, H, d_head/2).
 
         h depends on the behavior id alone, so the MLP runs on these few rows only and each
         position looks its row up (the same values as running it on every position).
@@ -143,9 +82,10 @@ class BaRoPE(nn.Module):
         h = 1.0 + self.mlp(self.behavior_embedding(ids)).to(weight.dtype)  # (n_behaviors+2, H*d_head/2)
         return h.view(-1, self.n_heads, self.d_half)
 
-    def coordinate_scale(self, behaviors: torch.Tensor, copies: int = 1) -> torch.Tensor:
-        """h(b) on both coordinates of each pair, heads side by side, the whole block repeated
-        ``copies`` times (q and k share h): (B, L) -> (B, L, copies·H·d_head).
+    def forward(self, behaviors: torch.Tensor, copies: int = 1) -> torch.Tensor:
+        """h(b) on both coordinates of each rotation pair, heads side by side (the layout of q
+        and k before the heads are split), the whole block repeated ``copies`` times (the
+        attention's q and k, side by side, share h): (B, L) -> (B, L, copies·H·d_head).
 
         The table is widened before the lookup, so no (B, L, ·) tensor is ever concatenated.
         """
@@ -154,152 +94,7 @@ class BaRoPE(nn.Module):
         wide = table[:, None, :, None, :].expand(n, copies, H, 2, half)  # pair i -> i, i + d_head/2
         return F.embedding(behaviors, wide.flatten(1))
 
-    def pair_scale(self, behaviors: torch.Tensor) -> torch.Tensor:
-        """h(b) per rotation pair: behaviors (B, L) -> (B, H, L, d_head/2)."""
-        return F.embedding(behaviors, self.pair_scale_table().flatten(1)).unflatten(
-            -1, (self.n_heads, self.d_half)).transpose(1, 2)
 
-    def forward(self, behaviors: torch.Tensor) -> torch.Tensor:
-        """h(b) repeated over both coordinates of each pair: (B, L) -> (B, H, L, d_head)."""
-        return self.coordinate_scale(behaviors).unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Dropout and the Cloze cross-entropy, written for speed
-# ---------------------------------------------------------------------------------------------
-class Dropout(nn.Dropout):
-    """Inverted dropout like ``nn.Dropout``, with cheaper masks and ``add(x, y) = x + dropout(y)``
-    (a residual connection) in one kernel.
-
-    A mask takes 16 random bits per element (one 64-bit draw serves four elements) where
-    ``nn.Dropout`` draws a Bernoulli variable per element: an element is kept with probability
-    k/2^16, k = round((1 − p)·2^16), and scaled by 2^16/k, so E[dropout(y)] = y exactly.
-    NOTE: the keep rate is 1 − p up to 2^-17 (p = 0.1 keeps 0.899994 of the elements).
-    """
-
-    def __init__(self, p: float = 0.5):
-        assert 0.0 <= p < 1.0, f"dropout p={p} must be in [0, 1): p = 1 would drop everything"
-        super().__init__(p)
-        self.keep = min(round((1.0 - p) * 2**16), 2**16 - 1)  # k: kept when 16 bits < k
-
-    def mask(self, like: torch.Tensor) -> torch.Tensor:
-        """A 0/1 mask shaped and typed like ``like``; 1 with probability k/2^16."""
-        words = torch.empty((like.numel() + 3) // 4, dtype=torch.int64, device=like.device)
-        bits = words.random_(-(2**63), None).view(torch.int16)[: like.numel()]  # uniform on [-2^15, 2^15)
-        out = torch.empty(like.shape, dtype=like.dtype, device=like.device)
-        return torch.lt(bits.view(like.shape), self.keep - 2**15, out=out)
-
-    def active(self) -> bool:
-        return self.training and self.p > 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.active():
-            return x
-        return x * self.mask(x) * (2**16 / self.keep)
-
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """x + dropout(y), fused: one ``addcmul`` instead of a multiply, a scale and an add."""
-        if not self.active():
-            return x + y
-        return torch.addcmul(x, y, self.mask(y), value=2**16 / self.keep)
-
-
-# Rows of logits per chunk in ``linear_cross_entropy``: 2^19 fp32 values (2 MiB) stay in cache.
-_CE_CHUNK_ELEMENTS = 2**19
-
-
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Σ_i CE(z_i Wᵀ + b, t_i) with its gradient computed in the forward pass, chunk by chunk."""
-
-    @staticmethod
-    def forward(ctx, z, weight, bias, target):
-        device, (M, D), N = z.device.type, z.shape, weight.shape[0]
-        acc = torch.promote_types(z.dtype, torch.float32)  # softmax and sums: fp32 at least
-        dtype = autocast_dtype(device) or z.dtype  # matmul inputs: bf16 under autocast
-        need_z, need_w, need_b = ctx.needs_input_grad[:3]
-        with torch.autocast(device, enabled=False):  # casts are explicit below
-            zc, wc = z.to(dtype), weight.to(dtype)
-            bc = None if bias is None else bias.to(dtype)
-            loss = torch.zeros((), dtype=acc, device=z.device)
-            grad_z = torch.empty(M, D, dtype=acc, device=z.device) if need_z else None
-            grad_w = torch.zeros(N, D, dtype=acc, device=z.device) if need_w else None
-            grad_b = torch.zeros(N, dtype=acc, device=z.device) if need_b else None
-            chunk = max(1, _CE_CHUNK_ELEMENTS // N)
-            for start in range(0, M, chunk):
-                rows = slice(start, start + chunk)
-                ignored = target[rows, None] < 0  # (C, 1)
-                t = target[rows, None].clamp(min=0)
-                logits = zc[rows] @ wc.T if bc is None else torch.addmm(bc, zc[rows], wc.T)
-                log_p = logits.to(acc).log_softmax(dim=1)  # (C, N)
-                loss -= log_p.gather(1, t).masked_fill_(ignored, 0.0).sum()
-                if not (need_z or need_w or need_b):
-                    continue
-                g = log_p.exp_()  # softmax
-                g.scatter_add_(1, t, torch.full(t.shape, -1.0, dtype=acc, device=z.device))  # − onehot
-                g.masked_fill_(ignored, 0.0)
-                if need_b:
-                    grad_b += g.sum(0)
-                g = g.to(dtype)
-                if need_z:
-                    grad_z[rows] = g @ wc
-                if need_w:
-                    grad_w += g.T @ zc[rows]
-        ctx.save_for_backward(grad_z, grad_w, grad_b)
-        ctx.dtypes = z.dtype, weight.dtype, None if bias is None else bias.dtype
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        grads = [None if g is None else (g * grad_loss).to(dt)
-                 for g, dt in zip(ctx.saved_tensors, ctx.dtypes)]
-        return *grads, None
-
-
-def linear_cross_entropy(
-    z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor
-) -> torch.Tensor:
-    """Summed softmax cross-entropy of the logits z Wᵀ + b: Σ_i −log softmax(z_i Wᵀ + b)[t_i].
-
-    z (M, D), weight (N, D), bias (N,) or None, target (M,) in 0..N-1, or −1 for a row to
-    ignore -> a scalar. Equals ``F.cross_entropy(z @ weight.T + bias, target, ignore_index=-1,
-    reduction="sum")``, but the rows go through in chunks of ~2^19 logits that stay in cache,
-    and the gradient is formed right there from ∂CE_i/∂logits_i = softmax_i − onehot(t_i):
-
-        ∂/∂z_i = (softmax_i − onehot_i) W,   ∂/∂W = Σ_i (softmax_i − onehot_i)ᵀ z_i,   ∂/∂b = Σ_i (…)
-
-    so the (M, N) logits, their log-softmax and their gradient never exist (3·M·N floats whose
-    size changes with M from batch to batch); the matmul FLOPs are those of autograd. Under
-    autocast the products run in its dtype (bf16), the softmax and the gradient sums in fp32.
-    """
-    return _LinearCrossEntropy.apply(z, weight, bias, target)
-
-
-def bucket(M: int, per_octave: int = 32) -> int:
-    """M rounded up to a multiple of 2^(⌊log2 M⌋ − log2 per_octave): at most ``per_octave``
-    distinct values between two powers of two, less than 1/per_octave of padding (bucket(0) = 0)."""
-    step = 2 ** max(0, M.bit_length() - 1 - (per_octave.bit_length() - 1))
-    return -(-M // step) * step
-
-
-def labelled_rows(h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rows of h (B, L, D) whose label is > 0 and their targets (label − 1), as (M', D) and
-    (M',), padded with copies of row 0 under target −1 (ignored by ``linear_cross_entropy``)
-    to M' = bucket(M) rows.
-
-    Why pad: the number M of labelled positions changes from batch to batch, and so would the
-    size of every decoder tensor. glibc's allocator cannot reuse memory freed by tensors of
-    slightly different sizes, so a training process grew by ~10 MiB per step (ml100k, stage 1,
-    measured); with a handful of bucketed sizes its memory stays flat.
-    """
-    index = (labels > 0).flatten().nonzero()[:, 0]  # (M,) positions in B·L
-    pad = bucket(index.numel()) - index.numel()
-    target = F.pad(labels.flatten()[index] - 1, (0, pad), value=-1)  # (M',)
-    return h.flatten(0, 1)[F.pad(index, (0, pad))], target
-
-
-# ---------------------------------------------------------------------------------------------
-# Attention and Transformer blocks (Eqs. 7-8)
-# ---------------------------------------------------------------------------------------------
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head self-attention (Eqs. 7-8) with APE, RoPE or BaRoPE positions.
 
@@ -308,10 +103,10 @@ class MultiHeadSelfAttention(nn.Module):
     attended; every query may attend to itself, so a fully padded row gives finite outputs and
     a padded query only sees itself. ``causal=True`` hides later keys (SASRec).
 
-    NOTE: no dropout on the attention probabilities by default (``attn_dropout=0``): on CPU
-    it forces the slow math path of scaled_dot_product_attention (1.7x slower fwd+bwd per
-    layer at (256, 2, 50, 32), measured); the blocks keep dropout 0.1 on their residual
-    branches and the embeddings, as the paper's "dropout 0.1".
+    NOTE: no dropout on the attention probabilities: on CPU it forces the slow math path of
+    scaled_dot_product_attention (1.7x slower fwd+bwd per layer at (256, 2, 50, 32),
+    measured); the blocks keep dropout on their residual branches and the embeddings, as the
+    paper's "dropout 0.1".
     """
 
     def __init__(
@@ -320,7 +115,6 @@ class MultiHeadSelfAttention(nn.Module):
         n_heads: int,
         *,
         rope_base: float,
-        attn_dropout: float = 0.0,
         position: str = "barope",
         n_behaviors: int = 0,
         causal: bool = False,
@@ -332,21 +126,15 @@ class MultiHeadSelfAttention(nn.Module):
         assert position in POSITIONS, f"position={position!r}; choose one of {POSITIONS}"
         self.n_heads, self.d_head = n_heads, d_model // n_heads
         self.position, self.causal, self.rope_base = position, causal, rope_base
-        self.attn_dropout = attn_dropout
         self.qkv = nn.Linear(d_model, 3 * d_model)  # W^Q, W^K, W^V of all heads at once
         self.out = nn.Linear(d_model, d_model)  # W^O
         self.barope = BaRoPE(n_behaviors, d_model, n_heads) if position == "barope" else None
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        behaviors: torch.Tensor | None,
-        key_padding_mask: torch.Tensor,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, L, D), behaviors (B, L) (used by BaRoPE only), key_padding_mask (B, L) True at
-        padding. Returns the output (B, L, D) and, if ``need_weights``, the attention weights
-        (B, H, L, L) before dropout (else None)."""
+    def project(
+        self, x: torch.Tensor, behaviors: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of every head, each (B, H, L, d_head), from x (B, L, D): q and k rotated by
+        their positions (Eq. 11) and, with BaRoPE, scaled by h of their behaviors (Eq. 13)."""
         B, L, D = x.shape
         H, d_head = self.n_heads, self.d_head
         W, b = self.qkv.weight, self.qkv.bias  # rows: W^Q, W^K, W^V
@@ -356,25 +144,40 @@ class MultiHeadSelfAttention(nn.Module):
         if self.position != "ape":  # all heads of q and k side by side
             cos, sin = rope_tables(L, 2 * H, d_head, self.rope_base, x.device, qk.dtype)  # (L, 2D)
             qk = rotate_pairs(qk, cos, sin, 2 * H)  # Eq. 11
-            if self.barope is not None:  # Eq. 13: h(b) scales both coordinates of each pair
-                qk = self.barope.coordinate_scale(behaviors, copies=2) * qk  # (B, L, 2D)
+        if self.barope is not None:  # Eq. 13: h(b) scales both coordinates of each pair
+            qk = self.barope(behaviors, copies=2) * qk  # (B, L, 2D)
         q, k = qk.view(B, L, 2, H, d_head).unbind(2)  # (B, L, H, d_head) each
         q, k, v = (t.view(B, L, H, d_head).transpose(1, 2) for t in (q, k, v))  # (B, H, L, d_head)
+        return q, k, v
+
+    def allowed(self, key_padding_mask: torch.Tensor) -> torch.Tensor:
+        """Which keys each query may attend: (B, 1, L, L) bool from key_padding_mask (B, L)."""
+        L = key_padding_mask.shape[1]
         allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, L) real keys
         if self.causal:
-            allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
-        allowed = allowed | torch.eye(L, dtype=torch.bool, device=x.device)  # (B, 1, L, L)
-        p_drop = self.attn_dropout if self.training else 0.0
-        if need_weights:
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (B, H, L, L), Eq. 8
-            weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-            y = F.dropout(weights, p_drop, self.training) @ v  # (B, H, L, d_head)
-        else:
-            weights = None
-            with torch.autocast("cpu", enabled=False):  # see the NOTE above; CUDA unaffected
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p_drop)
+            allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=allowed.device).tril()
+        return allowed | torch.eye(L, dtype=torch.bool, device=allowed.device)  # (B, 1, L, L)
+
+    def forward(
+        self, x: torch.Tensor, behaviors: torch.Tensor | None, key_padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """x (B, L, D), behaviors (B, L) (used by BaRoPE only), key_padding_mask (B, L) True at
+        padding -> (B, L, D). Eq. 8 by PyTorch's fused attention."""
+        B, L, D = x.shape
+        q, k, v = self.project(x, behaviors)  # (B, H, L, d_head) each
+        with torch.autocast("cpu", enabled=False):  # see project's NOTE; CUDA unaffected
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.allowed(key_padding_mask))
         y = y.transpose(1, 2).reshape(B, L, D)  # Concat(head_1..head_h), Eq. 7
-        return self.out(y), weights
+        return self.out(y)
+
+    def attention_weights(
+        self, x: torch.Tensor, behaviors: torch.Tensor | None, key_padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """softmax(q kᵀ / sqrt(d_k)) of Eq. 8, written out (the fused forward never forms it):
+        (B, H, L, L), each row summing to 1 over the keys it may attend."""
+        q, k, _ = self.project(x, behaviors)  # (B, H, L, d_head)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (B, H, L, L)
+        return scores.masked_fill(~self.allowed(key_padding_mask), float("-inf")).softmax(dim=-1)
 
 
 class TransformerBlock(nn.Module):
@@ -391,20 +194,14 @@ class TransformerBlock(nn.Module):
         self.ffn = nn.Sequential(
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
         )
-        self.drop = Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        behaviors: torch.Tensor | None,
-        key_padding_mask: torch.Tensor,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, L, D) -> (B, L, D) and the attention weights (B, H, L, L) or None."""
-        a, weights = self.attn(self.ln1(x), behaviors, key_padding_mask, need_weights)
-        x = self.drop.add(x, a)  # x + dropout(a)
-        x = self.drop.add(x, self.ffn(self.ln2(x)))
-        return x, weights
+        self, x: torch.Tensor, behaviors: torch.Tensor | None, key_padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """x (B, L, D) -> (B, L, D)."""
+        x = self.drop.add(x, self.attn(self.ln1(x), behaviors, key_padding_mask))  # x + dropout(a)
+        return self.drop.add(x, self.ffn(self.ln2(x)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,17 +240,6 @@ class EncoderConfig:
         )
 
 
-def init_weights(module: nn.Module) -> None:
-    """BERT-style initialisation: N(0, 0.02) weights, zero biases (padding rows stay zero)."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-        with torch.no_grad():
-            module.weight[module.padding_idx].zero_()
-
-
 class SequenceEncoder(nn.Module):
     """Embedding layer (Eq. 9) + ``n_layers`` Transformer blocks + a final LayerNorm.
 
@@ -469,7 +255,7 @@ class SequenceEncoder(nn.Module):
             nn.Embedding(c.n_behaviors + 2, c.d_model, padding_idx=0) if c.use_behavior else None
         )
         self.position_embedding = nn.Embedding(c.max_len, c.d_model) if c.position == "ape" else None
-        self.drop = Dropout(c.dropout)
+        self.drop = FastDropout(c.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(
                 c.d_model, c.n_heads, c.dropout, position=c.position,
@@ -497,19 +283,30 @@ class SequenceEncoder(nn.Module):
             x = x + self.position_embedding(p)  # (L, D) broadcast over B
         return x
 
-    def forward(
-        self, items: torch.Tensor, behaviors: torch.Tensor | None, need_weights: bool = False
-    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """items, behaviors (B, L) -> hidden states (B, L, D) and, if asked, per-layer weights."""
+    def forward(self, items: torch.Tensor, behaviors: torch.Tensor | None) -> torch.Tensor:
+        """items, behaviors (B, L) -> hidden states (B, L, D)."""
         if not self.config.use_behavior:
             behaviors = None  # BERT4Rec / SASRec: behavior ids never reach the network
         pad = items == 0  # (B, L)
         x = self.drop(self.embed(items, behaviors))  # (B, L, D)
+        for block in self.blocks:
+            x = block(x, behaviors, pad)
+        return self.ln_f(x)
+
+    def attention_weights(
+        self, items: torch.Tensor, behaviors: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """The attention weights of every layer, each (B, H, L, L), on the way through the
+        encoder (the forward pass, with each layer's weights written out beside it)."""
+        if not self.config.use_behavior:
+            behaviors = None
+        pad = items == 0  # (B, L)
+        x = self.drop(self.embed(items, behaviors))  # (B, L, D)
         weights = []
         for block in self.blocks:
-            x, w = block(x, behaviors, pad, need_weights)
-            weights.append(w)
-        return self.ln_f(x), (weights if need_weights else None)
+            weights.append(block.attn.attention_weights(block.ln1(x), behaviors, pad))
+            x = block(x, behaviors, pad)
+        return weights
 
 
 class Decoder(nn.Module):
@@ -522,14 +319,9 @@ class Decoder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model))
         self.bias = nn.Parameter(torch.zeros(n_items))
 
-    def forward(self, z: torch.Tensor, item_weight: torch.Tensor) -> torch.Tensor:
-        """z (..., D), item_weight (N, D) -> logits (..., N)."""
-        return self.mlp(z) @ item_weight.T + self.bias
-
-    def cross_entropy(self, z: torch.Tensor, item_weight: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Σ_i −log softmax(forward(z)_i)[target_i] (Eq. 14, summed): z (M, D), target (M,) in
-        0..N-1 (−1: ignored) -> a scalar, without the (M, N) logits (``linear_cross_entropy``)."""
-        return linear_cross_entropy(self.mlp(z), item_weight, self.bias, target)
+    def forward(self, z: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """z (..., D), items (N, D) the tied table -> logits (..., N)."""
+        return self.mlp(z) @ items.T + self.bias
 
 
 class MBAE(nn.Module):
@@ -555,35 +347,29 @@ class MBAE(nn.Module):
     def mask_behavior(self) -> int:
         return self.config.n_behaviors + 1
 
-    def decoder_parameters(self):
-        """Parameters of the decoder alone (MLP + output bias; not the tied item table)."""
-        return self.decoder.parameters()
+    def encode(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
+        """Hidden states h^l (B, L, D) of sequences items, behaviors (B, L)."""
+        return self.encoder(items, behaviors)
 
-    def encode(self, items: torch.Tensor, behaviors: torch.Tensor, need_weights: bool = False):
-        """Hidden states h^l (B, L, D) of a sequence; with ``need_weights`` also a list of per-layer
-        attention weights (B, H, L, L)."""
-        h, weights = self.encoder(items, behaviors, need_weights)
-        return (h, weights) if need_weights else h
-
-    def item_weight(self) -> torch.Tensor:
-        """The tied item table of the decoder: embeddings of item ids 1..N, (N, D)."""
-        return self.encoder.item_embedding.weight[1 : self.config.n_items + 1]
+    def attention_weights(self, items: torch.Tensor, behaviors: torch.Tensor) -> list[torch.Tensor]:
+        """The attention weights (B, H, L, L) of every layer of the encoder (Eq. 8)."""
+        return self.encoder.attention_weights(items, behaviors)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder q_ψ: z (..., D) -> logits (..., N) over all items; column j is item id j+1."""
-        return self.decoder(z, self.item_weight())
+        return self.decoder(z, item_weight(self.encoder.item_embedding))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Cloze loss (Eq. 14): softmax cross-entropy over all N items at positions with labels > 0.
+        """Cloze loss (Eq. 14) on a Cloze batch: softmax cross-entropy over all N items at
+        positions with targets > 0, averaged over them.
 
         Positions whose behavior is masked give z_∅, the others z_b; both are trained
         (Algorithm 1 lines 13-15). Only masked rows are decoded. A batch without masked
         positions gives 0 (still connected to the graph).
         """
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
-        z, target = labelled_rows(h, batch["labels"])  # (M', D), (M',): M masked rows + padding
-        ce = self.decoder.cross_entropy(z, self.item_weight(), target)
-        return ce / (batch["labels"] > 0).sum().clamp(min=1)
+        return masked_cross_entropy(h, batch["targets"], item_weight(self.encoder.item_embedding),
+                                    query=self.decoder.mlp, bias=self.decoder.bias)
 
     def _last_behavior(self, behaviors: torch.Tensor, value: torch.Tensor | int) -> torch.Tensor:
         """A copy of ``behaviors`` (B, L) whose last column (the [mask] item's) is ``value``."""
@@ -617,7 +403,7 @@ class MBAE(nn.Module):
     def latents_at(
         self, items: torch.Tensor, behaviors: torch.Tensor, positions_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(z_b, z_∅, label items, label behaviors) at Cloze-masked positions, each (M, ...).
+        """(z_b, z_∅, target items, target behaviors) at Cloze-masked positions, each (M, ...).
 
         ``items``/``behaviors`` (B, L) are the ORIGINAL (unmasked) sequences and
         ``positions_mask`` (B, L) bool the positions to mask. There the item becomes [mask];
@@ -648,7 +434,7 @@ class MBAE(nn.Module):
         was_training = self.training
         self.eval()
         items, behaviors = items.reshape(1, -1), behaviors.reshape(1, -1)
-        _, weights = self.encode(items, behaviors, need_weights=True)
+        weights = self.attention_weights(items, behaviors)  # per layer (1, H, L, L)
         self.train(was_training)
         mean = torch.stack(weights).mean(dim=(0, 2))[0]  # (L, L): mean over layers and heads
         real = items[0] > 0

@@ -142,15 +142,21 @@ class FatsMB(nn.Module):
 
     def diffusion_loss(self, batch: dict) -> torch.Tensor:
         """Stage 2 (Eq. 16): denoise z_b given z_∅ and b, on precomputed latent batches
-        with keys ``z_b``, ``z_null``, ``behavior`` (t, ε and the guidance drop come from the
-        global generator, which ``fit`` seeds per epoch)."""
+        with keys ``z_b``, ``z_null``, ``target_behavior`` (t, ε and the guidance drop come
+        from the global generator, which ``fit`` seeds per epoch)."""
         x_0 = self.space.encode(batch["z_b"], batch["z_null"])                    # (B, D)
         return self.diffusion.training_loss(self.denoiser, x_0,
-                                            self.space.condition(batch["z_null"]), batch["behavior"])
+                                            self.space.condition(batch["z_null"]),
+                                            batch["target_behavior"])
 
     def loss(self, batch: dict) -> torch.Tensor:
         """Stage 3 (Algorithm 1, lines 23–28): next-item cross-entropy over all N items of the
-        decoded sample, on latent batches with keys ``z_null``, ``behavior``, ``target``.
-        The sampler runs without gradients, so only the decoder learns."""
-        z_0 = self.generate(batch["z_null"], batch["behavior"])  # (B, D)
+        decoded sample, on latent batches with keys ``z_null``, ``target_behavior``, ``target``.
+        The sampler runs without gradients, so only the decoder learns.
+
+        NOTE: plain F.cross_entropy on the (B, N) logits, not ``contract.masked_cross_entropy``:
+        every row has its one target, so there is nothing to select or pad, and stage 3 keeps
+        the exact numerics its checkpoints were fine-tuned with (the fused kernel agrees only
+        to float rounding)."""
+        z_0 = self.generate(batch["z_null"], batch["target_behavior"])  # (B, D)
         return F.cross_entropy(self.mbae.decode(z_0), batch["target"] - 1)

@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .encoder import init_weights
+from .contract import init_weights, item_weight, masked_cross_entropy
 
 
 @dataclass(kw_only=True)
@@ -49,10 +48,6 @@ class GRU4Rec(nn.Module):
         self.item_embedding.apply(init_weights)
         self.dense.apply(init_weights)
 
-    def item_weight(self) -> torch.Tensor:
-        """Tied output table: embeddings of item ids 1..N, (N, D)."""
-        return self.item_embedding.weight[1 : self.config.n_items + 1]
-
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """items (B, L) left-padded -> W s_j + c at every position (B, L, D)."""
         states, _ = self.gru(self.drop(self.item_embedding(items)))  # (B, L, D)
@@ -62,14 +57,11 @@ class GRU4Rec(nn.Module):
         """Mean next-item cross-entropy over all N items at positions with targets > 0
         (a ``NextItemView`` batch)."""
         h = self(batch["items"])  # (B, L, D)
-        selected = batch["targets"] > 0  # (B, L)
-        logits = h[selected] @ self.item_weight().T  # (M, N)
-        ce = F.cross_entropy(logits, batch["targets"][selected] - 1, reduction="sum")
-        return ce / selected.sum().clamp(min=1)
+        return masked_cross_entropy(h, batch["targets"], item_weight(self.item_embedding))
 
     def score_all(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                   ) -> torch.Tensor:
         """Scores (B, N) of a prefix batch from the state after the newest real item (column
         L-2). The [mask] column L-1 is not fed to the GRU at all. ``generator`` is unused."""
         h = self(batch["items"][:, :-1])  # (B, L-1, D)
-        return h[:, -1] @ self.item_weight().T
+        return h[:, -1] @ item_weight(self.item_embedding).T

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .contract import init_weights, item_weight, masked_cross_entropy
 from .denoiser import BehaviorMoE
-from .encoder import init_weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,9 +199,10 @@ class MBTransBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
 class MBSTRConfig:
-    """Sizes of MB-STR, built by ``Profile.mbstr_config``. ``n_buckets``/``max_distance``:
-    relative-distance buckets of MB-SPG (the authors use 32 buckets up to distance 40);
-    ``n_shared``/``n_private``: experts of BA-Pred (the authors: 3 shared, 1 per behavior)."""
+    """Sizes of MB-STR, built by ``Profile.mbstr_config`` (fields carry the profile's names).
+    ``mbstr_buckets``/``mbstr_max_distance``: relative-distance buckets of MB-SPG (the authors
+    use 32 buckets up to distance 40); ``mbstr_shared``/``mbstr_private``: experts of BA-Pred
+    (the authors: 3 shared, 1 per behavior)."""
 
     n_items: int
     n_behaviors: int
@@ -209,17 +210,18 @@ class MBSTRConfig:
     n_heads: int
     n_layers: int
     dropout: float
-    n_buckets: int
-    max_distance: int
-    n_shared: int
-    n_private: int
+    mbstr_buckets: int
+    mbstr_max_distance: int
+    mbstr_shared: int
+    mbstr_private: int
 
 
 class MBSTR(nn.Module):
     """Item embedding → MB-Trans layers → LayerNorm → BA-Pred head over all N items.
 
     BA-Pred: z = h + LN(MoE(h, b)), scores = z · E[1..N]^T, with MoE the CGC mixture of
-    ``n_shared`` shared and ``n_private`` experts per behavior, gated per target behavior b.
+    ``mbstr_shared`` shared and ``mbstr_private`` experts per behavior, gated per target
+    behavior b.
     NOTE: the head's mixture is the library's ``BehaviorMoE`` (the one FatsMB's denoiser uses);
     its experts are two-layer MLPs (width D) where the authors' are single linear maps.
     """
@@ -231,17 +233,14 @@ class MBSTR(nn.Module):
         self.item_embedding = nn.Embedding(c.n_items + 2, D, padding_idx=0)  # 0 pad, N+1 [mask]
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
-            MBTransBlock(D, c.n_heads, c.n_behaviors, c.dropout, c.n_buckets, c.max_distance)
+            MBTransBlock(D, c.n_heads, c.n_behaviors, c.dropout, c.mbstr_buckets,
+                         c.mbstr_max_distance)
             for _ in range(c.n_layers)
         )
         self.ln_f = nn.LayerNorm(D)
-        self.head_moe = BehaviorMoE(D, D, c.n_behaviors, c.n_shared, c.n_private, c.dropout)
+        self.head_moe = BehaviorMoE(D, D, c.n_behaviors, c.mbstr_shared, c.mbstr_private, c.dropout)
         self.head_ln = nn.LayerNorm(D)
         self.apply(init_weights)  # nn.Linear / nn.Embedding only: bases, mixtures, experts keep theirs
-
-    def item_weight(self) -> torch.Tensor:
-        """Tied output table: embeddings of item ids 1..N, (N, D)."""
-        return self.item_embedding.weight[1 : self.config.n_items + 1]
 
     def encode(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
         """items, behaviors (B, L) -> hidden states (B, L, D)."""
@@ -254,23 +253,22 @@ class MBSTR(nn.Module):
             x = block(x, behaviors, pad)
         return self.ln_f(x)
 
-    def predict(self, h: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
-        """BA-Pred: h (M, D) under target behavior (M,) ids 1..n_b -> scores (M, N)."""
-        z = h + self.head_ln(self.head_moe(h, behavior))  # (M, D)
-        return z @ self.item_weight().T
+    def target_query(self, h: torch.Tensor, target_behavior: torch.Tensor) -> torch.Tensor:
+        """BA-Pred's query z = h + LN(MoE(h, b)): h (M, D) under target_behavior (M,) ids
+        1..n_b (0: shared experts only) -> (M, D), scored against the tied item table."""
+        return h + self.head_ln(self.head_moe(h, target_behavior))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Cloze loss: cross-entropy over all N items at the masked positions (labels > 0),
-        each predicted under its own (visible) behavior."""
+        """Cloze loss: cross-entropy over all N items at the masked positions (targets > 0),
+        each predicted under its own behavior, ``target_behaviors`` (visible in the input too)."""
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
-        selected = batch["labels"] > 0  # (B, L)
-        logits = self.predict(h[selected], batch["behaviors"][selected])  # (M, N)
-        ce = F.cross_entropy(logits, batch["labels"][selected] - 1, reduction="sum")
-        return ce / selected.sum().clamp(min=1)
+        return masked_cross_entropy(h, batch["targets"], item_weight(self.item_embedding),
+                                    query=self.target_query, condition=batch["target_behaviors"])
 
     def score_all(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                   ) -> torch.Tensor:
-        """Scores (B, N) of a prefix batch: the [mask] column's state under its behavior, the
-        target behavior. ``generator`` is unused."""
+        """Scores (B, N) of a prefix batch: the [mask] column's state under the row's
+        ``target_behavior`` (which that column carries). ``generator`` is unused."""
         h = self.encode(batch["items"], batch["behaviors"])  # (B, L, D)
-        return self.predict(h[:, -1], batch["behaviors"][:, -1])
+        z = self.target_query(h[:, -1], batch["target_behavior"])  # (B, D)
+        return z @ item_weight(self.item_embedding).T

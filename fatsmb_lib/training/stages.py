@@ -109,7 +109,7 @@ def cloze_latent_batches(mbae: MBAE, ctx: Context) -> Batches:
             # masks drawn on the CPU, from the epoch's CPU generator (the same masks on any device)
             masked = cloze_mask(batch["items"], batch["behaviors"], ctx.profile.rho, 0.0,
                                 ctx.data.mask_item, ctx.data.mask_behavior, generator,
-                                last_only_prob=0.0)["labels"] > 0
+                                last_only_prob=0.0)["targets"] > 0
             items, behaviors, masked = (t.to(ctx.device) for t in
                                         (batch["items"], batch["behaviors"], masked))
             with torch.no_grad():
