@@ -44,9 +44,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
+from fatsmb_lib.data.preprocess import stats
 from fatsmb_lib.studies import plots
 from fatsmb_lib.studies.entropy import entropy_table
-from fatsmb_lib.data.preprocess import stats
 from fatsmb_lib.training.run import expect, open_run
 
 run = open_run(dataset, profile, device, run_dir, data_dir, seed)   # loads the data, makes run_dir

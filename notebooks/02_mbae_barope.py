@@ -56,16 +56,14 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from fatsmb_lib.studies import plots
-
-from fatsmb_lib.studies import verdicts
 from fatsmb_lib.data.batches import ClozeView, cloze_mask
+from fatsmb_lib.models.encoder import MBAE, BaRoPE, EncoderConfig, MultiHeadSelfAttention
+from fatsmb_lib.studies import plots, verdicts
+from fatsmb_lib.support.paths import project_root
 from fatsmb_lib.training.config import PROFILES
 from fatsmb_lib.training.epochs import RECIPES
-from fatsmb_lib.support.paths import project_root
-from fatsmb_lib.models.encoder import MBAE, BaRoPE, EncoderConfig, MultiHeadSelfAttention
-from fatsmb_lib.training.run import expect, open_run
 from fatsmb_lib.training.peers import fit_pop, train_baseline
+from fatsmb_lib.training.run import expect, open_run
 from fatsmb_lib.training.stages import train_mbae
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed,

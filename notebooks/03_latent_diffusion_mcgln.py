@@ -54,17 +54,27 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 from torch.testing import assert_close
 
-from fatsmb_lib.studies import plots
 from fatsmb_lib.data.batches import PrefixView
-from fatsmb_lib.support.paths import project_root
 from fatsmb_lib.models.denoiser import ABLATION, DenoiserConfig, build_denoiser
-from fatsmb_lib.models.diffusion import PREDICTIONS, DiffusionConfig, LatentDiffusion, oracle_denoiser
-from fatsmb_lib.studies.latent_space import cosine_by_behavior, trajectory_distances, tsne_2d, user_latents
+from fatsmb_lib.models.diffusion import (
+    PREDICTIONS,
+    DiffusionConfig,
+    LatentDiffusion,
+    oracle_denoiser,
+)
 from fatsmb_lib.models.fatsmb import FatsMB
-from fatsmb_lib.training.run import expect, open_run
-from fatsmb_lib.support.runtime import count_parameters, make_generator
-from fatsmb_lib.training.stages import prefix_latents, train_denoiser, train_mbae
+from fatsmb_lib.studies import plots
+from fatsmb_lib.studies.latent_space import (
+    cosine_by_behavior,
+    trajectory_distances,
+    tsne_2d,
+    user_latents,
+)
 from fatsmb_lib.studies.verdicts import format_mean_std, relation, verdict
+from fatsmb_lib.support.paths import project_root
+from fatsmb_lib.support.runtime import count_parameters, make_generator
+from fatsmb_lib.training.run import expect, open_run
+from fatsmb_lib.training.stages import prefix_latents, train_denoiser, train_mbae
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, denoiser=denoiser,
                prediction=prediction, omega=omega, stage2_epochs=epochs)

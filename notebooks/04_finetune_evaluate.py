@@ -50,21 +50,21 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from fatsmb_lib.studies import plots
 from fatsmb_lib.data.batches import PrefixView
-from fatsmb_lib.studies.compare import ABSENT_BASELINES, PAPER_BASELINES, improve
-from fatsmb_lib.training.config import get_profile
-from fatsmb_lib.support.paths import project_root
 from fatsmb_lib.models.denoiser import ABLATION
 from fatsmb_lib.models.encoder import POSITIONS
-from fatsmb_lib.training.evaluate import format_metrics_table, recommend
-from fatsmb_lib.studies.latent_space import latent_scale
 from fatsmb_lib.models.fatsmb import FatsMB
-from fatsmb_lib.training.run import expect, open_run
-from fatsmb_lib.support.runtime import make_generator
-from fatsmb_lib.training.peers import fit_pop, train_baseline
-from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
+from fatsmb_lib.studies import plots
+from fatsmb_lib.studies.compare import ABSENT_BASELINES, PAPER_BASELINES, improve
+from fatsmb_lib.studies.latent_space import latent_scale
 from fatsmb_lib.studies.verdicts import HOLDS, format_mean_std, relation, verdict
+from fatsmb_lib.support.paths import project_root
+from fatsmb_lib.support.runtime import make_generator
+from fatsmb_lib.training.config import get_profile
+from fatsmb_lib.training.evaluate import format_metrics_table, recommend
+from fatsmb_lib.training.peers import fit_pop, train_baseline
+from fatsmb_lib.training.run import expect, open_run
+from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
 
 ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, stage3_epochs=epochs)
 data, settings, run_dir = ctx.data, ctx.profile, ctx.run_dir

@@ -336,7 +336,7 @@ def test_two_pipeline_runs_on_one_folder_the_second_is_refused(data_dir, tmp_pat
     print(err)
     assert exit_.value.code == 2
     assert re.fullmatch(
-        rf"python -m fatsmb_lib\.pipeline: error: another run \(pid {first.pid}, started "
+        rf"python -m fatsmb_lib\.course\.pipeline: error: another run \(pid {first.pid}, started "
         rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\) is writing {re.escape(str(lock.parent))}; wait for "
         rf"it to finish, or pass --run NAME to write reports/synthetic-tiny/NAME instead\n", err)
 
@@ -389,7 +389,7 @@ def test_checkpoints_are_read_through_one_function():
     import fatsmb_lib
 
     package = Path(fatsmb_lib.__file__).parent
-    loads = {path.name for path in package.glob("*.py") if "torch.load(" in path.read_text()}
+    loads = {path.name for path in package.rglob("*.py") if "torch.load(" in path.read_text()}
     assert loads == {"checkpoints.py"}
 
 

@@ -265,7 +265,7 @@ def test_reports_of_other_datasets_are_ignored_by_git():
     import shutil
     import subprocess
 
-    from fatsmb_lib.training.config import project_root
+    from fatsmb_lib.support.paths import project_root
 
     if shutil.which("git") is None or not (project_root() / ".git").exists():
         pytest.skip("needs the git checkout")

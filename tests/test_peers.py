@@ -460,7 +460,7 @@ def test_peer_learns_and_beats_popularity(tiny, name):
                   loss_fn=model.loss, validate=lambda: evaluate(model, valid, ks=(10,)),
                   cfg=TrainConfig(lr=lr, weight_decay=0.01, max_epochs=epochs, patience=epochs,
                                   min_epochs=1, grad_clip=1.0, monitor="NDCG@10", seed=0,
-                                  eval_every=1, warmup_epochs=0, decay="none", precision="fp32"),
+                                  eval_every=1, warmup_epochs=0, lr_decay="none", precision="fp32"),
                   checkpoint_path=None,
                   fingerprint=data.fingerprint, config={}, progress=False, log=lambda line: None)
     assert history.best_value > 1.5 * pop_ndcg, f"{name}: {history.best_value:.4f} vs Pop {pop_ndcg:.4f}"

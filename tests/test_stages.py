@@ -12,7 +12,7 @@ from fatsmb_lib.studies.latent_space import cosine_by_behavior, latent_scale, tr
 from fatsmb_lib.training.config import get_profile
 from fatsmb_lib.training.context import Context
 from fatsmb_lib.training.evaluate import recommend
-from fatsmb_lib.training.peers import fit_pop
+from fatsmb_lib.training.peers import BASELINES, fit_pop, train_baseline
 from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
 
 SETTINGS = get_profile("smoke").replace(stage3_epochs=3)
@@ -251,17 +251,14 @@ def test_offset_diffusion_with_standard_scaling_learns_and_keeps_its_statistics(
     assert torch.equal(reloaded.space.std, model.space.std)
 
 
-@pytest.mark.parametrize("name", ["sasrec", "behavior_sasrec", "gru4rec", "mbstr", "diffurec"])
+@pytest.mark.parametrize("name", list(BASELINES))
 def test_every_baseline_trains_through_fit_and_is_reloaded(trained, tmp_path, name):
-    from fatsmb_lib.training import stages
-
-    ctx = dataclasses.replace(trained[0], run_dir=tmp_path).replace(baseline_epochs=2,
-                                                                    prefixes_per_user=3)
-    train = getattr(stages, f"train_{name}")
-    model, history = train(ctx)
+    ctx = dataclasses.replace(trained[0], run_dir=tmp_path).replace(
+        baseline_epochs=2, stage1_epochs=2, prefixes_per_user=3)
+    model, history = train_baseline(ctx, name)
     (checkpoint,) = tmp_path.glob("*.pt")
-    assert len(history.epochs) == 2 and checkpoint.name.startswith(name.replace("_", ""))
-    again, _ = train(ctx)
+    assert len(history.epochs) == 2 and checkpoint.name.startswith(BASELINES[name].key)
+    again, _ = train_baseline(ctx, name)
     assert _same(_state(model), _state(again))
     assert ctx.evaluate(model, "valid")["n"] == ctx.data.n_users
 

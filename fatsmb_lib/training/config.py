@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..data.datasets import profile_changes
 from .peers import BASELINES
-from .train import TrainConfig
+from .train import PAPER_LR, TrainConfig
 
 STAGES = ("stage1", "baseline", "stage2", "stage3")
 HEADLINE_PROFILE = "full"  # the profile of the README's headline table and of compare's default
@@ -99,7 +99,7 @@ class DenoiserSettings:
 class TrainingSettings:
     """Optimisation (Section 4.1.4; ``train.TrainConfig``), per stage where stages differ."""
 
-    lr: float = 2e-3
+    lr: float = PAPER_LR
     weight_decay: float = 0.01
     batch_size: int = 256
     stage2_batch_size: int = 256      # the denoiser's rows per step (two latents each)

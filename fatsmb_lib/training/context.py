@@ -22,7 +22,7 @@ from ..support.checkpoints import settings_digest
 from ..support.progress import ModelLine
 from ..support.runtime import epoch_seed, make_generator, resolve_device, seed_everything
 from .evaluate import evaluate, recommend
-from .train import History, NonFiniteError, fit
+from .train import PAPER_LR, History, NonFiniteError, fit
 
 # Rows per batch of every pass without gradients (evaluation, prefix latents). 256 keeps a
 # batch's activations in cache: on ml100k, 2 threads, the prefix-latent pass runs 1.6x and
@@ -98,7 +98,7 @@ class Context:
                           on_epoch=on_epoch, keep_initial=keep_initial)
         except NonFiniteError as exc:
             line.close()
-            lower = cfg.lr / 10
+            lower = min(cfg.lr / 10, PAPER_LR)
             raise exc.explained(advice=(
                 f"Lower the learning rate (now {cfg.lr:g}) and re-run: ctx = ctx.replace(lr="
                 f"{lower:g}), then call the same stage function again (or open_run(..., lr="

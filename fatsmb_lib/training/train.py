@@ -82,6 +82,9 @@ class NonFiniteWeightsError(NonFiniteError):
     """Weights or optimizer state became NaN or infinite (the loss may still look finite)."""
 
 
+PAPER_LR = 2e-3  # AdamW's learning rate in the paper (Section 4.1.4): Profile's default
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and early-stopping settings of one ``fit`` call, built by
