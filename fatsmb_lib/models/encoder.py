@@ -209,7 +209,7 @@ class TransformerBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
 class EncoderConfig:
-    """Sizes of the sequence encoder, built by ``Profile.encoder_config`` (the profile owns the
+    """Sizes of the sequence encoder, built by ``Profile.config`` (the profile owns the
     values: paper l = 2, d = 64, 2 heads, L = 50). ``use_behavior`` and ``causal`` say which
     model this is (BERT4Rec and SASRec switch them), not hyperparameters."""
 

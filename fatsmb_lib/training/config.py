@@ -73,6 +73,8 @@ class DiffusionSettings:
     stride: int = 20                  # Δt, the DDIM jump at inference
     omega: float = 1.0                # ω, guidance strength (Eq. 17)
     eta: float = 0.0                  # DDIM stochasticity; 0 = deterministic (Eq. 5)
+    n_samples: int = 1                # K latents per user and behavior at inference (paper: 1)
+    sample_average: str = "scores"    # scores | latents: what of the K samples is averaged
     schedule: str = "exp"             # the authors' VP schedule; see notebook 03
     prediction: str = "x0"            # x0 | eps (the paper, Eq. 16); notebook 03 compares them
     p_uncond: float = 0.2             # classifier-free guidance drop rate

@@ -33,7 +33,7 @@ from ..data.batches import ClozeView, PrefixView, cloze_mask, make_loader
 from ..models.denoiser import DenoiserConfig, build_denoiser
 from ..models.diffusion import DiffusionConfig, LatentDiffusion
 from ..models.encoder import MBAE
-from ..models.fatsmb import SAMPLER_SETTINGS, FatsMB, LatentSpace
+from ..models.fatsmb import DRAW_SETTINGS, SAMPLER_SETTINGS, FatsMB, LatentSpace
 from ..support.checkpoints import state_fingerprint, tensor_fingerprint
 from ..support.runtime import epoch_generator
 from .context import EVAL_BATCH, Context
@@ -187,10 +187,10 @@ def finetune_decoder(model: FatsMB, ctx: Context, latents: dict | None = None) -
     _freeze(model.denoiser)
     model.mbae.decoder.requires_grad_(True)  # stage 2 froze the whole MBAE
     latents = latents if latents is not None else prefix_latents(model.mbae, ctx)
-    sampler = {name: getattr(p, name) for name in SAMPLER_SETTINGS}
-    model.use_sampler(**sampler)
+    model.use_sampler(**{name: getattr(p, name) for name in SAMPLER_SETTINGS})
     settings = {"stage": 3, "model": state_fingerprint(model), "batch_size": p.batch_size,
-                "rows": _rows_fingerprint(latents), "sampler": sampler}
+                "rows": _rows_fingerprint(latents),
+                "sampler": {name: getattr(p, name) for name in DRAW_SETTINGS}}
     tensors = {key: latents[key] for key in ("z_null", "target_behavior", "target")}
     return ctx.fit(model, "decoder", "stage3", model.mbae.decoder.parameters(),
                    lambda epoch: tensor_batches(tensors, p.batch_size,
