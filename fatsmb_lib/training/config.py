@@ -62,6 +62,8 @@ class EncoderSettings:
     dropout: float = 0.1
     position: str = "barope"          # ape | rope | barope (Table 4)
     rope_base: float = 10000.0        # base of θ_i (Eq. 11)
+    behavior_query: bool = False      # a departure: each position's behavior also added at the
+                                      # output, h + MLP([h; e_b]) (encoder.BehaviorQuery)
 
 
 @dataclass(frozen=True)

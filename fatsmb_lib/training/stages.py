@@ -32,13 +32,13 @@ from torch import nn
 from ..data.batches import ClozeView, PrefixView, cloze_mask, make_loader
 from ..models.denoiser import DenoiserConfig, build_denoiser
 from ..models.diffusion import DiffusionConfig, LatentDiffusion
-from ..models.encoder import MBAE
+from ..models.encoder import MBAE, BehaviorQueryConfig
 from ..models.fatsmb import DRAW_SETTINGS, SAMPLER_SETTINGS, FatsMB, LatentSpace
 from ..support.checkpoints import state_fingerprint, tensor_fingerprint
 from ..support.runtime import epoch_generator
 from .context import EVAL_BATCH, Context
 from .epochs import Batches, cloze_batches, cloze_settings, tensor_batches
-from .registry import ModelSpec, encoder_configs, train
+from .registry import ModelSpec, dims, encoder_configs, train
 from .train import History
 
 
@@ -50,8 +50,16 @@ def _cloze_settings_with_behaviors(ctx: Context) -> dict:
     return cloze_settings(ctx, ctx.profile.sigma)
 
 
+def _mbae_configs(ctx: Context) -> tuple:
+    """The encoder's config, and the behavior query's when the profile asks for that departure
+    (only then: the paper's MBAE keeps its checkpoint name)."""
+    if not ctx.profile.behavior_query:
+        return encoder_configs(ctx)
+    return (*encoder_configs(ctx), ctx.profile.config(BehaviorQueryConfig, **dims(ctx)))
+
+
 # Stage 1: the MBAE trained with the Cloze task (Eq. 14; Algorithm 1, lines 2–15)
-MBAE_SPEC = ModelSpec("MBAE", "mbae-{position}", MBAE, encoder_configs, _cloze_with_behaviors,
+MBAE_SPEC = ModelSpec("MBAE", "mbae-{position}", MBAE, _mbae_configs, _cloze_with_behaviors,
                       _cloze_settings_with_behaviors, stage="stage1")
 
 
