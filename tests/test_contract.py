@@ -67,7 +67,8 @@ def fatsmb():
                                              n_behaviors=NB, n_shared=1, n_private=1,
                                              denoiser_hidden_mult=2, denoiser_dropout=0.0))
     diffusion = LatentDiffusion(DiffusionConfig(T=20, schedule="exp", stride=5, eta=0.0,
-                                                prediction="x0", p_uncond=0.2, omega=1.0))
+                                                prediction="x0", p_uncond=0.2, omega=1.0,
+                                                n_samples=1, sample_average="scores"))
     return FatsMB(MBAE(ENCODER), denoiser, diffusion, LatentSpace(D, "z_b", "none"))
 
 

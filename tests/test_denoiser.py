@@ -263,7 +263,8 @@ def test_mcgln_learns_behavior_specific_transfer(prediction):
     # the authors' "exp" schedule ends at ᾱ ≈ 6e-3; with ε-prediction DDIM's first step divides
     # ε̂'s error by sqrt(ᾱ_{T-1}), so schedules ending near 0 need a better-trained ε̂ than this.
     diff = LatentDiffusion(DiffusionConfig(T=100, stride=10, schedule="exp", eta=0.0,
-                                           prediction=prediction, p_uncond=0.2, omega=1.0))
+                                           prediction=prediction, p_uncond=0.2, omega=1.0,
+                                           n_samples=1, sample_average="scores"))
     net = build_denoiser(denoiser_config(denoiser="mcgln"))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(1)

@@ -27,7 +27,8 @@ def hand_alpha_bar(betas):
     return torch.tensor(out, dtype=torch.float64)
 
 
-PAPER = dict(T=200, schedule="exp", stride=20, eta=0.0, prediction="eps", p_uncond=0.2, omega=1.0)
+PAPER = dict(T=200, schedule="exp", stride=20, eta=0.0, prediction="eps", p_uncond=0.2, omega=1.0,
+             n_samples=1, sample_average="scores")
 
 
 def make_diffusion(**kw):

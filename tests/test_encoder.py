@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from rope_oracle import apply_rope, rope_cos_sin
 
 from fatsmb_lib.models.encoder import (
+    BehaviorQueryConfig,
     MBAE,
     BaRoPE,
     EncoderConfig,
@@ -474,3 +475,23 @@ def test_bf16_autocast_training_step_is_close_to_fp32():
     assert abs(losses[0] - losses[1]) < 0.01 * losses[0]
     cosine = F.cosine_similarity(grads[0], grads[1], dim=0).item()
     assert cosine > 0.99, cosine
+
+
+def test_the_behavior_query_starts_as_the_paper_s_mbae_and_then_reads_the_behavior():
+    """q = h + MLP([h; e_b]) with the MLP's last layer at zero: the same outputs as the MBAE
+    without it; once that layer moves, the output at a [mask] depends on its behavior."""
+    torch.manual_seed(0)
+    config = _config()
+    paper = MBAE(config).eval()
+    with_query = MBAE(config, BehaviorQueryConfig(config.d_model, config.n_behaviors)).eval()
+    with_query.load_state_dict(paper.state_dict(), strict=False)
+    items = torch.randint(1, config.n_items + 1, (3, config.max_len))
+    behaviors = torch.randint(1, config.n_behaviors + 1, (3, config.max_len))
+    assert torch.equal(with_query.encode(items, behaviors), paper.encode(items, behaviors))
+    torch.nn.init.normal_(with_query.query.mlp[-1].weight)
+    z_b1, _ = with_query.latents(items, behaviors, torch.full((3,), 1))
+    z_b2, _ = with_query.latents(items, behaviors, torch.full((3,), 2))
+    h = with_query.encoder(items, with_query._last_behavior(behaviors, 1))[:, -1]
+    assert torch.allclose(z_b1, with_query.query(h[:, None], torch.full((3, 1), 1))[:, 0])
+    assert not torch.allclose(z_b1 - h, z_b2 - with_query.encoder(
+        items, with_query._last_behavior(behaviors, 2))[:, -1])

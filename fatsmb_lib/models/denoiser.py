@@ -220,7 +220,7 @@ class MCGLNBlock(nn.Module):
 
 @dataclass(kw_only=True)
 class DenoiserConfig:
-    """Denoiser hyperparameters, built by ``Profile.denoiser_config`` (paper: d = 64, 2 MCGLN
+    """Denoiser hyperparameters, built by ``Profile.config`` (paper: d = 64, 2 MCGLN
     layers); ``n_behaviors`` comes from the data. Fields carry the profile's names."""
 
     denoiser: str  # "mcgln" | "adaln" | "mlp" (Table 4)

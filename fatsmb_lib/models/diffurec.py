@@ -46,7 +46,7 @@ from .encoder import EncoderConfig, SequenceEncoder
 
 @dataclass(kw_only=True)
 class DiffuRecConfig:
-    """Diffusion settings of DiffuRec, built by ``Profile.diffurec_config`` (fields carry the
+    """Diffusion settings of DiffuRec, built by ``Profile.config`` (fields carry the
     profile's names; the authors: T = 32 steps, δ = 0.001)."""
 
     diffurec_T: int  # T
@@ -69,7 +69,7 @@ class DiffuRec(nn.Module):
         self.diffusion = LatentDiffusion(DiffusionConfig(
             T=diffusion.diffurec_T, schedule=diffusion.diffurec_schedule,
             stride=diffusion.diffurec_stride, eta=diffusion.eta, prediction="x0", p_uncond=0.0,
-            omega=0.0))
+            omega=0.0, n_samples=1, sample_average="scores"))
 
     def reconstruct(self, history: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
                     generator: torch.Generator | None = None) -> torch.Tensor:

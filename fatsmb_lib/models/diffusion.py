@@ -46,6 +46,7 @@ Denoiser = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
 SCHEDULES = ("linear", "cosine", "exp")
 PREDICTIONS = ("eps", "x0")
+SAMPLE_AVERAGES = ("scores", "latents")  # what FatsMB averages over its K samples
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -102,8 +103,10 @@ def extract(a: Tensor, t: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor
 
 @dataclass(frozen=True, kw_only=True)
 class DiffusionConfig:
-    """Latent diffusion hyperparameters, built by ``Profile.diffusion_config`` (paper: T = 200,
-    Δt = 20, p = 0.2). ``stride``, ``eta`` and ``omega`` act only when sampling.
+    """Latent diffusion hyperparameters, built by ``Profile.config`` (paper: T = 200,
+    Δt = 20, p = 0.2). ``stride``, ``eta`` and ``omega`` act only when sampling, and so do
+    ``n_samples`` (K) and ``sample_average``, which ``FatsMB.score_all`` reads: it scores with
+    the mean of K samples' scores ("scores") or decodes the mean of K latents ("latents").
 
     NOTE: the paper does not name its β schedule; the profiles use the authors' ``"exp"``. It
     ends at ᾱ_{T−1} ≈ 6e−3, where ``"linear"`` ends at 3e−5 and ``"cosine"`` at 6e−8; with
@@ -121,8 +124,14 @@ class DiffusionConfig:
     prediction: str  # "eps" (Eq. 16) | "x0"
     p_uncond: float  # p, classifier-free guidance dropout
     omega: float  # ω in Eq. 17
+    n_samples: int  # K latents drawn per user and behavior at inference
+    sample_average: str  # "scores" | "latents": what of the K samples is averaged
 
     def __post_init__(self) -> None:
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
+        if self.sample_average not in SAMPLE_AVERAGES:
+            raise ValueError(f"sample_average must be one of {SAMPLE_AVERAGES}, got {self.sample_average!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.prediction not in PREDICTIONS:

@@ -209,7 +209,7 @@ class TransformerBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
 class EncoderConfig:
-    """Sizes of the sequence encoder, built by ``Profile.encoder_config`` (the profile owns the
+    """Sizes of the sequence encoder, built by ``Profile.config`` (the profile owns the
     values: paper l = 2, d = 64, 2 heads, L = 50). ``use_behavior`` and ``causal`` say which
     model this is (BERT4Rec and SASRec switch them), not hyperparameters."""
 
@@ -324,6 +324,39 @@ class Decoder(nn.Module):
         return self.mlp(z) @ items.T + self.bias
 
 
+@dataclass(frozen=True)
+class BehaviorQueryConfig:
+    """Sizes of :class:`BehaviorQuery` (a departure from the paper, off by default)."""
+
+    d_model: int
+    n_behaviors: int
+
+
+class BehaviorQuery(nn.Module):
+    """The behavior of each position added at the output, as the behavior-aware SASRec adds
+    the target behavior at its query: q = h + MLP([h; e(b)]).
+
+    NOTE: a departure from the paper, whose MBAE lets the target behavior in only through the
+    [mask] token's input embedding (Eq. 9) and BaRoPE. Here the behavior of every position
+    (the target behavior at a [mask] with its behavior visible, [mask] for z_∅) also reaches
+    the output directly. The last layer starts at zero, so the model starts as the paper's.
+    """
+
+    def __init__(self, config: BehaviorQueryConfig):
+        super().__init__()
+        D = config.d_model
+        # its own behavior table: padding 0, behaviors 1..n_behaviors, [mask] n_behaviors+1
+        self.embedding = nn.Embedding(config.n_behaviors + 2, D, padding_idx=0)
+        self.mlp = nn.Sequential(nn.Linear(2 * D, D), nn.GELU(), nn.Linear(D, D))
+        self.apply(init_weights)
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, h: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
+        """h (B, L, D), behaviors (B, L) -> h + MLP([h; e(b)]) (B, L, D)."""
+        return h + self.mlp(torch.cat([h, self.embedding(behaviors)], dim=-1))
+
+
 class MBAE(nn.Module):
     """Multi-Behavior AutoEncoder (Section 3.1): Transformer encoder with BaRoPE + MLP decoder,
     trained with the Cloze task (Eq. 14, Algorithm 1 lines 3-15).
@@ -332,12 +365,13 @@ class MBAE(nn.Module):
     stage 3 only the decoder's MLP and bias are fine-tuned, the tied table stays frozen.
     """
 
-    def __init__(self, config: EncoderConfig):
+    def __init__(self, config: EncoderConfig, query: BehaviorQueryConfig | None = None):
         super().__init__()
         self.config = config
         self.encoder = SequenceEncoder(config)
         self.decoder = Decoder(config.d_model, config.n_items)
         self.decoder.apply(init_weights)
+        self.query = BehaviorQuery(query) if query is not None else None  # a departure
 
     @property
     def mask_item(self) -> int:
@@ -348,8 +382,10 @@ class MBAE(nn.Module):
         return self.config.n_behaviors + 1
 
     def encode(self, items: torch.Tensor, behaviors: torch.Tensor) -> torch.Tensor:
-        """Hidden states h^l (B, L, D) of sequences items, behaviors (B, L)."""
-        return self.encoder(items, behaviors)
+        """Hidden states h^l (B, L, D) of sequences items, behaviors (B, L) (with the behavior
+        query, :class:`BehaviorQuery`, when the model has one)."""
+        h = self.encoder(items, behaviors)  # (B, L, D)
+        return h if self.query is None else self.query(h, behaviors)
 
     def attention_weights(self, items: torch.Tensor, behaviors: torch.Tensor) -> list[torch.Tensor]:
         """The attention weights (B, H, L, L) of every layer of the encoder (Eq. 8)."""

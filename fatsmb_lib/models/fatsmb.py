@@ -27,7 +27,9 @@ from torch import nn
 from .diffusion import LatentDiffusion
 from .encoder import MBAE
 
-SAMPLER_SETTINGS = ("omega", "stride", "eta")  # act only when sampling: never retrain for them
+DRAW_SETTINGS = ("omega", "stride", "eta")  # how one latent is drawn (Eqs. 5, 17)
+# act only when sampling: never retrain for them (stage 3 trains on single draws)
+SAMPLER_SETTINGS = (*DRAW_SETTINGS, "n_samples", "sample_average")
 DIFFUSION_TARGETS = ("z_b", "offset")
 LATENT_SCALINGS = ("none", "standard")
 
@@ -135,10 +137,19 @@ class FatsMB(nn.Module):
 
     def score_all(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """Scores (B, N) of all items for the target behavior of each row (Algorithm 2); z_T
-        (and η's noise) come from ``generator``."""
+        (and η's noise) come from ``generator``.
+
+        With ``n_samples`` = K > 1, K latents are drawn per row and averaged: their decoded
+        scores ("scores"), or the latents before decoding ("latents"). K = 1 is the paper.
+        """
+        cfg = self.diffusion.cfg
         z_null = self.mbae.behavior_agnostic(batch["items"], batch["behaviors"])  # (B, D)
-        z_0 = self.generate(z_null, batch["target_behavior"], generator)           # (B, D)
-        return self.mbae.decode(z_0)                                               # (B, N)
+        (B, D), K = z_null.shape, cfg.n_samples
+        z_0 = self.generate(z_null.repeat_interleave(K, 0),
+                            batch["target_behavior"].repeat_interleave(K, 0), generator)  # (B·K, D)
+        if cfg.sample_average == "latents":
+            return self.mbae.decode(z_0.view(B, K, D).mean(1))                        # (B, N)
+        return self.mbae.decode(z_0).view(B, K, -1).mean(1)                          # (B, N)
 
     def diffusion_loss(self, batch: dict) -> torch.Tensor:
         """Stage 2 (Eq. 16): denoise z_b given z_∅ and b, on precomputed latent batches

@@ -199,7 +199,7 @@ class MBTransBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
 class MBSTRConfig:
-    """Sizes of MB-STR, built by ``Profile.mbstr_config`` (fields carry the profile's names).
+    """Sizes of MB-STR, built by ``Profile.config`` (fields carry the profile's names).
     ``mbstr_buckets``/``mbstr_max_distance``: relative-distance buckets of MB-SPG (the authors
     use 32 buckets up to distance 40); ``mbstr_shared``/``mbstr_private``: experts of BA-Pred
     (the authors: 3 shared, 1 per behavior)."""

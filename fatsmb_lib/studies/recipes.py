@@ -92,13 +92,17 @@ def every_prefix_steps() -> list[Step]:
     model sees about 2,400 rows an epoch and nothing else can show; these repeat the ones
     that might matter where it sees 98,000: more masked targets per row (ρ, on the rows that
     are not last-item-only) and a budget of 30 epochs instead of 15 (30 is also ``full``'s
-    ``min_epochs``, so the run does not stop early and the best validation epoch is kept).
+    ``min_epochs``, so the run does not stop early and the best validation epoch is kept). The
+    last branch departs from the paper: each position's behavior is also added at the output,
+    ``h + MLP([h; e_b])``, as the behavior-aware SASRec adds the target behavior at its query
+    (``encoder.BehaviorQuery``).
     """
     root = {**RECIPES["paper"], "last_only_prob": 0.5, "window_stride": 1, "stage1_epochs": 15}
     branch = [("ρ 0.4 instead of 0.2", {"rho": 0.4}),
               ("ρ 0.6 instead of 0.2", {"rho": 0.6}),
               ("30 epochs instead of 15", {"stage1_epochs": 30}),
-              ("dropout 0.2 instead of 0.1", {"dropout": 0.2})]
+              ("dropout 0.2 instead of 0.1", {"dropout": 0.2}),
+              ("the target behavior at the query (a departure)", {"behavior_query": True})]
     return [Step(EVERY_PREFIX, root, None, ("mbae",)),
             *(Step(f"{EVERY_PREFIX}, {name}", {**root, **change}, EVERY_PREFIX, ("mbae",))
               for name, change in branch)]

@@ -62,6 +62,8 @@ class EncoderSettings:
     dropout: float = 0.1
     position: str = "barope"          # ape | rope | barope (Table 4)
     rope_base: float = 10000.0        # base of θ_i (Eq. 11)
+    behavior_query: bool = False      # a departure: each position's behavior also added at the
+                                      # output, h + MLP([h; e_b]) (encoder.BehaviorQuery)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class DiffusionSettings:
     stride: int = 20                  # Δt, the DDIM jump at inference
     omega: float = 1.0                # ω, guidance strength (Eq. 17)
     eta: float = 0.0                  # DDIM stochasticity; 0 = deterministic (Eq. 5)
+    n_samples: int = 1                # K latents per user and behavior at inference (paper: 1)
+    sample_average: str = "scores"    # scores | latents: what of the K samples is averaged
     schedule: str = "exp"             # the authors' VP schedule; see notebook 03
     prediction: str = "x0"            # x0 | eps (the paper, Eq. 16); notebook 03 compares them
     p_uncond: float = 0.2             # classifier-free guidance drop rate

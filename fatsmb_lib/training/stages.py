@@ -32,13 +32,13 @@ from torch import nn
 from ..data.batches import ClozeView, PrefixView, cloze_mask, make_loader
 from ..models.denoiser import DenoiserConfig, build_denoiser
 from ..models.diffusion import DiffusionConfig, LatentDiffusion
-from ..models.encoder import MBAE
-from ..models.fatsmb import SAMPLER_SETTINGS, FatsMB, LatentSpace
+from ..models.encoder import MBAE, BehaviorQueryConfig
+from ..models.fatsmb import DRAW_SETTINGS, SAMPLER_SETTINGS, FatsMB, LatentSpace
 from ..support.checkpoints import state_fingerprint, tensor_fingerprint
 from ..support.runtime import epoch_generator
 from .context import EVAL_BATCH, Context
 from .epochs import Batches, cloze_batches, cloze_settings, tensor_batches
-from .registry import ModelSpec, encoder_configs, train
+from .registry import ModelSpec, dims, encoder_configs, train
 from .train import History
 
 
@@ -50,8 +50,16 @@ def _cloze_settings_with_behaviors(ctx: Context) -> dict:
     return cloze_settings(ctx, ctx.profile.sigma)
 
 
+def _mbae_configs(ctx: Context) -> tuple:
+    """The encoder's config, and the behavior query's when the profile asks for that departure
+    (only then: the paper's MBAE keeps its checkpoint name)."""
+    if not ctx.profile.behavior_query:
+        return encoder_configs(ctx)
+    return (*encoder_configs(ctx), ctx.profile.config(BehaviorQueryConfig, **dims(ctx)))
+
+
 # Stage 1: the MBAE trained with the Cloze task (Eq. 14; Algorithm 1, lines 2–15)
-MBAE_SPEC = ModelSpec("MBAE", "mbae-{position}", MBAE, encoder_configs, _cloze_with_behaviors,
+MBAE_SPEC = ModelSpec("MBAE", "mbae-{position}", MBAE, _mbae_configs, _cloze_with_behaviors,
                       _cloze_settings_with_behaviors, stage="stage1")
 
 
@@ -187,10 +195,10 @@ def finetune_decoder(model: FatsMB, ctx: Context, latents: dict | None = None) -
     _freeze(model.denoiser)
     model.mbae.decoder.requires_grad_(True)  # stage 2 froze the whole MBAE
     latents = latents if latents is not None else prefix_latents(model.mbae, ctx)
-    sampler = {name: getattr(p, name) for name in SAMPLER_SETTINGS}
-    model.use_sampler(**sampler)
+    model.use_sampler(**{name: getattr(p, name) for name in SAMPLER_SETTINGS})
     settings = {"stage": 3, "model": state_fingerprint(model), "batch_size": p.batch_size,
-                "rows": _rows_fingerprint(latents), "sampler": sampler}
+                "rows": _rows_fingerprint(latents),
+                "sampler": {name: getattr(p, name) for name in DRAW_SETTINGS}}
     tensors = {key: latents[key] for key in ("z_null", "target_behavior", "target")}
     return ctx.fit(model, "decoder", "stage3", model.mbae.decoder.parameters(),
                    lambda epoch: tensor_batches(tensors, p.batch_size,
