@@ -140,3 +140,38 @@ def test_behavior_depends_on_the_item(noise, expect_information):
     # I(I;B) of independent draws is only the small plug-in bias, about (|I|-1)(|B|-1)/(2n)
     bias = (len(np.unique(x.items)) - 1) * 3 / (2 * len(x))
     assert (table["I(I;B)"] > 5 * bias) == expect_information
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+@pytest.mark.parametrize("share", [0.25, 0.04, 0.01])
+def test_sparse_behavior_gets_its_share_of_fresh_interactions(share, noise):
+    """Without revisits every interaction is fresh. Tolerance: 3 binomial standard deviations
+    plus 10% of the share, for the realised item counts straying from the Zipf weights the
+    share is solved on (the propensities' mean is taken over items weighted by w_i, the
+    counts come from topic preferences and successor moves; seeds 0-1 stray by up to 6%)."""
+    config = replace(MEDIUM, p_repeat=0.0, item_behavior_noise=noise,
+                     sparse_behavior_share=share)
+    x = generate(config, 0)
+    measured = (x.behaviors == MEDIUM.n_behaviors).mean()     # sparse_behavior=-1: the last
+    assert abs(measured - share) < 0.1 * share + 3 * np.sqrt(share * (1 - share) / len(x))
+
+
+def test_sparse_behavior_can_be_any_behavior():
+    x = generate(replace(MEDIUM, p_repeat=0.0, sparse_behavior=0, sparse_behavior_share=0.2), 0)
+    assert abs((x.behaviors == 1).mean() - 0.2) < 0.03           # pv, dominant by default
+
+
+def test_sparse_share_keeps_the_random_numbers():
+    """Only which behavior a uniform picks changes (no draw is added or skipped): items,
+    users and times are those of the default, so a grid over shares compares like with like."""
+    a, b = generate(TINY, 0), generate(replace(TINY, sparse_behavior_share=0.01), 0)
+    assert np.array_equal(a.items, b.items) and np.array_equal(a.timestamps, b.timestamps)
+    assert np.array_equal(a.users, b.users) and not np.array_equal(a.behaviors, b.behaviors)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("sparse_behavior_share", 0.0), ("sparse_behavior_share", 1.0),
+    ("sparse_behavior_share", -0.1), ("sparse_behavior", 4), ("sparse_behavior", -5)])
+def test_out_of_range_knobs_name_the_field(field, value):
+    with pytest.raises(AssertionError, match=f"{field}={value}"):
+        replace(TINY, **{field: value})

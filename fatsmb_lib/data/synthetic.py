@@ -34,6 +34,23 @@ Generative story (all users advance in parallel, one step at a time):
 ``behavior_probs`` sets the imbalance of fresh interactions (a dominant behavior, as in the
 real data); revisits shift mass towards later behaviors.
 
+**A sparse behavior** (``sparse_behavior_share``, default None: off). One behavior, index
+``sparse_behavior`` of ``behavior_names`` (default -1, the last one, e.g. buy), gets the
+share ``s`` of the fresh interactions: its probability in ``behavior_probs`` is scaled (the
+others keep their ratios; softmax renormalises) until the popularity-weighted mean of the
+item propensities of step 4b equals ``s``:
+
+    logit'_ib = log p_b + noise_ib + delta [b = sparse],
+    q_b = sum_i w_i softmax(logit'_i)_b / sum_i w_i,    delta solves q_sparse = s,
+
+with ``w_i`` the item's Zipf weight from step 1 (how often popularity draws it). Without
+item noise this is plain ``p_sparse = s``; with it, the scale is not that of ``s / p_sparse``
+(a noisy propensity's mean is not its median), hence the solve. So a grid can run from
+"as common as the others" (``s = 1 / n_behaviors``) to "rare" (``s = 0.01``) with the same
+random numbers: only the behavior drawn from a given uniform changes. The fresh share
+matches ``s`` up to how far the realised item counts stray from ``w`` (topic preferences,
+successor moves); revisits still add mass to later behaviors.
+
 Sampling is vectorised over users (inverse-CDF draws with ``np.searchsorted``); the only
 Python loop runs over time steps, up to ``max_len`` of them.
 """
@@ -68,6 +85,8 @@ class SyntheticConfig:
     p_stay_topic: float = 0.7
     p_successor: float = 0.5
     item_behavior_noise: float = 1.0
+    sparse_behavior_share: float | None = None   # None: behavior_probs as given
+    sparse_behavior: int = -1                    # index into behavior_names; -1: the last
 
     def __post_init__(self) -> None:
         assert len(self.behavior_names) == self.n_behaviors == len(self.behavior_probs), (
@@ -76,6 +95,12 @@ class SyntheticConfig:
         assert 1 <= self.topics_per_user <= self.n_topics, "topics_per_user must be in 1..n_topics"
         assert self.min_len * self.n_users <= self.n_interactions <= self.max_len * self.n_users, (
             "n_interactions must lie between min_len * n_users and max_len * n_users")
+        assert -self.n_behaviors <= self.sparse_behavior < self.n_behaviors, (
+            f"sparse_behavior={self.sparse_behavior} must index behavior_names: an integer in "
+            f"[{-self.n_behaviors}, {self.n_behaviors - 1}]")
+        assert self.sparse_behavior_share is None or 0.0 < self.sparse_behavior_share < 1.0, (
+            f"sparse_behavior_share={self.sparse_behavior_share} must lie in the open interval "
+            f"(0, 1), or be None to keep behavior_probs")
 
 
 PRESETS: dict[str, SyntheticConfig] = {
@@ -120,6 +145,26 @@ def _categorical(cdf: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum((u >= cdf).sum(axis=1), cdf.shape[1] - 1)
 
 
+def _share_offset(logits: np.ndarray, weight: np.ndarray, column: int, share: float) -> float:
+    """The ``delta`` added to ``logits[:, column]`` (rows, n_behaviors) that makes the
+    ``weight``-averaged softmax probability of ``column`` equal ``share`` (module docstring).
+
+    Row i's probability is sigmoid(delta - odds_i), odds_i = log sum_{b != column} e^{l_ib} -
+    l_i,column: increasing in delta, so bisection finds it. The bracket is exact: at
+    delta = logit(share) + min(odds) no row exceeds ``share``, at + max(odds) none falls short.
+    """
+    others = np.delete(logits, column, axis=1)
+    top = others.max(axis=1)
+    odds = top + np.log(np.exp(others - top[:, None]).sum(axis=1)) - logits[:, column]
+    target = np.log(share / (1 - share))
+    lo, hi = target + odds.min(), target + odds.max()
+    for _ in range(60):           # 60 halvings take any bracket below float64 resolution
+        mid = (lo + hi) / 2
+        mean = (weight * 0.5 * (1 + np.tanh((mid - odds) / 2))).sum() / weight.sum()  # sigmoid
+        lo, hi = (mid, hi) if mean < share else (lo, mid)
+    return (lo + hi) / 2
+
+
 def generate(config: SyntheticConfig, seed: int = 0) -> Interactions:
     """Generate interactions following the module's generative story (deterministic in seed).
 
@@ -151,6 +196,12 @@ def generate(config: SyntheticConfig, seed: int = 0) -> Interactions:
     # item-level behavior propensities: softmax(log p_b + noise_ib)
     logits = np.log(np.asarray(config.behavior_probs))[None, :] + \
         config.item_behavior_noise * rng.standard_normal((N + 1, config.n_behaviors))
+    item_weight = np.zeros(N + 1)                       # w_i: Zipf weight, 0 for padding
+    item_weight[perm] = weight
+    if config.sparse_behavior_share is not None:        # scale p_sparse until q_sparse = s
+        sparse = config.sparse_behavior % config.n_behaviors
+        logits[:, sparse] += _share_offset(logits, item_weight, sparse,
+                                           config.sparse_behavior_share)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     behavior_cdf = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
 
