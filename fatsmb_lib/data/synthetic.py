@@ -90,8 +90,8 @@ matches ``s`` up to how far the realised item counts stray from ``w`` (topic pre
 successor moves). Revisits still add mass to later behaviors, to the last one most, since it
 absorbs the revisits of itself and of the one before: on yelp-like (seed 0, ``p_repeat``
 0.1) a fresh share of 0.01 for its last behavior is 0.058 of all interactions, 0.05 is
-0.096; where the overall share must be small, make an earlier behavior sparse or lower
-``p_repeat``.
+0.096. Where the overall share must be small, lower ``p_repeat``, or make the first
+behavior the sparse one (``sparse_behavior=0``): no revisit produces it.
 
 Sampling is vectorised over users (inverse-CDF draws with ``np.searchsorted``); the only
 Python loop runs over time steps, up to ``max_len`` of them (and step 4c's tables are built
