@@ -189,7 +189,7 @@ def behavior_share_of_item_information(x, shuffles=20, seed=0):
     """I(I;B) / H(B) = 1 - H(B|I) / H(B): the share of the behavior's uncertainty the item
     removes (0: independent, 1: the item names its behavior), and the same statistic for
     behaviors shuffled across rows (the null of independence with these marginals: the
-    plug-in I(I;B) is biased upwards by about (|I| - 1)(|B| - 1) / (2n)), as a list."""
+    plug-in I(I;B) is biased upwards by about (|I| - 1)(|B| - 1) / (2n)), one per shuffle."""
     rng = np.random.default_rng(seed)
     table = entropy_table(x.items, x.behaviors)
     null = [entropy_table(x.items, rng.permutation(x.behaviors))["I(I;B)"] / table["H(B)"]
