@@ -103,8 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", default=None, help="default: the checkout's data/")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="checkpoint folder (default runs/compare-<dataset>-<profile>; "
+                             "runs/<dataset>-<profile> reuses the notebooks' seed-0 models)")
     args = parser.parse_args(argv)
-    run_study(args.dataset, args.seeds, args.profile, args.device, args.data_dir)
+    run_study(args.dataset, args.seeds, args.profile, args.device, args.data_dir,
+              run_dir=args.run_dir)
 
 
 if __name__ == "__main__":
