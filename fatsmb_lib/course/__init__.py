@@ -1,0 +1,1 @@
+"""Course: the notebooks executed through papermill, and the students' copy."""

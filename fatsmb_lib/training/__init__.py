@@ -1,0 +1,1 @@
+"""Training: the loop, evaluation, the run a model trains in, the registrations and the settings."""
