@@ -1,1 +1,1 @@
-"""Studies: verdicts, figures and the commands behind the reports (compare, recipes, bench, sampling)."""
+"""Studies: verdicts, figures, and the commands behind the reports (compare, recipes, ...)."""

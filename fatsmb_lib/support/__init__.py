@@ -1,1 +1,1 @@
-"""Support: the checkout's folders, seeds and devices, atomic files and checkpoints, bf16, progress."""
+"""Support: the checkout's folders, seeds and devices, atomic files, bf16, progress lines."""

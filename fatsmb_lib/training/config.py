@@ -150,7 +150,8 @@ class Profile(DataSettings, EncoderSettings, DiffusionSettings, DenoiserSettings
         """A copy with some fields changed (unknown names raise TypeError naming them)."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise TypeError(f"Profile has no field(s) {unknown}; see fatsmb_lib.training.config.Profile")
+            raise TypeError(f"Profile has no field(s) {unknown}; "
+                            "see fatsmb_lib.training.config.Profile")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -184,7 +185,8 @@ class Profile(DataSettings, EncoderSettings, DiffusionSettings, DenoiserSettings
         epochs = {"stage1": self.stage1_epochs, "baseline": self.baseline_epochs,
                   "stage2": self.stage2_epochs, "stage3": self.stage3_epochs}[stage]
         return TrainConfig(lr=self.lr, weight_decay=self.weight_decay, max_epochs=epochs,
-                           patience=self.baseline_patience if stage == "baseline" else self.patience,
+                           patience=(self.baseline_patience if stage == "baseline"
+                                     else self.patience),
                            min_epochs=self.min_epochs if stage in ("stage1", "baseline") else 1,
                            grad_clip=self.grad_clip, monitor=self.monitor, seed=seed,
                            eval_every=self.eval_every, warmup_epochs=self.warmup_epochs,
@@ -219,7 +221,8 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str, dataset: str | None = None, data_dir: str | Path | None = None) -> Profile:
+def get_profile(name: str, dataset: str | None = None,
+                data_dir: str | Path | None = None) -> Profile:
     """The named profile, adjusted for ``dataset`` (``datasets.profile_changes``; a dataset
     registered in ``data_dir`` may change fields too)."""
     if name not in PROFILES:

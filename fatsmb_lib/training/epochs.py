@@ -63,7 +63,8 @@ def next_item_batches(ctx: Context) -> Batches:
 
 
 def prefix_settings(ctx: Context) -> dict:
-    return {"batch_size": ctx.profile.batch_size, "prefixes_per_user": ctx.profile.prefixes_per_user}
+    p = ctx.profile
+    return {"batch_size": p.batch_size, "prefixes_per_user": p.prefixes_per_user}
 
 
 def prefix_batches(ctx: Context) -> Batches:

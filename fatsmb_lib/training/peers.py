@@ -64,12 +64,14 @@ cloze_without_behaviors = partial(cloze_batches, sigma=0.0)  # behaviors are not
 
 BERT4REC = ModelSpec("BERT4Rec", "bert4rec", BERT4Rec, encoder_configs, cloze_without_behaviors,
                      partial(cloze_settings, sigma=0.0), stage="stage1", paper=True)
-SASREC = ModelSpec("SASRec", "sasrec", SASRec, encoder_configs, next_item_batches, next_item_settings)
+SASREC = ModelSpec("SASRec", "sasrec", SASRec, encoder_configs, next_item_batches,
+                   next_item_settings)
 BEHAVIOR_SASREC = ModelSpec("BehaviorSASRec", "behaviorsasrec", BehaviorSASRec, encoder_configs,
                             next_item_batches, next_item_settings)
 GRU4REC = ModelSpec("GRU4Rec", "gru4rec", GRU4Rec,
                     lambda ctx: (ctx.profile.config(GRU4RecConfig, **dims(ctx)),),
-                    next_item_batches, lambda ctx: {**next_item_settings(ctx), "max_len": ctx.profile.max_len},
+                    next_item_batches,
+                    lambda ctx: {**next_item_settings(ctx), "max_len": ctx.profile.max_len},
                     adjust=lambda ctx: ctx.replace(lr=ctx.profile.gru4rec_lr),
                     settings=GRU4RecSettings)
 MBSTR_SPEC = ModelSpec("MB-STR", "mbstr", MBSTR,

@@ -73,7 +73,8 @@ def train_mbae(ctx: Context) -> tuple[MBAE, History]:
 
 
 @torch.no_grad()
-def prefix_latents(mbae: MBAE, ctx: Context, n_batches: int | None = None) -> dict[str, torch.Tensor]:
+def prefix_latents(mbae: MBAE, ctx: Context,
+                   n_batches: int | None = None) -> dict[str, torch.Tensor]:
     """(z_b, z_∅, b, target) at the appended [mask] of every training prefix (or each user's
     ``profile.prefixes_per_user`` most recent ones), from the frozen encoder in eval mode —
     the exact condition of inference (Algorithm 2, line 1). ``n_batches`` limits the work
@@ -173,7 +174,8 @@ def train_denoiser(mbae: MBAE, ctx: Context, latents: dict | None = None) -> tup
                if k not in SAMPLER_SETTINGS}  # sampler-only settings: see the module docstring
     settings = {"stage": 2, "mbae": state_fingerprint(mbae), "diffusion": trained,
                 "space": {"target": p.diffusion_target, "scaling": p.latent_scaling},
-                "denoiser": dataclasses.asdict(p.config(DenoiserConfig, n_behaviors=ctx.data.n_behaviors)),
+                "denoiser": dataclasses.asdict(p.config(DenoiserConfig,
+                                                        n_behaviors=ctx.data.n_behaviors)),
                 "batch_size": p.stage2_batch_size, **source}
     history = ctx.fit(model, f"denoiser-{p.denoiser}-{p.prediction}", "stage2",
                       model.denoiser.parameters(), batches, model.diffusion_loss, settings)
