@@ -59,11 +59,13 @@ class DiffuRecSettings:
     diffurec_lambda: float = 0.001    # δ of λ ~ N(δ, δ²) (its authors' value)
 
 
-cloze_without_behaviors = partial(cloze_batches, sigma=0.0)  # behaviors are not inputs
+# BERT4Rec and MB-STR mask no behavior (σ = 0): BERT4Rec sees none, MB-STR reads them all
+cloze_without_behaviors = partial(cloze_batches, sigma=0.0)
+cloze_settings_without_behaviors = partial(cloze_settings, sigma=0.0)
 
 
 BERT4REC = ModelSpec("BERT4Rec", "bert4rec", BERT4Rec, encoder_configs, cloze_without_behaviors,
-                     partial(cloze_settings, sigma=0.0), stage="stage1", paper=True)
+                     cloze_settings_without_behaviors, stage="stage1", paper=True)
 SASREC = ModelSpec("SASRec", "sasrec", SASRec, encoder_configs, next_item_batches,
                    next_item_settings)
 BEHAVIOR_SASREC = ModelSpec("BehaviorSASRec", "behaviorsasrec", BehaviorSASRec, encoder_configs,
@@ -74,12 +76,13 @@ GRU4REC = ModelSpec("GRU4Rec", "gru4rec", GRU4Rec,
                     lambda ctx: {**next_item_settings(ctx), "max_len": ctx.profile.max_len},
                     adjust=lambda ctx: ctx.replace(lr=ctx.profile.gru4rec_lr),
                     settings=GRU4RecSettings)
-MBSTR_SPEC = ModelSpec("MB-STR", "mbstr", MBSTR,
-                       lambda ctx: (ctx.profile.config(MBSTRConfig, **dims(ctx)),),
-                       cloze_without_behaviors,
-                       lambda ctx: {**cloze_settings(ctx, 0.0), "max_len": ctx.profile.max_len},
-                       adjust=lambda ctx: ctx.replace(**RECIPES[ctx.profile.mbstr_recipe]),
-                       paper=True, settings=MBSTRSettings)
+MB_STR = ModelSpec("MB-STR", "mbstr", MBSTR,
+                   lambda ctx: (ctx.profile.config(MBSTRConfig, **dims(ctx)),),
+                   cloze_without_behaviors,
+                   lambda ctx: {**cloze_settings_without_behaviors(ctx),
+                                "max_len": ctx.profile.max_len},
+                   adjust=lambda ctx: ctx.replace(**RECIPES[ctx.profile.mbstr_recipe]),
+                   paper=True, settings=MBSTRSettings)
 DIFFUREC = ModelSpec("DiffuRec", "diffurec", DiffuRec,
                      lambda ctx: (*encoder_configs(ctx), ctx.profile.config(DiffuRecConfig)),
                      prefix_batches, prefix_settings, paper=True, settings=DiffuRecSettings)
@@ -87,7 +90,7 @@ DIFFUREC = ModelSpec("DiffuRec", "diffurec", DiffuRec,
 # The trained baselines, in the comparison's order (Table 3's BERT4Rec, MB-STR, DiffuRec and
 # our additions).
 BASELINES: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MBSTR_SPEC, DIFFUREC)}
+    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC)}
 
 
 def train_baseline(ctx: Context, name: str) -> tuple[nn.Module, History]:
