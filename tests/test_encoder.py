@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from rope_oracle import apply_rope, rope_cos_sin
 
 from fatsmb_lib.models.encoder import (
-    BehaviorQueryConfig,
     MBAE,
     BaRoPE,
+    BehaviorQueryConfig,
     EncoderConfig,
     MultiHeadSelfAttention,
     SequenceEncoder,

@@ -1,11 +1,11 @@
 """FatsMB's latent space options: what the diffusion generates, and the way back."""
 import pytest
 import torch
+from test_contract import fatsmb, prefix_batch  # the tiny FatsMB and a prefix batch
 from torch import nn
 
 from fatsmb_lib.models.diffusion import DiffusionConfig, LatentDiffusion
 from fatsmb_lib.models.fatsmb import FatsMB, LatentSpace
-from test_contract import fatsmb, prefix_batch  # the tiny FatsMB and a prefix batch
 
 D = 6
 
