@@ -182,7 +182,7 @@ def recommend(model: nn.Module, items, behaviors, behavior: int, *, n_items: int
     returned as the dataset's own id (its raw key); without, as the internal id 1..N. Names
     come from ``titles`` (indexed by item id − 1) or are those ids. Items already in the
     history are not removed. Sampling models draw from ``generator``.
-    :meth:`fatsmb_lib.training.run.Context.recommend` does all this from a raw user id.
+    :meth:`fatsmb_lib.training.context.Context.recommend` does all this from a raw user id.
     """
     if not 1 <= behavior <= n_behaviors:
         raise ValueError(f"behavior must be in 1..{n_behaviors}, got {behavior}")

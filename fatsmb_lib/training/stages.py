@@ -1,7 +1,7 @@
 """The three training stages of FatsMB (Algorithm 1) and the trained baselines, as library calls.
 
 Every function reads its settings from ``ctx.profile`` (change them with
-``ctx.replace(field=value)``) and trains through :meth:`fatsmb_lib.training.run.Context.fit`:
+``ctx.replace(field=value)``) and trains through :meth:`fatsmb_lib.training.context.Context.fit`:
 validation-based early stopping on the validation item, atomic checkpoints, resume, NaN
 guard. A checkpoint's file name carries a digest of every setting that changes its weights,
 so calling a function again with the same settings reloads the finished model instead of
