@@ -153,7 +153,8 @@ def _write_report(out: Path, name: str, dataset: str, profile: str, results: dic
     write_text(out / f"{name}.json", json.dumps(report, indent=2))
     table = {f"{step} ({model})": {
         "changes one setting of": r["parent"] or "—", "seeds": str(len(r["per_seed"])),
-        "valid NDCG@10": tuple(r["valid_ndcg10"]),
+        "valid NDCG@10": (tuple(r["valid_ndcg10"]) if len(r["per_seed"]) > 1  # one seed: no spread
+                          else f"{r['valid_ndcg10'][0]:.4f} (one seed)"),
         "best epoch": f"{np.mean([s['best_epoch'] for s in r['per_seed']]):.1f}",
         "rows seen (M)": f"{np.mean([s['rows_seen'] for s in r['per_seed']]) / 1e6:.2f}",
         "minutes": f"{np.mean([s['seconds'] for s in r['per_seed']]) / 60:.1f}"}
