@@ -13,6 +13,7 @@ name                    source                                      behaviors
 ``retail``              ``<data_dir>/retail.txt``                   pv, fav, cart, buy
 ``ijcai``               ``<data_dir>/ijcai.txt`` (batch 64)         pv, fav, cart, buy
 ``synthetic-<preset>``  :data:`fatsmb_lib.data.synthetic.PRESETS`        the preset's
+``synthetic-<preset>+<field>=<value>...``  the preset with those fields changed  the preset's
 ``<name>`` (yours)      ``<data_dir>/<name>.dataset.json``          as registered
 ======================  ==========================================  ========================
 
@@ -27,6 +28,11 @@ under ``name``; from then on ``name`` works everywhere a built-in name does (``o
      "behaviors": ["pv", "fav", "cart", "buy"],   behavior ids 1.. in this order
      "profile": {"batch_size": 64}}            optional: profile fields this dataset changes
 
+**A synthetic variant** is named by its changes: ``synthetic-map+behavior_influence=0.5+
+sparse_behavior_share=0.1`` is the ``map`` preset with those two ``SyntheticConfig`` fields
+changed (values: numbers, or ``None``). The name is the identity everywhere (cache, run folders,
+reports), so a grid of variants needs no registration.
+
 ``columns`` maps ``user``, ``item``, ``behavior``, ``timestamp`` (and optionally ``title``)
 to header names or 0-based positions. :func:`register` writes such a file and checks it.
 """
@@ -35,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..support.checkpoints import write_text
@@ -111,11 +117,51 @@ def registered(data_dir: str | Path | None = None) -> tuple[str, ...]:
                         for p in folder.glob(f"*{REGISTRATION_SUFFIX}")))
 
 
+def synthetic_variant(preset: str, **changes) -> str:
+    """The dataset name of synthetic ``preset`` with ``changes`` (``SyntheticConfig`` fields),
+    e.g. ``synthetic_variant("map", behavior_influence=0.5)`` ->
+    ``"synthetic-map+behavior_influence=0.5"``; :func:`synthetic_config` reads it back."""
+    return SYNTHETIC_PREFIX + "+".join([preset, *(f"{k}={v}" for k, v in changes.items())])
+
+
+def _parse_variant(dataset: str) -> synthetic.SyntheticConfig:
+    """The config of ``synthetic-<preset>+<field>=<value>...``; DataError naming the part
+    that is wrong and what is allowed."""
+    preset, *parts = dataset.removeprefix(SYNTHETIC_PREFIX).split("+")
+    if preset not in synthetic.PRESETS:
+        raise DataError(f"dataset {dataset!r}: unknown synthetic preset {preset!r}; known: "
+                        f"{', '.join(synthetic.PRESETS)}")
+    base = synthetic.PRESETS[preset]
+    changes = {}
+    for part in parts:
+        field_name, sep, text = part.partition("=")
+        if not sep or not hasattr(base, field_name):
+            raise DataError(f"dataset {dataset!r}: {part!r} is not <field>=<value> with a field of "
+                            f"SyntheticConfig ({', '.join(asdict(base))})")
+        current = getattr(base, field_name)
+        if not (current is None or isinstance(current, (int, float))):
+            raise DataError(f"dataset {dataset!r}: {field_name} is not a number; a variant "
+                            f"changes numeric fields only (add a preset for the others)")
+        try:
+            changes[field_name] = (None if text == "None" else
+                                   int(text) if isinstance(current, int) else float(text))
+        except ValueError:
+            raise DataError(f"dataset {dataset!r}: {field_name}={text!r} is not "
+                            f"{'an integer' if isinstance(current, int) else 'a number'} "
+                            f"(or None)") from None
+    try:
+        return replace(base, **changes)
+    except AssertionError as exc:
+        raise DataError(f"dataset {dataset!r}: {exc}") from None
+
+
 def spec(dataset: str, data_dir: str | Path | None = None) -> DatasetSpec:
-    """The entry of ``dataset``: a built-in one, else its registration in ``data_dir``. An
-    unknown name lists the known ones and says how to register a file."""
+    """The entry of ``dataset``: a built-in one, a synthetic variant, else its registration in
+    ``data_dir``. An unknown name lists the known ones and says how to register a file."""
     if dataset in REGISTRY:
         return REGISTRY[dataset]
+    if dataset.startswith(SYNTHETIC_PREFIX) and "+" in dataset:
+        return DatasetSpec(dataset, "synthetic", _parse_variant(dataset).behavior_names)
     path = registration_path(dataset, data_dir) if NAME_PATTERN.fullmatch(dataset) else None
     if path is not None and path.is_file():
         return _read_registration(dataset, path)
@@ -231,9 +277,11 @@ def raw_file(dataset: str, data_dir: str | Path | None = None) -> Path | None:
 
 
 def synthetic_config(dataset: str) -> synthetic.SyntheticConfig:
-    """The generator settings of a ``synthetic-<preset>`` dataset."""
+    """The generator settings of a ``synthetic-<preset>`` dataset or of a variant of one."""
     if spec(dataset).kind != "synthetic":
         raise DataError(f"{dataset!r} is not a synthetic dataset")
+    if "+" in dataset:
+        return _parse_variant(dataset)
     return synthetic.PRESETS[dataset.removeprefix(SYNTHETIC_PREFIX)]
 
 

@@ -165,6 +165,14 @@ PRESETS: dict[str, SyntheticConfig] = {
         n_users=19_800, n_items=22_734, n_interactions=1_400_000,
         behavior_names=("tip", "neg", "neutral", "pos"), behavior_probs=(0.12, 0.17, 0.26, 0.45),
         item_behavior_noise=0.5, n_topics=50, p_repeat=0.1),
+    # The map of notebook 05 (where the diffusion pays): ml100k's three behaviors and shares
+    # (neg 0.17, neutral 0.27, pos 0.56) on about half its size, so that a grid of variants
+    # (behavior_influence x sparse_behavior_share, datasets.synthetic_variant) trains in
+    # minutes per cell; no item noise, so behavior_influence alone ties items to behaviors.
+    "map": SyntheticConfig(
+        n_users=1_000, n_items=1_000, n_interactions=40_000, n_behaviors=3,
+        behavior_names=("neg", "neutral", "pos"), behavior_probs=(0.17, 0.27, 0.56),
+        n_topics=20, min_len=20, max_len=200, item_behavior_noise=0.0),
     # Table 2's Retail: 147,894 users / 99,037 items / 7.6M interactions; clicks dominate.
     # Tuned like yelp-like (on a 1/10-scale copy) towards Table 1's Retail row
     # (H(B) 0.723 / H(B|I) 0.670 / I 0.053 nats).
