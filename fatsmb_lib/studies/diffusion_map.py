@@ -137,7 +137,8 @@ def _write_report(out: Path, ledger: dict) -> None:
                 f"on {SPARSE} users": f"{sparse['gain']:+.1f}% ({sparse['verdict']})"}
     text = (f"# Where the diffusion pays: FatsMB vs its MBAE on synthetic-{PRESET} "
             f"(profile `{ledger['profile']}`, test NDCG@10, mean ± std over seeds)\n\n"
-            + format_metrics_table(table, keys=(*MODELS, "FatsMB vs MBAE", f"on {SPARSE} users"))
+            + format_metrics_table(table, keys=(*MODELS, "FatsMB vs MBAE", f"on {SPARSE} users"),
+                                   label="cell")
             + "\n")
     write_text(out / f"{REPORT}.md", text)
     fig = map_figure(ledger)

@@ -220,14 +220,16 @@ def _format_cell(value) -> str:
 def format_metrics_table(
     results: Mapping[str, Mapping],
     keys: Sequence[str] = ("Recall@10", "NDCG@10", "Recall@20", "NDCG@20"),
+    label: str = "model",
 ) -> str:
-    """A Markdown table, one row per model: ``results`` maps a model name to its metrics.
+    """A Markdown table, one row per model: ``results`` maps a model name to its metrics;
+    ``label`` heads the first column.
 
     A metric may be a float or a ``(mean, std)`` pair from :func:`mean_std`
     (shown as ``mean ± std``), or a string shown as it is; a missing metric shows as ``—``.
     """
     lines = [
-        "| model | " + " | ".join(keys) + " |",
+        f"| {label} | " + " | ".join(keys) + " |",
         "|---|" + "---|" * len(keys),
     ]
     for name, metrics in results.items():

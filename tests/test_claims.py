@@ -1,0 +1,101 @@
+"""The claims ledger: each judge reads the reports and gives the verdict the tie rule implies;
+a missing report leaves a claim "not measured yet", never a guess."""
+import json
+
+import pytest
+
+from fatsmb_lib.studies import claims
+from fatsmb_lib.studies.claims import (
+    CANNOT,
+    CLAIMS,
+    HOLD,
+    MBAE_ROOT,
+    NOT_HOLD,
+    PENDING,
+    VERDICTS,
+    best_of,
+    entropy_asymmetry,
+    findings,
+    ledger_markdown,
+    mask_ratio,
+    ordering,
+)
+
+
+def _comparison(tmp_path, rows, name="comparison.json", split="test"):
+    report = {"profile": {"name": "full"}, "seeds": [0, 1, 2],
+              "mean_std": {split: {n: {"NDCG@10": list(v), "NDCG@20": list(v)}
+                                   for n, v in rows.items()}}}
+    (tmp_path / name).write_text(json.dumps(report))
+
+
+@pytest.mark.parametrize("a, b, expect, says", [
+    ((0.30, 0.01), (0.20, 0.01), HOLD, ""),
+    ((0.20, 0.05), (0.18, 0.01), NOT_HOLD, "a tie"),
+    ((0.10, 0.01), (0.20, 0.01), NOT_HOLD, "B ahead"),
+])
+def test_an_ordering_holds_only_beyond_one_seed_std(tmp_path, a, b, expect, says):
+    _comparison(tmp_path, {"A": a, "B": b})
+    found = ordering("comparison.json", "A", "B")(tmp_path)
+    assert found.verdict == expect and says in found.measured
+    assert f"{a[0]:.4f} ± {a[1]:.4f}" in found.measured and "profile `full`" in found.measured
+
+
+def test_a_missing_report_or_row_is_not_measured_yet(tmp_path):
+    assert ordering("comparison.json", "A", "B")(tmp_path).verdict == PENDING
+    _comparison(tmp_path, {"A": (0.3, 0.01)})
+    assert ordering("comparison.json", "A", "B")(tmp_path).verdict == PENDING
+
+
+def test_fatsmb_is_judged_against_the_best_baseline_of_the_set_asked_for(tmp_path):
+    _comparison(tmp_path, {"SASRec": (0.066, 0.002), "BERT4Rec": (0.050, 0.002),
+                           "MB-STR": (0.030, 0.002), "MBAE barope": (0.07, 0.001),
+                           "FatsMB mcgln x0 (stage 2)": (0.09, 0.001),
+                           "FatsMB mcgln x0": (0.060, 0.002)})
+    everyone = best_of("comparison.json", paper_only=False)(tmp_path)
+    paper = best_of("comparison.json", paper_only=True)(tmp_path)
+    assert everyone.verdict == NOT_HOLD and "vs SASRec" in everyone.measured
+    assert paper.verdict == HOLD and "vs BERT4Rec" in paper.measured      # MBAE: not a baseline
+    assert "FatsMB mcgln x0 0.0600" in paper.measured                     # not the stage-2 row
+
+
+def test_the_entropy_asymmetry_reads_table_1_s_quantities(tmp_path):
+    (tmp_path / "entropy.json").write_text(json.dumps({"H(B|I)": 0.9, "H(I|B)": 6.6}))
+    assert entropy_asymmetry(tmp_path).verdict == HOLD
+    (tmp_path / "entropy.json").write_text(json.dumps({"H(B|I)": 3.0, "H(I|B)": 6.6}))
+    assert entropy_asymmetry(tmp_path).verdict == NOT_HOLD
+
+
+def _recipe_ledger(tmp_path, per_rho):
+    steps = {f"ρ {rho}": {"mbae": {"overrides": {**MBAE_ROOT, "rho": rho},
+                                   "valid_ndcg10": [sum(v) / len(v), 0.002],
+                                   "per_seed": [{"best": x} for x in v]}}
+             for rho, v in per_rho.items()}
+    (tmp_path / "recipe_study_every_prefix.json").write_text(json.dumps({"steps": steps}))
+
+
+def test_the_mask_ratio_claim_needs_three_seeds_and_a_fall_at_the_largest(tmp_path):
+    _comparison(tmp_path, {"MBAE barope": (0.074, 0.003)}, split="valid")
+    _recipe_ledger(tmp_path, {0.4: [0.075, 0.074, 0.076], 0.6: [0.066]})
+    assert mask_ratio(tmp_path).verdict == PENDING
+    _recipe_ledger(tmp_path, {0.4: [0.075, 0.074, 0.076], 0.6: [0.066, 0.065, 0.067]})
+    found = mask_ratio(tmp_path)
+    assert found.verdict == HOLD and "ρ 0.6: 0.0660" in found.measured
+    _recipe_ledger(tmp_path, {0.4: [0.085, 0.084, 0.086], 0.6: [0.066, 0.065, 0.067]})
+    assert mask_ratio(tmp_path).verdict == NOT_HOLD                        # ρ 0.4 beats 0.2
+
+
+def test_every_claim_is_judged_on_an_empty_folder_without_guessing(tmp_path):
+    judged = findings(tmp_path)
+    assert len(judged) == len(CLAIMS)
+    assert {finding.verdict for _, finding in judged} <= {PENDING, CANNOT}
+    text = ledger_markdown(judged, "nowhere")
+    counts = {v: int(text.split(f"{v}: ")[1].split(";")[0].split("\n")[0]) for v in VERDICTS}
+    assert sum(counts.values()) == len(CLAIMS) and text.count("\n| ") == len(CLAIMS) + 1
+
+
+def test_the_ledger_is_written_where_asked(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "project_root", lambda: tmp_path)
+    claims.write_ledger("ml100k", out=tmp_path / "claims.md")
+    text = (tmp_path / "claims.md").read_text()
+    assert text.startswith("# The paper's claims, checked on ml100k")
