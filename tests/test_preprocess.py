@@ -271,3 +271,50 @@ def test_cache_fingerprint_is_recomputed_from_the_arrays(tmp_path):
     preprocess.save_cache(d, tmp_path / "c.npz")
     with pytest.raises(DataError, match="do not match the data fingerprint"):
         preprocess.read_cache(tmp_path / "c.npz")
+
+
+# ---------------------------------------------------------------- few-shot (Fig. 7)
+def _ml_like():
+    from fatsmb_lib.data.datasets import load_interactions, synthetic_variant
+    return prepare(load_interactions(synthetic_variant("map", n_users=200,
+                                                       n_interactions=8_000)))
+
+
+@pytest.mark.parametrize("share", [0.3, 1.0])
+def test_drop_behavior_removes_that_share_of_training_only(share):
+    from fatsmb_lib.data.preprocess import drop_behavior
+    data = _ml_like()
+    fewer = drop_behavior(data, "neg", share, seed=1)
+    before, after = data.split(), fewer.split()
+    # validation and test: untouched, user by user
+    for name in ("valid_items", "valid_behaviors", "test_items", "test_behaviors"):
+        assert np.array_equal(getattr(before, name), getattr(after, name))
+    neg = data.behavior_names.index("neg") + 1
+    count = lambda split, b: int((split.train_behaviors == b).sum())
+    # a user whose whole training part is neg keeps its most recent interaction
+    only_neg = int((np.bincount(before.train_users, weights=before.train_behaviors != neg,
+                                minlength=data.n_users) == 0).sum())
+    expected = count(before, neg) - round(share * count(before, neg))
+    assert expected <= count(after, neg) <= expected + only_neg
+    if share == 1.0:
+        assert count(after, neg) == only_neg
+    for other in set(range(1, data.n_behaviors + 1)) - {neg}:      # other behaviors: all kept
+        assert count(after, other) == count(before, other)
+    assert (np.diff(after.train_start) >= 0).all() and (after.train_end >= after.train_start).all()
+    assert fewer.fingerprint != data.fingerprint and "few-shot" in fewer.notes[-1]
+
+
+def test_drop_behavior_nests_its_dropped_sets_and_zero_is_the_data_itself():
+    from fatsmb_lib.data.preprocess import drop_behavior
+    data = _ml_like()
+    assert drop_behavior(data, "neg", 0.0) is data
+
+    def kept(share):
+        split = drop_behavior(data, "neg", share).split()
+        rows = split.train_behaviors == data.behavior_names.index("neg") + 1
+        return set(zip(split.train_users[rows].tolist(), split.train_items[rows].tolist()))
+    assert kept(0.6) <= kept(0.3) <= kept(0.1)
+    with pytest.raises(ValueError, match="'buy' is not one of"):
+        drop_behavior(data, "buy", 0.5)
+    with pytest.raises(ValueError, match="must lie in"):
+        drop_behavior(data, "neg", 1.5)

@@ -293,6 +293,50 @@ def subsample(data: SequenceData, max_users: int | None = None,
     return small
 
 
+def drop_behavior(data: SequenceData, behavior: str, share: float, seed: int = 0) -> SequenceData:
+    """The few-shot copy of Fig. 7: ``share`` of ``behavior``'s TRAINING interactions removed.
+
+    Which ones go is a fixed random order of that behavior's training interactions (drawn from
+    ``seed``; the first ``round(share * count)`` go), so the sets dropped at growing shares are
+    nested and a curve over shares changes one thing. Every user's validation and test
+    interactions stay as they are (the prediction data are kept, as in the paper), and so do
+    item ids. A user whose training part would be left empty keeps its most recent training
+    interaction (the note counts them). ``share`` 0 returns ``data`` itself; 1 is zero-shot.
+    """
+    if behavior not in data.behavior_names:
+        raise ValueError(f"behavior {behavior!r} is not one of {data.behavior_names}")
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share={share} must lie in [0, 1] (the part of {behavior!r}'s "
+                         f"training interactions to drop)")
+    if share == 0.0:
+        return data
+    start, end = data.split().train_start, data.split().train_end     # (n_users,) each
+    user = np.repeat(np.arange(data.n_users), data.lengths)          # (n_interactions,)
+    in_train = np.arange(len(user)) < end[user]                      # before validation
+    code = data.behavior_names.index(behavior) + 1
+    candidates = np.flatnonzero(in_train & (data.seq_behaviors == code))
+    order = np.random.default_rng(seed).permutation(len(candidates))
+    drop = np.zeros(len(data.seq_items), dtype=bool)
+    drop[candidates[order[:round(share * len(candidates))]]] = True
+    emptied = np.flatnonzero((end - start > 0)
+                             & (np.bincount(user[in_train & ~drop], minlength=data.n_users) == 0))
+    drop[end[emptied] - 1] = False                                    # keep their most recent
+    keep = ~drop
+    offsets = np.zeros_like(data.offsets)
+    np.cumsum(np.bincount(user[keep], minlength=data.n_users), out=offsets[1:])
+    note = (f"few-shot: {int(drop.sum()):,} of {len(candidates):,} training interactions of "
+            f"{behavior!r} dropped (share {share}, seed {seed})"
+            + (f"; {len(emptied)} user(s) keep their last one, which was all their training "
+               f"part" if len(emptied) else "") + "; validation and test untouched")
+    fewer = SequenceData(
+        behavior_names=data.behavior_names, item_keys=data.item_keys,
+        item_titles=data.item_titles, user_keys=data.user_keys, offsets=offsets,
+        seq_items=data.seq_items[keep], seq_behaviors=data.seq_behaviors[keep],
+        fingerprint="", source=data.source, notes=(*data.notes, note))
+    fewer.fingerprint = data_fingerprint(fewer)
+    return fewer
+
+
 def report(data: SequenceData, stacklevel: int = 2) -> None:
     """Warn each of ``data.notes`` (rows a rule dropped or flagged) as a DataWarning."""
     for note in data.notes:
