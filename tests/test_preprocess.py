@@ -290,7 +290,10 @@ def test_drop_behavior_removes_that_share_of_training_only(share):
     for name in ("valid_items", "valid_behaviors", "test_items", "test_behaviors"):
         assert np.array_equal(getattr(before, name), getattr(after, name))
     neg = data.behavior_names.index("neg") + 1
-    count = lambda split, b: int((split.train_behaviors == b).sum())
+
+    def count(split, b):
+        return int((split.train_behaviors == b).sum())
+
     # a user whose whole training part is neg keeps its most recent interaction
     only_neg = int((np.bincount(before.train_users, weights=before.train_behaviors != neg,
                                 minlength=data.n_users) == 0).sum())
