@@ -77,12 +77,12 @@ def test_the_map_resumes_from_its_ledger_and_draws_every_cell(tmp_path, monkeypa
     run_map([0, 1], **kwargs)
     assert len(calls) == 4
     ledger = run_map([0, 1, 2], **kwargs)                     # only seed 2 is new
-    assert len(calls) == 6 and sorted(ledger["cells"]) == ["influence=0.0 share=None",
-                                                            "influence=1.0 share=None"]
+    assert len(calls) == 6 and sorted(ledger.cells) == ["influence=0.0 share=None",
+                                                         "influence=1.0 share=None"]
     saved = json.loads((tmp_path / "out" / "diffusion_map.json").read_text())
-    assert saved["cells"] == ledger["cells"] and (tmp_path / "out" / "diffusion_map.png").is_file()
+    assert saved["cells"] == ledger.cells and (tmp_path / "out" / "diffusion_map.png").is_file()
     assert "holds" in (tmp_path / "out" / "diffusion_map.md").read_text()
-    with pytest.raises(ValueError, match="under profile 'smoke'"):
+    with pytest.raises(ValueError, match="profile='smoke' \\(asked: 'default'\\)"):
         run_map([0], **{**kwargs, "profile": "default"})
 
 

@@ -19,14 +19,12 @@ NDCG@10, overall and on the test users whose target is the sparse behavior. Fats
 MBAE in a cell when its test NDCG@10 leads by more than one seed-std (``verdicts``).
 
 ``python -m fatsmb_lib.studies.diffusion_map --seeds 0 1 2`` writes the ledger
-``reports/synthetic-map/diffusion_map.json`` (rewritten after every cell and seed: an
-interrupted run resumes, and a finished cell is never retrained), its table ``.md`` and the
-map ``.png``; checkpoints go to ``runs/diffusion-map-<profile>/<cell>/``.
+``reports/synthetic-map/diffusion_map.json`` (a ``studies.ledger.Ledger``: an interrupted
+run resumes, a finished run is never repeated), its table ``.md`` and the map ``.png``; checkpoints go to ``runs/diffusion-map-<profile>/<cell>/``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -42,6 +40,7 @@ from ..training.peers import BEHAVIOR_SASREC, SASREC
 from ..training.registry import train
 from ..training.run import open_run
 from ..training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
+from .ledger import Ledger
 from .verdicts import MIN_SEEDS, format_mean_std, percent_change, summarize, verdict
 
 PRESET = "map"
@@ -96,15 +95,14 @@ def summarize_cell(runs: dict[str, dict], metric: str = "test") -> dict:
             "verdict": verdict(models["FatsMB"], models["MBAE"])}
 
 
-def map_figure(ledger: dict, metric: str = "test") -> plt.Figure:
+def map_figure(ledger: Ledger, influences, shares, metric: str = "test") -> plt.Figure:
     """FatsMB's change against its MBAE (percent of the MBAE's NDCG@10) per cell, each cell
-    labelled with the verdict of the one-std rule; grey where a cell has too few seeds."""
-    influences, shares = ledger["influences"], ledger["shares"]
+    labelled with the verdict of the one-std rule; blank where a cell has too few seeds."""
     gain = np.full((len(shares), len(influences)), np.nan)
     fig, ax = plt.subplots(figsize=(1.6 * len(influences) + 2, 1.2 * len(shares) + 1.5))
     for i, share in enumerate(shares):
         for j, influence in enumerate(influences):
-            cell = summarize_cell(ledger["cells"].get(_key(influence, share), {}), metric)
+            cell = summarize_cell(ledger.runs(_key(influence, share)), metric)
             label = f"{cell['seeds']} seed(s)"
             if cell["verdict"] is not None:
                 gain[i, j] = cell["gain"]
@@ -122,12 +120,12 @@ def map_figure(ledger: dict, metric: str = "test") -> plt.Figure:
     return fig
 
 
-def _write_report(out: Path, ledger: dict) -> None:
-    write_text(out / f"{REPORT}.json", json.dumps(ledger, indent=2) + "\n")
+def write_report(out: Path, ledger: Ledger, influences, shares) -> None:
+    """The map's table (``.md``) and figure (``.png``) from the ledger's finished runs."""
     table = {}
-    for share in ledger["shares"]:
-        for influence in ledger["influences"]:
-            runs = ledger["cells"].get(_key(influence, share), {})
+    for share in shares:
+        for influence in influences:
+            runs = ledger.runs(_key(influence, share))
             cell, sparse = summarize_cell(runs), summarize_cell(runs, "test_sparse")
             if cell["models"] is None:
                 continue
@@ -136,12 +134,12 @@ def _write_report(out: Path, ledger: dict) -> None:
                 "FatsMB vs MBAE": f"{cell['gain']:+.1f}% ({cell['verdict']})",
                 f"on {SPARSE} users": f"{sparse['gain']:+.1f}% ({sparse['verdict']})"}
     text = (f"# Where the diffusion pays: FatsMB vs its MBAE on synthetic-{PRESET} "
-            f"(profile `{ledger['profile']}`, test NDCG@10, mean ± std over seeds)\n\n"
+            f"(profile `{ledger.meta['profile']}`, test NDCG@10, mean ± std over seeds)\n\n"
             + format_metrics_table(table, keys=(*MODELS, "FatsMB vs MBAE", f"on {SPARSE} users"),
                                    label="cell")
             + "\n")
     write_text(out / f"{REPORT}.md", text)
-    fig = map_figure(ledger)
+    fig = map_figure(ledger, influences, shares)
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / f"{REPORT}.png", dpi=120)
     plt.close(fig)
@@ -149,33 +147,26 @@ def _write_report(out: Path, ledger: dict) -> None:
 
 def run_map(seeds: list[int], profile: str = "default", influences=INFLUENCES, shares=SHARES,
             device: str = "auto", run_dir: Path | None = None, out_dir: Path | None = None,
-            data_dir: str | Path | None = None, log=print, **overrides) -> dict:
-    """Train every cell of the grid for every seed (finished ones are read from the ledger)
-    and write the report after each; the ledger, ``{"cells": {cell: {seed: row}}, ...}``.
-    ``overrides`` change profile fields (for tests)."""
+            data_dir: str | Path | None = None, log=print, **overrides) -> Ledger:
+    """Train every cell of the grid for every seed (runs already in the ledger are kept) and
+    rewrite the report after each. ``overrides`` change profile fields (for tests)."""
     root = project_root()
     out = out_dir or root / "reports" / f"synthetic-{PRESET}"
     run_dir = run_dir or root / "runs" / f"diffusion-map-{profile}"
-    path = out / f"{REPORT}.json"
-    ledger = json.loads(path.read_text()) if path.is_file() else {"cells": {}}
-    if ledger.get("profile", profile) != profile:
-        raise ValueError(f"{path} holds a map made under profile {ledger['profile']!r}, not "
-                         f"{profile!r}: pass --out-dir to keep both")
-    ledger.update(profile=profile, influences=list(influences), shares=list(shares))
+    ledger = Ledger(out / f"{REPORT}.json", profile=profile, preset=PRESET)
     for influence in influences:
         for share in shares:
-            dataset, cell = cell_dataset(influence, share), ledger["cells"].setdefault(
-                _key(influence, share), {})
+            dataset, cell = cell_dataset(influence, share), _key(influence, share)
             for seed in seeds:
-                if str(seed) in cell:
+                if ledger.done(cell, seed):
                     continue
                 start = time.perf_counter()
                 ctx = open_run(dataset, profile, device, run_dir / dataset, data_dir, seed,
                                **overrides)
-                cell[str(seed)] = run_cell(ctx, log)
+                ledger.record(cell, seed, run_cell(ctx, log))
                 log(f"{dataset} seed {seed}: {time.perf_counter() - start:.0f} s")
-                _write_report(out, ledger)
-    _write_report(out, ledger)
+                write_report(out, ledger, influences, shares)
+    write_report(out, ledger, influences, shares)
     return ledger
 
 
