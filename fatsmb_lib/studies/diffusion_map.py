@@ -20,7 +20,8 @@ MBAE in a cell when its test NDCG@10 leads by more than one seed-std (``verdicts
 
 ``python -m fatsmb_lib.studies.diffusion_map --seeds 0 1 2`` writes the ledger
 ``reports/synthetic-map/diffusion_map.json`` (a ``studies.ledger.Ledger``: an interrupted
-run resumes, a finished run is never repeated), its table ``.md`` and the map ``.png``; checkpoints go to ``runs/diffusion-map-<profile>/<cell>/``.
+run resumes, a finished run is never repeated), its table ``.md`` and the map ``.png``;
+checkpoints go to ``runs/diffusion-map-<profile>/<cell>/``.
 """
 from __future__ import annotations
 
