@@ -39,11 +39,13 @@ behavior (the original predicts its one target behavior; evaluation here asks fo
 behavior's next item).
 NOTE: the authors' item side aggregates the target behavior's users by a plain sum; having no
 single target behavior we average the users of every behavior (N(i) above).
-NOTE: one propagation layer, as in the authors' code (the paper allows L; its code and
-experiments use one); random initialisation instead of the authors' MF pre-training; the
+NOTE: one propagation layer, as in the authors' released code (the paper writes the layers
+in general); random initialisation instead of the authors' MF pre-training; the
 authors' L2 penalty on the batch's embeddings is replaced by AdamW's weight decay.
 NOTE: the graph excludes each user's last two interactions (our leave-one-out split), also at
 test time: the validation item is in the test prefix's history but not in the graph.
+NOTE: the item-item graph has no self loops (the authors ship theirs precomputed); an item
+with no co-interacted item gets a zero second half of y_ti.
 """
 from __future__ import annotations
 
@@ -125,6 +127,7 @@ class MBGCN(nn.Module):
         w = self.behavior_weight
         alpha = self.user_degree * w / (self.user_degree @ w + 1e-8)[:, None]   # (U, K)
         p_prop = self.W(torch.einsum("uk,kud->ud", alpha, s[..., :D]))           # (U, D)
+        # NOTE: the users of every behavior, averaged (authors: the target behavior's, summed)
         q_prop = self.W(self.item_users(p, self.node_dropout(self.item_users)))  # (N, D)
         p_star = self.message_drop(torch.cat([p, p_prop], -1))                   # (U, 2D)
         q_star = self.message_drop(torch.cat([q, q_prop], -1))                   # (N, 2D)
@@ -138,6 +141,7 @@ class MBGCN(nn.Module):
         """Mean softmax cross-entropy over all N items of each row's item (an
         ``InteractionView`` batch: ``user``, ``target``)."""
         query, table = self.represent()
+        # NOTE: softmax over all items for every training interaction (authors: BPR, purchases)
         return masked_cross_entropy(query[user_of(batch)], batch["target"], table)
 
     def score_all(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:

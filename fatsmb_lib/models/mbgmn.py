@@ -69,8 +69,8 @@ from .mbgcn import user_of
 
 
 def leaky(x: torch.Tensor) -> torch.Tensor:
-    """ψ: the authors' activation (LeakyReLU, slope 0.2 as their TensorFlow default)."""
-    return F.leaky_relu(x, 0.2)
+    """ψ: the authors' activation, max(x, 0.1·x) (LeakyReLU, their layers' slope 0.1)."""
+    return F.leaky_relu(x, 0.1)
 
 
 class LightSelfAttention(nn.Module):
@@ -196,6 +196,7 @@ class MBGMN(nn.Module):
         from :meth:`represent`, user and target_behavior (B,), candidates (B, C) item ids or
         None for all N items -> (B, C) or (B, N)."""
         K, U = self.config.n_behaviors, self.n_users
+        # NOTE: μ reads the user's source and target representations only (authors: the pair's)
         # the generated weights depend on (user, target behavior) only: made once per distinct
         # pair of the batch (a training batch repeats users), then gathered for every row
         pair, row = torch.unique((target_behavior - 1) * U + user, return_inverse=True)
@@ -215,6 +216,8 @@ class MBGMN(nn.Module):
         batch). The negatives come from the global generator (seeded per epoch by ``fit``)."""
         users, items = self.represent()
         target = batch["target"].long()                                         # (B,)
+        # NOTE: uniform negatives, source = all, target = the row's behavior (authors: negatives
+        # outside the user's items, every (source, target) pair of behaviors summed)
         negatives = torch.randint(1, self.config.n_items + 1,
                                   (len(target), self.config.mbgmn_negatives),
                                   device=target.device)                          # (B, C−1)
