@@ -6,8 +6,8 @@ from its own layer or the ones above it in this map, and within its layer only m
 to its left (``tests/test_imports.py`` checks both against the real imports)::
 
     support   paths, runtime, checkpoints, precision, progress
-    data      readers, synthetic, datasets, preprocess, batches
-    models    kernels, contract, encoder, diffusion, denoiser, fatsmb, baselines, gru4rec, mbstr, diffurec
+    data      readers, synthetic, datasets, preprocess, batches, graph
+    models    kernels, contract, encoder, diffusion, denoiser, fatsmb, baselines, gru4rec, mbstr, diffurec, mbgcn, mbgmn
     training  train, evaluate, context, epochs, registry, stages, peers, config, run
     studies   verdicts, entropy, plots, latent_space, compare, recipes, bench, sampling, ledger, diffusion_map, few_shot, claims
     course    pipeline, student
@@ -18,7 +18,7 @@ to its left (``tests/test_imports.py`` checks both against the real imports)::
 - ``data``: ``readers`` parse files, ``synthetic`` generates data, ``datasets`` maps a name to
   its source (built in, or registered by ``data/<name>.dataset.json``), ``preprocess`` makes
   dense time-ordered sequences and the leave-one-out split, ``batches`` serves them as Cloze /
-  next-item / prefix batches.
+  next-item / prefix / interaction batches, ``graph`` the training parts' user-item graph.
 - ``models``: ``contract`` declares what every model is (``loss`` / ``score_all`` on one batch
   vocabulary); ``kernels`` holds the speed devices the equations are written with;
   ``encoder`` is the MBAE with BaRoPE (Section 3.1), ``diffusion`` + ``denoiser`` (MCGLN) the

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fatsmb_lib.data.batches import cloze_mask
+from fatsmb_lib.data.graph import BehaviorGraph
 from fatsmb_lib.models.baselines import BehaviorSASRec, BERT4Rec, Pop, SASRec
 from fatsmb_lib.models.contract import Recommender, init_weights, item_weight, masked_cross_entropy
 from fatsmb_lib.models.denoiser import DenoiserConfig, build_denoiser
@@ -15,6 +16,8 @@ from fatsmb_lib.models.diffusion import DiffusionConfig, LatentDiffusion
 from fatsmb_lib.models.encoder import MBAE, EncoderConfig
 from fatsmb_lib.models.fatsmb import FatsMB, LatentSpace
 from fatsmb_lib.models.gru4rec import GRU4Rec, GRU4RecConfig
+from fatsmb_lib.models.mbgcn import MBGCN, MBGCNConfig
+from fatsmb_lib.models.mbgmn import MBGMN, MBGMNConfig
 from fatsmb_lib.models.mbstr import MBSTR, MBSTRConfig
 
 N, NB, B, L, D = 12, 3, 4, 8, 16
@@ -48,7 +51,22 @@ def prefix_batch():
     target_behavior = torch.tensor([1, 2, 3, 1])
     return {"items": torch.cat([items[:, 1:], torch.full((B, 1), N + 1)], dim=1),
             "behaviors": torch.cat([behaviors[:, 1:], target_behavior[:, None]], dim=1),
-            "target": torch.tensor([3, 7, 12, 1]), "target_behavior": target_behavior}
+            "target": torch.tensor([3, 7, 12, 1]), "target_behavior": target_behavior,
+            "user": torch.tensor([2, 0, 3, 1])}
+
+
+def interaction_batch():
+    """One training interaction per row: its user, item and behavior."""
+    return {"user": torch.tensor([0, 3, 1, 0]), "target": torch.tensor([5, 2, 12, 9]),
+            "target_behavior": torch.tensor([2, 1, 3, 3])}
+
+
+def graph():
+    """The user-item graph of the B rows of ``_sequences`` read as B users' interactions."""
+    items, behaviors = _sequences(6)
+    users = torch.arange(B)[:, None].expand(B, L)
+    real = items > 0
+    return BehaviorGraph.from_interactions(users[real], items[real], behaviors[real], B, N, NB)
 
 
 def latent_batch():
@@ -86,6 +104,12 @@ MODELS = {  # name: (build, the batch its loss takes, None for a model fitted by
                                                           diffurec_stride=8, eta=0.5,
                                                           diffurec_lambda=0.1)), prefix_batch),
     "FatsMB": (fatsmb, latent_batch),
+    "MBGCN": (lambda: MBGCN(MBGCNConfig(n_items=N, n_behaviors=NB, d_model=D, mbgcn_lambda=1.0,
+                                        mbgcn_message_dropout=0.2, mbgcn_node_dropout=0.2),
+                            graph()), interaction_batch),
+    "MB-GMN": (lambda: MBGMN(MBGMNConfig(n_items=N, n_behaviors=NB, d_model=D, n_heads=2,
+                                         mbgmn_layers=2, mbgmn_rank=4, mbgmn_negatives=2),
+                             graph()), interaction_batch),
 }
 
 

@@ -165,6 +165,29 @@ class PrefixView(_CSRView):
                 "target": target_item, "target_behavior": target_behavior, "user": user}
 
 
+class InteractionView(Dataset):
+    """Every interaction of every training part, one per row: ``user`` (B,) its user index,
+    ``target`` (B,) its item and ``target_behavior`` (B,) its behavior. The validation and
+    test items are never rows."""
+
+    def __init__(self, data: SequenceData) -> None:
+        split = data.split()
+        self.user = torch.from_numpy(split.train_users.astype(np.int64))       # (rows,)
+        self.item = torch.from_numpy(split.train_items.astype(np.int64))       # (rows,)
+        self.behavior = torch.from_numpy(split.train_behaviors.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return {"user": self.user[index], "target": self.item[index],
+                "target_behavior": self.behavior[index]}
+
+    def __getitem__(self, index: int) -> Batch:
+        return {k: v[0] for k, v in self.__getitems__([index]).items()}
+
+
 def cloze_mask(items: torch.Tensor, behaviors: torch.Tensor, rho: float, sigma: float,
                mask_item: int, mask_behavior: int, generator: torch.Generator | None,
                last_only_prob: float) -> Batch:

@@ -1,5 +1,5 @@
-"""What a model sees in each epoch: Cloze, next-item, prefix and tensor batches, and the named
-Cloze recipes.
+"""What a model sees in each epoch: Cloze, next-item, prefix, interaction and tensor batches,
+and the named Cloze recipes.
 
 Each ``*_batches(ctx)`` returns a function of the epoch number, so ``fit`` can ask for any
 epoch's batches after a resume; the shuffle and the Cloze masks come from the epoch's own
@@ -12,7 +12,14 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..data.batches import ClozeCollate, ClozeView, NextItemView, PrefixView, make_loader
+from ..data.batches import (
+    ClozeCollate,
+    ClozeView,
+    InteractionView,
+    NextItemView,
+    PrefixView,
+    make_loader,
+)
 from ..support.runtime import epoch_generator
 from .context import Context
 
@@ -73,6 +80,18 @@ def prefix_batches(ctx: Context) -> Batches:
     p = ctx.profile
     view = PrefixView(ctx.data, p.max_len, "train", p.prefixes_per_user)
     return lambda epoch: make_loader(view, p.batch_size, True, epoch_generator(ctx.seed, epoch))
+
+
+def interaction_settings(ctx: Context, batch_size: int) -> dict:
+    return {"batch_size": batch_size}
+
+
+def interaction_batches(ctx: Context, batch_size: int) -> Batches:
+    """Every training interaction (``InteractionView``: user, item, behavior) in batches of
+    ``batch_size`` (the graph models' own: each step propagates over the whole graph),
+    shuffled by the epoch's generator."""
+    view = InteractionView(ctx.data)
+    return lambda epoch: make_loader(view, batch_size, True, epoch_generator(ctx.seed, epoch))
 
 
 def tensor_batches(tensors: dict[str, torch.Tensor], batch_size: int,

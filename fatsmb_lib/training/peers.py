@@ -9,6 +9,8 @@ checkpoints, resume). Their own settings sit here with their registration and be
 - SASRec, the behavior-aware SASRec, GRU4Rec: next-item cross-entropy at every position
 - MB-STR: behavior-aware Transformer with its own Cloze recipe (``mbstr_recipe``)
 - DiffuRec: diffusion over item embeddings, on every training prefix
+- MBGCN, MB-GMN: graph models over the training parts' user-item graph (``data.graph``),
+  trained on every training interaction (``InteractionView``), a user scored by its id
 - Pop: counts, nothing to train (:func:`fit_pop`)
 """
 from __future__ import annotations
@@ -19,15 +21,20 @@ from functools import partial
 import torch
 from torch import nn
 
+from ..data.graph import training_graph
 from ..models.baselines import BehaviorSASRec, BERT4Rec, Pop, SASRec
 from ..models.diffurec import DiffuRec, DiffuRecConfig
 from ..models.gru4rec import GRU4Rec, GRU4RecConfig
+from ..models.mbgcn import MBGCN, MBGCNConfig
+from ..models.mbgmn import MBGMN, MBGMNConfig
 from ..models.mbstr import MBSTR, MBSTRConfig
 from .context import Context
 from .epochs import (
     RECIPES,
     cloze_batches,
     cloze_settings,
+    interaction_batches,
+    interaction_settings,
     next_item_batches,
     next_item_settings,
     prefix_batches,
@@ -59,6 +66,24 @@ class DiffuRecSettings:
     diffurec_lambda: float = 0.001    # δ of λ ~ N(δ, δ²) (its authors' value)
 
 
+@dataclass(frozen=True)
+class MBGCNSettings:
+    mbgcn_lambda: float = 1.0             # λ, weight of the item-based score (its authors' 1)
+    mbgcn_message_dropout: float = 0.2    # its authors' values
+    mbgcn_node_dropout: float = 0.2
+    mbgcn_batch_size: int = 2048          # interactions per step (its authors' 2048): every
+                                          # step propagates over the whole graph
+
+
+@dataclass(frozen=True)
+class MBGMNSettings:
+    mbgmn_layers: int = 2                 # GNN layers (its authors' 2)
+    mbgmn_rank: int = 4                   # rank of the meta transformation (its authors' 4)
+    mbgmn_negatives: int = 1              # uniform negatives per training row (authors' 1)
+    mbgmn_batch_size: int = 2048          # interactions per step (its authors': 256 users
+                                          # with up to 40 pairs per behavior each)
+
+
 # BERT4Rec and MB-STR mask no behavior (σ = 0): BERT4Rec sees none, MB-STR reads them all
 cloze_without_behaviors = partial(cloze_batches, sigma=0.0)
 cloze_settings_without_behaviors = partial(cloze_settings, sigma=0.0)
@@ -87,10 +112,24 @@ DIFFUREC = ModelSpec("DiffuRec", "diffurec", DiffuRec,
                      lambda ctx: (*encoder_configs(ctx), ctx.profile.config(DiffuRecConfig)),
                      prefix_batches, prefix_settings, paper=True, settings=DiffuRecSettings)
 
+# the graph baselines are built with the training parts' graph (not hashed: a function of the
+# data, whose fingerprint is in every checkpoint)
+graph_inputs = lambda ctx: {"graph": training_graph(ctx.data)}  # noqa: E731
+MBGCN_SPEC = ModelSpec("MBGCN", "mbgcn", MBGCN,
+                       lambda ctx: (ctx.profile.config(MBGCNConfig, **dims(ctx)),),
+                       lambda ctx: interaction_batches(ctx, ctx.profile.mbgcn_batch_size),
+                       lambda ctx: interaction_settings(ctx, ctx.profile.mbgcn_batch_size),
+                       paper=True, settings=MBGCNSettings, inputs=graph_inputs)
+MB_GMN = ModelSpec("MB-GMN", "mbgmn", MBGMN,
+                   lambda ctx: (ctx.profile.config(MBGMNConfig, **dims(ctx)),),
+                   lambda ctx: interaction_batches(ctx, ctx.profile.mbgmn_batch_size),
+                   lambda ctx: interaction_settings(ctx, ctx.profile.mbgmn_batch_size),
+                   paper=True, settings=MBGMNSettings, inputs=graph_inputs)
+
 # The trained baselines, in the comparison's order (Table 3's BERT4Rec, MB-STR, DiffuRec and
-# our additions).
+# our additions, then Table 3's graph models).
 BASELINES: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC)}
+    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC, MBGCN_SPEC, MB_GMN)}
 
 
 def train_baseline(ctx: Context, name: str) -> tuple[nn.Module, History]:

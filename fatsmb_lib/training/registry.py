@@ -11,11 +11,17 @@ Adding a baseline takes one module and one registration:
    added to ``BASELINES``. ``Profile`` then has those fields (flat, for papermill and
    ``open_run``), ``compare`` trains and reports the model, and the notebooks can call
    ``peers.train_baseline(ctx, name)``.
+
+A model that needs data at construction (the graph baselines: the training parts' user-item
+graph) gets it from ``inputs(ctx)``, keyword arguments of its constructor. They are not in the
+checkpoint's digest (configs are, and cannot hold tensors): ``inputs`` must be a function of
+``ctx.data`` alone, which the data fingerprint already covers.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from torch import nn
@@ -36,7 +42,10 @@ class ModelSpec:
     epoch budget (``"stage1"``: the Cloze models share stage 1's; ``"baseline"``); ``adjust``
     returns the run it trains in (its own learning rate or recipe). ``paper``: one of the
     paper's Table 3 baselines (its "Improve" row compares against these). ``settings``: a
-    frozen dataclass of the model's own profile fields, or None.
+    frozen dataclass of the model's own profile fields, or None. ``inputs``: keyword arguments
+    of the model's constructor made from the run's data (e.g. a graph), not hashed into the
+    checkpoint's digest: a function of ``ctx.data`` only (the data fingerprint covers it);
+    None: the model takes none, ``model(*configs(ctx))``.
     """
 
     name: str
@@ -49,6 +58,7 @@ class ModelSpec:
     adjust: Callable[[Context], Context] = lambda ctx: ctx
     paper: bool = False
     settings: type | None = None
+    inputs: Callable[[Context], dict] | None = None
 
 
 def dims(ctx: Context) -> dict:
@@ -58,10 +68,12 @@ def dims(ctx: Context) -> dict:
 
 def train(spec: ModelSpec, ctx: Context) -> tuple[nn.Module, History]:
     """Train (or reload) ``spec``'s model in ``ctx`` through ``Context.fit``: the checkpoint's
-    digest holds the model's configs, the batches' settings and the optimisation settings."""
+    digest holds the model's configs, the batches' settings and the optimisation settings
+    (not ``spec.inputs``: the data's fingerprint stands for them)."""
     ctx = spec.adjust(ctx)
     configs = spec.configs(ctx)
-    model = ctx.build(spec.model, *configs)
+    factory = spec.model if spec.inputs is None else partial(spec.model, **spec.inputs(ctx))
+    model = ctx.build(factory, *configs)
     settings = {"model": spec.name, "config": [dataclasses.asdict(c) for c in configs],
                 **spec.data_settings(ctx)}
     history = ctx.fit(model, spec.key.format(**ctx.profile.to_dict()), spec.stage,
