@@ -26,10 +26,10 @@ The equations, in the order the code computes them (i, j interactions; ⊙ eleme
   for each order, n_layers MSPG layers, x = h^k first:
     u     = LN(x + p)                                               global facet:
     y⁰_i  = LN(u_i + W_o Σ_j (φ(q_i)·φ(k_j)) v_j / sqrt(d_k)),  φ(z) = elu(z)/‖elu(z)‖
-    c_g   = W_g [x_l; x_{l-1}; ..; x_{l-g+1}],  g = 1..G            session facet (each grain):
-    a_gj  = softmax_j(2 σ(q_g · k_j))                               last g of a session of
-    α_j   = softmax_j(2 (Σ_g a_gj^p)^{1/p})                         l items, per head
-    yˢ_j  = LN(x_j + W_o (α_j v_j)) + p_j
+    c_g   = W_g (x_l + x_{l-1} + .. + x_{l-g+1}) + d_g,  g = 1..G   session facet (each grain),
+    a_gj  = softmax_j(2 σ(q_g · k_j)),  q_g = W_q c_g, k_j = W_k x_j   sessions of l items,
+    α_j   = softmax_j(2 (Σ_g a_gj^p)^{1/p})                         per head; the queries
+    yˢ_j  = LN(x_j + W_o (α_j v_j)) + p_j,  v_j = W_v x_j           read the g newest items
     x'    = W_mix [y⁰; y^coarse; y^fine] + c_mix                    mixer over the 3L positions
     x     = LN(x' + W_2 GELU(W_1 x'))                               feed-forward
   prediction, at the positions with a target (training) or the [mask] column (ranking):
@@ -37,13 +37,14 @@ The equations, in the order the code computes them (i, j interactions; ⊙ eleme
 
 Trained with the authors' objective, masked-item prediction (Cloze): items masked at random
 (the profile's ρ; the authors' 0.2), their positions predicted over all items by full
-softmax, plus the ‖A‖₁ penalty.
+softmax against the tied item table, summed over the orders, plus the ‖A‖₁ penalty.
+Which windows it trains on is ``mgpt_recipe`` (``training.peers``).
 
 Symbol map (code ↔ equations)::
 
     InteractionGraph.adjacency     A, Â          ``gcn``          W, c (shared by the orders)
     GlobalAttention                y⁰, φ          SessionAttention  c_g, a_gj, α_j, yˢ
-    ``query_weight[g, j]``         block j of W_g  ``lp``            p of the L_p pooling
+    ``query_weight[g-1]``          W_g            ``lp``            p of the L_p pooling
     MSPGLayer.mixer                W_mix, c_mix   ``mgpt_l1``       λ
 
 Shapes: B batch, L sequence length, D model width, H heads, d_k = D/H, N items, K orders,
@@ -55,16 +56,26 @@ always a purchase. Our protocol gives every row its target behavior, as MB-STR's
 default a masked position keeps its behavior (Cloze σ = 0) and the ranking [mask] column
 carries the target behavior, so it enters the graph like any other. ``mgpt_hide_target``
 restores the authors' choice (σ = 1, and the [mask] column's behavior is hidden at ranking).
+NOTE: the authors' windows are one per user, L = 200, the target (last) item always masked
+besides ρ; ours are the Cloze recipe's (``mgpt_recipe``), L = 50: sessions are ceil(L/s)
+long (13 and 5 for their s = 4 and 10, where theirs are 50 and 20).
 NOTE: our sequences are left-padded where the authors' are right-padded: positions and
 sessions count back from the newest interaction (the authors' sessions start at the oldest
-one of a 200-long window), so the newest session is always full and a session's queries
-are its last positions, with no per-row gather.
+one of the window), so the newest session is always full and a session's queries are its
+last positions, with no per-row gather.
+NOTE: λ weighs Σ_ij A_ij per sequence (averaged over the batch); the authors add 1e-5·Σ over
+the whole batch, i.e. 6.4e-4 per sequence at their batch of 64 (``mgpt_l1``'s default).
+At the N(0, 0.02) initialisation A ≈ σ(0) = 1/2 everywhere (a mean over the sequence), as
+theirs.
 NOTE: the authors mask neither padding keys in the global facet nor padding in the first
 softmax of the session facet, and their mixer reads the padding positions' outputs; we mask
 padding in all three (outputs at padding are zero before the mixer), so the states of real
 positions do not depend on what padding holds.
 NOTE: dropout is the profile's everywhere (the authors: 0.5 in the Transformer, 0.2 in the
 graph convolution).
+NOTE: a session's g newest states are summed into query g (their code's ``agg = "sum"``);
+the authors' runs concatenate them (``"con"``, W_g of g·D × D): G² D² multiply-adds per
+session instead of G D², ten times the cost of the whole facet at G = 10, for CPU training.
 NOTE: the authors' session queries are reshaped into heads across the query axis and
 normalised over the G queries; we split heads per query (q_g → H heads of d_k) and keep
 W_g's output as the query, since the normalisation over queries mixes the grains.
@@ -174,12 +185,10 @@ def split_sessions(x: torch.Tensor, n_sessions: int) -> torch.Tensor:
 
 class SessionAttention(nn.Module):
     """MSPG's multi-grained facet at one grain: the sequence in ``n_sessions`` sessions, each
-    session's G preference queries c_g = W_g [x_l; ..; x_{l-g+1}] (its last g interactions),
-    each position weighed by α_j = softmax_j(2 ‖(a_gj)_g‖_p), a_gj = softmax_j(2 σ(q_g · k_j))
-    per head, and y_j = LN(x_j + W_o(α_j v_j)) + p_j (module docstring).
-
-    W_g for all g is one (G, G, D, D) table masked below the diagonal: block (g, j) maps the
-    (j+1)-th newest interaction into query g, for j < g (W_g's blocks of the concatenation).
+    session's G preference queries c_g = W_g (x_l + .. + x_{l-g+1}) + c_g (its g newest
+    interactions), each position weighed by α_j = softmax_j(2 ‖(a_gj)_g‖_p) with
+    a_gj = softmax_j(2 σ(q_g · k_j)) per head, and y_j = LN(x_j + W_o(α_j v_j)) + p_j
+    (module docstring). W_g for all g is one (G, D, D) table.
     """
 
     def __init__(self, d_model: int, n_heads: int, n_sessions: int, n_queries: int, lp: float,
@@ -199,23 +208,23 @@ class SessionAttention(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def weights(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """α: x (B, L, D), real (B, L) -> (B, s, l, H) weights of each session's positions
+        """α: x (B, L, D), real (B, L) -> (B, s, n, H) weights of each session's positions
         (summing to 1 over a session's real positions, 0 at padding and in empty sessions)."""
         xs, rs = split_sessions(x, self.n_sessions), split_sessions(real, self.n_sessions)
-        B, s, l, D = xs.shape
-        G = min(self.n_queries, l)  # NOTE: a session shorter than G has only l queries
-        newest = (xs * rs[..., None])[:, :, l - G:].flip(2)  # (B, s, G, D): newest first
+        B, s, n, D = xs.shape
+        G = min(self.n_queries, n)  # NOTE: a session of n < G positions has n queries
+        newest = (xs * rs[..., None])[:, :, n - G:].flip(2)  # (B, s, G, D): newest first
         last_g = newest.cumsum(2)  # (B, s, G, D): row g-1 sums the session's last g states
         c = torch.einsum("bsgd,gde->bsge", last_g, self.query_weight[:G]) + self.query_bias[:G]
         q = self.q(c).view(B, s, G, self.n_heads, self.d_head)  # (B, s, G, H, d_k)
-        k = self.k(xs).view(B, s, l, self.n_heads, self.d_head)  # (B, s, l, H, d_k)
-        logits = 2 * torch.sigmoid(torch.einsum("bsghd,bsjhd->bshgj", q, k))  # (B, s, H, G, l)
-        pad = ~rs[:, :, None, None, :]  # (B, s, 1, 1, l)
+        k = self.k(xs).view(B, s, n, self.n_heads, self.d_head)  # (B, s, n, H, d_k)
+        logits = 2 * torch.sigmoid(torch.einsum("bsghd,bsjhd->bshgj", q, k))  # (B, s, H, G, n)
+        pad = ~rs[:, :, None, None, :]  # (B, s, 1, 1, n)
         lowest = torch.finfo(logits.dtype).min  # an empty session gets 0 weights, not NaN
-        a = logits.masked_fill(pad, lowest).softmax(-1)  # (B, s, H, G, l)
-        pooled = a.pow(self.lp).sum(3).clamp(min=1e-12).pow(1 / self.lp)  # (B, s, H, l) L_p
-        alpha = (2 * pooled).masked_fill(pad[:, :, :, 0], lowest).softmax(-1)  # (B, s, H, l)
-        return (alpha * rs[:, :, None, :]).transpose(2, 3)  # (B, s, l, H)
+        a = logits.masked_fill(pad, lowest).softmax(-1)  # (B, s, H, G, n)
+        pooled = a.pow(self.lp).sum(3).clamp(min=1e-12).pow(1 / self.lp)  # (B, s, H, n) L_p
+        alpha = (2 * pooled).masked_fill(pad[:, :, :, 0], lowest).softmax(-1)  # (B, s, H, n)
+        return (alpha * rs[:, :, None, :]).transpose(2, 3)  # (B, s, n, H)
 
     def forward(self, x: torch.Tensor, p: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """x (B, L, D) states, p (1, L, D) positions, real (B, L) -> (B, L, D)."""
