@@ -42,10 +42,11 @@ Which windows it trains on is ``mgpt_recipe`` (``training.peers``).
 
 Symbol map (code ↔ equations)::
 
-    InteractionGraph.adjacency     A, Â          ``gcn``          W, c (shared by the orders)
-    GlobalAttention                y⁰, φ          SessionAttention  c_g, a_gj, α_j, yˢ
-    ``query_weight[g-1]``          W_g            ``lp``            p of the L_p pooling
-    MSPGLayer.mixer                W_mix, c_mix   ``mgpt_l1``       λ
+    interaction_adjacency          A              InteractionGraph.gcn   W, c (all orders)
+    normalize_adjacency            Â              GlobalAttention        y⁰, φ
+    SessionAttention               a_gj, α_j, yˢ  query_weight[g-1]      W_g (bias: d_g)
+    SessionAttention.lp            p (L_p pool)   MSPGLayer.mixer        W_mix, c_mix
+    MGPTConfig.mgpt_l1             λ              MGPTConfig.mgpt_orders K
 
 Shapes: B batch, L sequence length, D model width, H heads, d_k = D/H, N items, K orders,
 s sessions of l items, G queries. Ids: items 1..N (0 padding, N+1 [mask]); behaviors 1..n_b
@@ -185,7 +186,7 @@ def split_sessions(x: torch.Tensor, n_sessions: int) -> torch.Tensor:
 
 class SessionAttention(nn.Module):
     """MSPG's multi-grained facet at one grain: the sequence in ``n_sessions`` sessions, each
-    session's G preference queries c_g = W_g (x_l + .. + x_{l-g+1}) + c_g (its g newest
+    session's G preference queries c_g = W_g (x_l + .. + x_{l-g+1}) + d_g (its g newest
     interactions), each position weighed by α_j = softmax_j(2 ‖(a_gj)_g‖_p) with
     a_gj = softmax_j(2 σ(q_g · k_j)) per head, and y_j = LN(x_j + W_o(α_j v_j)) + p_j
     (module docstring). W_g for all g is one (G, D, D) table.
