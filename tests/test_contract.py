@@ -19,6 +19,7 @@ from fatsmb_lib.models.gru4rec import GRU4Rec, GRU4RecConfig
 from fatsmb_lib.models.mbgcn import MBGCN, MBGCNConfig
 from fatsmb_lib.models.mbgmn import MBGMN, MBGMNConfig
 from fatsmb_lib.models.mbstr import MBSTR, MBSTRConfig
+from fatsmb_lib.models.mgpt import MGPT, MGPTConfig
 
 N, NB, B, L, D = 12, 3, 4, 8, 16
 
@@ -110,6 +111,11 @@ MODELS = {  # name: (build, the batch its loss takes, None for a model fitted by
     "MB-GMN": (lambda: MBGMN(MBGMNConfig(n_items=N, n_behaviors=NB, d_model=D, n_heads=2,
                                          mbgmn_layers=2, mbgmn_rank=4, mbgmn_negatives=2),
                              graph()), interaction_batch),
+    "MGPT": (lambda: MGPT(MGPTConfig(n_items=N, n_behaviors=NB, d_model=D, n_heads=2, n_layers=1,
+                                     dropout=0.1, max_len=L, mgpt_orders=3, mgpt_sessions=2,
+                                     mgpt_queries=3, mgpt_fine_sessions=4, mgpt_fine_queries=2,
+                                     mgpt_lp=4.0, mgpt_l1=1e-3, mgpt_hide_target=False)),
+             cloze_batch),
 }
 
 

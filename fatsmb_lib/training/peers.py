@@ -11,6 +11,7 @@ checkpoints, resume). Their own settings sit here with their registration and be
 - DiffuRec: diffusion over item embeddings, on every training prefix
 - MBGCN, MB-GMN: graph models over the training parts' user-item graph (``data.graph``),
   trained on every training interaction (``InteractionView``), a user scored by its id
+- M-GPT: interaction-level graph + multifaceted Transformer, Cloze (``mgpt_recipe``)
 - Pop: counts, nothing to train (:func:`fit_pop`)
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..models.gru4rec import GRU4Rec, GRU4RecConfig
 from ..models.mbgcn import MBGCN, MBGCNConfig
 from ..models.mbgmn import MBGMN, MBGMNConfig
 from ..models.mbstr import MBSTR, MBSTRConfig
+from ..models.mgpt import MGPT, MGPTConfig
 from .context import Context
 from .epochs import (
     RECIPES,
@@ -84,6 +86,20 @@ class MBGMNSettings:
                                           # with up to 40 pairs per behavior each)
 
 
+@dataclass(frozen=True)
+class MGPTSettings:
+    mgpt_orders: int = 3              # graph orders K (its authors' item_level)
+    mgpt_sessions: int = 4            # coarse grain: sessions per sequence ...
+    mgpt_queries: int = 10            # ... and preference queries per session (its authors')
+    mgpt_fine_sessions: int = 10      # fine grain: the same (its authors' 10 and 4)
+    mgpt_fine_queries: int = 4
+    mgpt_lp: float = 4.0              # p of the L_p pooling over the queries (its authors')
+    mgpt_l1: float = 6.4e-4           # λ of ‖A‖₁ per sequence: its authors' 1e-5 per batch of 64
+    mgpt_hide_target: bool = False    # True: its authors' [mask] without behavior (Cloze σ = 1)
+    mgpt_recipe: str = "paper"        # its Cloze recipe (epochs.RECIPES; "profile": the
+                                      # profile's own, every prefix on `full`: ~40x the rows)
+
+
 # BERT4Rec and MB-STR mask no behavior (σ = 0): BERT4Rec sees none, MB-STR reads them all
 cloze_without_behaviors = partial(cloze_batches, sigma=0.0)
 cloze_settings_without_behaviors = partial(cloze_settings, sigma=0.0)
@@ -126,10 +142,30 @@ MB_GMN = ModelSpec("MB-GMN", "mbgmn", MBGMN,
                    lambda ctx: interaction_settings(ctx, ctx.profile.mbgmn_batch_size),
                    paper=True, settings=MBGMNSettings, inputs=graph_inputs)
 
+
+def mgpt_sigma(ctx: Context) -> float:
+    """M-GPT's Cloze σ: 0, a masked item keeps its behavior (the target behavior's way in),
+    or 1 with ``mgpt_hide_target`` (its authors' behavior-free [mask])."""
+    return 1.0 if ctx.profile.mgpt_hide_target else 0.0
+
+
+def mgpt_recipe(ctx: Context) -> Context:
+    """The run M-GPT trains in: the Cloze recipe ``mgpt_recipe`` names, or the profile's own."""
+    recipe = ctx.profile.mgpt_recipe
+    return ctx if recipe == "profile" else ctx.replace(**RECIPES[recipe])
+
+
+M_GPT = ModelSpec("M-GPT", "mgpt", MGPT,
+                  lambda ctx: (ctx.profile.config(MGPTConfig, **dims(ctx)),),
+                  lambda ctx: cloze_batches(ctx, sigma=mgpt_sigma(ctx)),
+                  lambda ctx: {**cloze_settings(ctx, sigma=mgpt_sigma(ctx)),
+                               "max_len": ctx.profile.max_len},
+                  adjust=mgpt_recipe, paper=True, settings=MGPTSettings)
+
 # The trained baselines, in the comparison's order (Table 3's BERT4Rec, MB-STR, DiffuRec and
-# our additions, then Table 3's graph models).
+# our additions, then Table 3's other baselines in its order).
 BASELINES: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC, MBGCN_SPEC, MB_GMN)}
+    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC, MBGCN_SPEC, MB_GMN, M_GPT)}
 
 
 def train_baseline(ctx: Context, name: str) -> tuple[nn.Module, History]:
