@@ -16,6 +16,7 @@ from fatsmb_lib.models.encoder import MBAE, EncoderConfig
 from fatsmb_lib.models.fatsmb import FatsMB, LatentSpace
 from fatsmb_lib.models.gru4rec import GRU4Rec, GRU4RecConfig
 from fatsmb_lib.models.mbstr import MBSTR, MBSTRConfig
+from fatsmb_lib.models.pbat import PBAT, PBATConfig
 
 N, NB, B, L, D = 12, 3, 4, 8, 16
 
@@ -86,6 +87,9 @@ MODELS = {  # name: (build, the batch its loss takes, None for a model fitted by
                                                           diffurec_stride=8, eta=0.5,
                                                           diffurec_lambda=0.1)), prefix_batch),
     "FatsMB": (fatsmb, latent_batch),
+    "PBAT": (lambda: PBAT(PBATConfig(n_items=N, n_behaviors=NB, n_users=B, d_model=D, n_heads=2,
+                                     n_layers=1, dropout=0.1, max_len=L)),
+             lambda: {**cloze_batch(), "user": torch.arange(B)}),  # personalised: rows' users
 }
 
 
