@@ -9,6 +9,8 @@ checkpoints, resume). Their own settings sit here with their registration and be
 - SASRec, the behavior-aware SASRec, GRU4Rec: next-item cross-entropy at every position
 - MB-STR: behavior-aware Transformer with its own Cloze recipe (``mbstr_recipe``)
 - DiffuRec: diffusion over item embeddings, on every training prefix
+- PBAT: Gaussian behavior-aware Transformer personalised per user, with its own Cloze recipe
+  (``pbat_recipe``)
 - Pop: counts, nothing to train (:func:`fit_pop`)
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..models.baselines import BehaviorSASRec, BERT4Rec, Pop, SASRec
 from ..models.diffurec import DiffuRec, DiffuRecConfig
 from ..models.gru4rec import GRU4Rec, GRU4RecConfig
 from ..models.mbstr import MBSTR, MBSTRConfig
+from ..models.pbat import PBAT, PBATConfig
 from .context import Context
 from .epochs import (
     RECIPES,
@@ -59,7 +62,17 @@ class DiffuRecSettings:
     diffurec_lambda: float = 0.001    # δ of λ ~ N(δ, δ²) (its authors' value)
 
 
-# BERT4Rec and MB-STR mask no behavior (σ = 0): BERT4Rec sees none, MB-STR reads them all
+@dataclass(frozen=True)
+class PBATSettings:
+    # NOTE: the authors' loader draws one window per user and epoch (the newest L items, or 20%
+    # of the time a random window of a longer history) and trains with Adam (lr 1e-3, weight
+    # decay 1e-6); "paper" tiles each training part with non-overlapping windows (every training
+    # position once an epoch, as MB-STR's), under the optimiser every peer shares here
+    pbat_recipe: str = "paper"        # its Cloze recipe (epochs.RECIPES): its authors' windows
+
+
+# BERT4Rec, MB-STR and PBAT mask no behavior (σ = 0): BERT4Rec sees none, the others read them
+# all
 cloze_without_behaviors = partial(cloze_batches, sigma=0.0)
 cloze_settings_without_behaviors = partial(cloze_settings, sigma=0.0)
 
@@ -86,11 +99,19 @@ MB_STR = ModelSpec("MB-STR", "mbstr", MBSTR,
 DIFFUREC = ModelSpec("DiffuRec", "diffurec", DiffuRec,
                      lambda ctx: (*encoder_configs(ctx), ctx.profile.config(DiffuRecConfig)),
                      prefix_batches, prefix_settings, paper=True, settings=DiffuRecSettings)
+PBAT_SPEC = ModelSpec("PBAT", "pbat", PBAT,
+                      lambda ctx: (ctx.profile.config(PBATConfig, **dims(ctx),
+                                                      n_users=ctx.data.n_users),),
+                      cloze_without_behaviors,
+                      lambda ctx: {**cloze_settings_without_behaviors(ctx),
+                                   "max_len": ctx.profile.max_len},
+                      adjust=lambda ctx: ctx.replace(**RECIPES[ctx.profile.pbat_recipe]),
+                      paper=True, settings=PBATSettings)
 
-# The trained baselines, in the comparison's order (Table 3's BERT4Rec, MB-STR, DiffuRec and
-# our additions).
+# The trained baselines, in the comparison's order (Table 3's BERT4Rec, MB-STR, DiffuRec, PBAT
+# and our additions).
 BASELINES: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC)}
+    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC, PBAT_SPEC)}
 
 
 def train_baseline(ctx: Context, name: str) -> tuple[nn.Module, History]:
