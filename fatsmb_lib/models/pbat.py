@@ -1,6 +1,7 @@
 """PBAT, the Personalized Behavior-Aware Transformer (Su et al., ACM MM 2023, "Personalized
 Behavior-Aware Transformer for Multi-Behavior Sequential Recommendation"), rebuilt from the
-paper's description and read against its authors' released code (TiliaceaeSU/PBAT).
+paper's overview of its modules and, for the equations, its authors' released code
+(TiliaceaeSU/PBAT), whose functions carry the paper's names (SAGP, TriSAGP, BSFFL).
 
 Every entity is a Gaussian N(μ, diag Σ), not a vector: items, behaviors, users, positions and
 the ordered behavior pairs. Two parts define the model:
@@ -40,8 +41,8 @@ distance between diagonal Gaussians, which the authors' code computes)::
 
 Q_ij depends on j only through b_j, and K_ij on i only through b_i, so (8)-(9) never form an
 (L, L) grid of Gaussians: ``BehaviorAwareAttention`` fuses each query with all n_b possible key
-behaviors and each key with all n_b possible query behaviors, (B, H, L, n_b, d_k), and picks
-the pair's term of the expanded distance with one-hot behavior blocks in one matmul.
+behaviors and each key with all n_b possible query behaviors, (B, H, L, n_b, d_k), multiplies
+all of them in one (L·n_b, L·n_b) matmul per head and takes each pair's entry (b_j, b_i).
 
 Symbol map (code ↔ equations)::
 
