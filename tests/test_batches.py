@@ -65,8 +65,10 @@ def test_cloze_windows_cover_each_training_token_once(data):
     assert len(view) == sum(math.ceil(t / L) for t in train_len)
     assert batch["items"].shape == (len(view), L)
     assert_left_padded(batch["items"], batch["behaviors"])
-    for row in batch["items"]:
+    for row, user in zip(batch["items"], batch["user"]):
         assert_consecutive(row)
+        own = data.seq_items[data.offsets[user]:data.offsets[user + 1]]
+        assert set(row[row > 0].tolist()) <= set(own.tolist()), "a row's user is its owner"
     tokens = batch["items"][batch["items"] > 0]
     assert sorted(tokens.tolist()) == sorted(data.split().train_items.tolist())
     valid, test = held_out(data)
@@ -156,8 +158,10 @@ def test_cloze_loader_masks(data):
     collate = ClozeCollate(0.5, 0.5, data.mask_item, data.mask_behavior,
                            torch.Generator().manual_seed(0), 0.0)
     batch = next(iter(make_loader(view, batch_size=len(view), shuffle=False, collate=collate)))
-    assert set(batch) == {"items", "behaviors", "targets", "target_behaviors", "behavior_masked"}
+    assert set(batch) == {"items", "behaviors", "targets", "target_behaviors", "behavior_masked",
+                          "user"}
     raw = everything(view)
+    assert torch.equal(batch["user"], raw["user"])
     masked = batch["targets"] > 0
     assert torch.equal(batch["targets"][masked], raw["items"][masked])
     assert (batch["items"][masked] == data.mask_item).all()

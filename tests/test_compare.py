@@ -54,7 +54,8 @@ def test_a_new_baseline_is_one_module_plus_its_registration(tmp_path, monkeypatc
 
 
 def test_the_paper_s_baselines_are_the_registered_ones_marked_so():
-    assert PAPER_BASELINES == ("BERT4Rec", "MB-STR", "DiffuRec", "MBGCN", "MB-GMN", "M-GPT")
+    assert PAPER_BASELINES == ("BERT4Rec", "MB-STR", "DiffuRec", "MBGCN", "MB-GMN", "PBAT",
+                               "M-GPT")
     assert set(PAPER_BASELINES) <= set(BASELINES)
 
 

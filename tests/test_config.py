@@ -13,6 +13,7 @@ from fatsmb_lib.models.mbgcn import MBGCNConfig
 from fatsmb_lib.models.mbgmn import MBGMNConfig
 from fatsmb_lib.models.mbstr import MBSTRConfig
 from fatsmb_lib.models.mgpt import MGPTConfig
+from fatsmb_lib.models.pbat import PBATConfig
 from fatsmb_lib.training.config import (
     PROFILES,
     DataSettings,
@@ -31,7 +32,7 @@ MODEL_KIND_FLAGS = {"use_behavior", "causal"}  # which model it is, not a hyperp
 
 @pytest.mark.parametrize("config", [EncoderConfig, DiffusionConfig, DenoiserConfig, TrainConfig,
                                     GRU4RecConfig, MBSTRConfig, DiffuRecConfig, MBGCNConfig,
-                                    MBGMNConfig, MGPTConfig])
+                                    MBGMNConfig, MGPTConfig, PBATConfig])
 def test_component_configs_have_no_defaults_of_their_own(config):
     with_default = [f.name for f in dataclasses.fields(config)
                     if f.default is not dataclasses.MISSING and f.name not in MODEL_KIND_FLAGS]
@@ -107,8 +108,10 @@ def test_every_component_config_uses_the_profile_s_names():
     no name changes at the boundary."""
     profile_fields = {f.name for f in dataclasses.fields(Profile)}
     for cls in (EncoderConfig, DiffusionConfig, DenoiserConfig, GRU4RecConfig, MBSTRConfig,
-                DiffuRecConfig, MBGCNConfig, MBGMNConfig, MGPTConfig, TrainConfig):
-        names = {f.name for f in dataclasses.fields(cls)} - {"n_items", "n_behaviors"} - MODEL_KIND_FLAGS
+                DiffuRecConfig, MBGCNConfig, MBGMNConfig, MGPTConfig, PBATConfig,
+                TrainConfig):
+        names = ({f.name for f in dataclasses.fields(cls)} - {"n_items", "n_behaviors", "n_users"}
+                 - MODEL_KIND_FLAGS)  # the data's sizes, then flags
         if cls is TrainConfig:  # per stage: epochs and patience are picked by stage
             names -= {"max_epochs", "patience", "min_epochs", "seed", "precision"}
         assert names <= profile_fields, (cls.__name__, names - profile_fields)

@@ -20,6 +20,7 @@ from fatsmb_lib.models.mbgcn import MBGCN, MBGCNConfig
 from fatsmb_lib.models.mbgmn import MBGMN, MBGMNConfig
 from fatsmb_lib.models.mbstr import MBSTR, MBSTRConfig
 from fatsmb_lib.models.mgpt import MGPT, MGPTConfig
+from fatsmb_lib.models.pbat import PBAT, PBATConfig
 
 N, NB, B, L, D = 12, 3, 4, 8, 16
 
@@ -116,6 +117,9 @@ MODELS = {  # name: (build, the batch its loss takes, None for a model fitted by
                                      mgpt_queries=3, mgpt_fine_sessions=4, mgpt_fine_queries=2,
                                      mgpt_lp=4.0, mgpt_l1=1e-3, mgpt_hide_target=False)),
              cloze_batch),
+    "PBAT": (lambda: PBAT(PBATConfig(n_items=N, n_behaviors=NB, n_users=B, d_model=D, n_heads=2,
+                                     n_layers=1, dropout=0.1, max_len=L)),
+             lambda: {**cloze_batch(), "user": torch.arange(B)}),  # personalised: rows' users
 }
 
 

@@ -17,6 +17,7 @@ Views (batch keys as in the shared contract, ``fatsmb_lib.models.contract``):
 - :class:`ClozeView` -- windows of length L over each TRAINING part, ending at the last
   training item and stepping back by ``window_stride`` (default L: non-overlapping windows;
   1: a window ending at every training item); masked by :class:`ClozeCollate` (rho, sigma).
+  Its batches carry each row's ``user`` too, as prefix batches do.
 - :class:`NextItemView` -- causal windows: inputs and targets shifted by one.
 - :class:`PrefixView` -- one prediction per row: history, then the [mask] item carrying the
   target behavior (Algorithm 2's input); ``split`` = "train" (every training position),
@@ -97,7 +98,7 @@ class ClozeView(_CSRView):
     def __getitems__(self, indices: list[int]) -> Batch:
         user, end = self._rows(indices)
         items, behaviors = self._gather(user, end, self.max_len)
-        return {"items": items, "behaviors": behaviors}
+        return {"items": items, "behaviors": behaviors, "user": user}
 
 
 class NextItemView(_CSRView):
@@ -234,8 +235,9 @@ class ClozeCollate:
         self.mask_item, self.mask_behavior, self.generator = mask_item, mask_behavior, generator
 
     def __call__(self, batch: Batch) -> Batch:
-        return cloze_mask(batch["items"], batch["behaviors"], self.rho, self.sigma,
-                          self.mask_item, self.mask_behavior, self.generator, self.last_only_prob)
+        masked = cloze_mask(batch["items"], batch["behaviors"], self.rho, self.sigma,
+                            self.mask_item, self.mask_behavior, self.generator, self.last_only_prob)
+        return {**masked, "user": batch["user"]}  # whose rows they are (PBAT personalises)
 
 
 def _identity(batch: Batch) -> Batch:

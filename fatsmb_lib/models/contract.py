@@ -17,6 +17,8 @@ Batch vocabulary (the keys every model reads; ``fatsmb_lib.data.batches`` writes
                                             [mask] carrying the target behavior) and latent
                                             batches
     z_b, z_null                     (B, D)  latent batches: z_b and z_∅ at a prefix's [mask]
+    user                            (B,)    each row's user, 0..n_users-1: Cloze and prefix
+                                            batches (read by the personalised models: PBAT)
 
 Which kind of batch a model's ``loss`` takes is in its docstring; ``score_all`` always takes a
 prefix batch.

@@ -36,7 +36,7 @@ from .verdicts import format_mean_std, percent_change, relation
 # (SASRec, GRU4Rec, the behavior-aware SASRec) are ours.
 PAPER_BASELINES = tuple(name for name, spec in BASELINES.items() if spec.paper)
 # Table 3's other baselines, not implemented yet (issue 22).
-ABSENT_BASELINES = ("PBAT", "MISSL")
+ABSENT_BASELINES = ("MISSL",)
 
 
 def run_seed(ctx: Context, ablations: bool = False, log=print) -> dict[str, dict[str, dict]]:

@@ -12,6 +12,8 @@ checkpoints, resume). Their own settings sit here with their registration and be
 - MBGCN, MB-GMN: graph models over the training parts' user-item graph (``data.graph``),
   trained on every training interaction (``InteractionView``), a user scored by its id
 - M-GPT: interaction-level graph + multifaceted Transformer, Cloze (``mgpt_recipe``)
+- PBAT: Gaussian behavior-aware Transformer personalised per user, with its own Cloze recipe
+  (``pbat_recipe``)
 - Pop: counts, nothing to train (:func:`fit_pop`)
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..models.mbgcn import MBGCN, MBGCNConfig
 from ..models.mbgmn import MBGMN, MBGMNConfig
 from ..models.mbstr import MBSTR, MBSTRConfig
 from ..models.mgpt import MGPT, MGPTConfig
+from ..models.pbat import PBAT, PBATConfig
 from .context import Context
 from .epochs import (
     RECIPES,
@@ -100,7 +103,17 @@ class MGPTSettings:
                                       # profile's own, every prefix on `full`: ~40x the rows)
 
 
-# BERT4Rec and MB-STR mask no behavior (σ = 0): BERT4Rec sees none, MB-STR reads them all
+@dataclass(frozen=True)
+class PBATSettings:
+    # NOTE: the authors' loader draws one window per user and epoch (the newest L items, or 20%
+    # of the time a random window of a longer history) and trains with Adam (lr 1e-3, weight
+    # decay 1e-6); "paper" tiles each training part with non-overlapping windows (every training
+    # position once an epoch, as MB-STR's), under the optimiser every peer shares here
+    pbat_recipe: str = "paper"        # its Cloze recipe (epochs.RECIPES): its authors' windows
+
+
+# BERT4Rec, MB-STR and PBAT mask no behavior (σ = 0): BERT4Rec sees none, the others read them
+# all
 cloze_without_behaviors = partial(cloze_batches, sigma=0.0)
 cloze_settings_without_behaviors = partial(cloze_settings, sigma=0.0)
 
@@ -127,6 +140,14 @@ MB_STR = ModelSpec("MB-STR", "mbstr", MBSTR,
 DIFFUREC = ModelSpec("DiffuRec", "diffurec", DiffuRec,
                      lambda ctx: (*encoder_configs(ctx), ctx.profile.config(DiffuRecConfig)),
                      prefix_batches, prefix_settings, paper=True, settings=DiffuRecSettings)
+PBAT_SPEC = ModelSpec("PBAT", "pbat", PBAT,
+                      lambda ctx: (ctx.profile.config(PBATConfig, **dims(ctx),
+                                                      n_users=ctx.data.n_users),),
+                      cloze_without_behaviors,
+                      lambda ctx: {**cloze_settings_without_behaviors(ctx),
+                                   "max_len": ctx.profile.max_len},
+                      adjust=lambda ctx: ctx.replace(**RECIPES[ctx.profile.pbat_recipe]),
+                      paper=True, settings=PBATSettings)
 
 # the graph baselines are built with the training parts' graph (not hashed: a function of the
 # data, whose fingerprint is in every checkpoint)
@@ -165,7 +186,8 @@ M_GPT = ModelSpec("M-GPT", "mgpt", MGPT,
 # The trained baselines, in the comparison's order (Table 3's BERT4Rec, MB-STR, DiffuRec and
 # our additions, then Table 3's other baselines in its order).
 BASELINES: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC, MBGCN_SPEC, MB_GMN, M_GPT)}
+    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC, MBGCN_SPEC, MB_GMN, PBAT_SPEC,
+    M_GPT)}
 
 
 def train_baseline(ctx: Context, name: str) -> tuple[nn.Module, History]:
