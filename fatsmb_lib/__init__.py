@@ -7,7 +7,7 @@ to its left (``tests/test_imports.py`` checks both against the real imports)::
 
     support   paths, runtime, checkpoints, precision, progress
     data      readers, synthetic, datasets, preprocess, batches
-    models    kernels, contract, encoder, diffusion, denoiser, fatsmb, baselines, gru4rec, mbstr, diffurec
+    models    kernels, contract, encoder, diffusion, denoiser, fatsmb, baselines, gru4rec, mbstr, diffurec, missl
     training  train, evaluate, context, epochs, registry, stages, peers, config, run
     studies   verdicts, entropy, plots, latent_space, compare, recipes, bench, sampling
     course    pipeline, student
