@@ -10,6 +10,7 @@ from fatsmb_lib.models.diffusion import DiffusionConfig
 from fatsmb_lib.models.encoder import EncoderConfig
 from fatsmb_lib.models.gru4rec import GRU4RecConfig
 from fatsmb_lib.models.mbstr import MBSTRConfig
+from fatsmb_lib.models.missl import MISSLConfig
 from fatsmb_lib.training.config import (
     PROFILES,
     DataSettings,
@@ -27,7 +28,8 @@ MODEL_KIND_FLAGS = {"use_behavior", "causal"}  # which model it is, not a hyperp
 
 
 @pytest.mark.parametrize("config", [EncoderConfig, DiffusionConfig, DenoiserConfig, TrainConfig,
-                                    GRU4RecConfig, MBSTRConfig, DiffuRecConfig])
+                                    GRU4RecConfig, MBSTRConfig, DiffuRecConfig,
+                                    MISSLConfig])
 def test_component_configs_have_no_defaults_of_their_own(config):
     with_default = [f.name for f in dataclasses.fields(config)
                     if f.default is not dataclasses.MISSING and f.name not in MODEL_KIND_FLAGS]

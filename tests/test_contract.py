@@ -16,6 +16,7 @@ from fatsmb_lib.models.encoder import MBAE, EncoderConfig
 from fatsmb_lib.models.fatsmb import FatsMB, LatentSpace
 from fatsmb_lib.models.gru4rec import GRU4Rec, GRU4RecConfig
 from fatsmb_lib.models.mbstr import MBSTR, MBSTRConfig
+from fatsmb_lib.models.missl import MISSL, MISSLConfig
 
 N, NB, B, L, D = 12, 3, 4, 8, 16
 
@@ -85,6 +86,12 @@ MODELS = {  # name: (build, the batch its loss takes, None for a model fitted by
     "DiffuRec": (lambda: DiffuRec(ENCODER, DiffuRecConfig(diffurec_T=32, diffurec_schedule="linear",
                                                           diffurec_stride=8, eta=0.5,
                                                           diffurec_lambda=0.1)), prefix_batch),
+    "MISSL": (lambda: MISSL(MISSLConfig(n_items=N, n_behaviors=NB, d_model=D, n_heads=2, n_layers=1,
+                                        dropout=0.1, max_len=L, missl_interests=4,
+                                        missl_interest_layers=2, missl_epsilon=0.6, missl_tau=1.0,
+                                        missl_lambda_behavior=1.0, missl_lambda_ib=0.05,
+                                        missl_lambda_inter=0.05, missl_lambda_intra=0.05)),
+              next_item_batch),
     "FatsMB": (fatsmb, latent_batch),
 }
 

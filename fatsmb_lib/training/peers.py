@@ -9,6 +9,8 @@ checkpoints, resume). Their own settings sit here with their registration and be
 - SASRec, the behavior-aware SASRec, GRU4Rec: next-item cross-entropy at every position
 - MB-STR: behavior-aware Transformer with its own Cloze recipe (``mbstr_recipe``)
 - DiffuRec: diffusion over item embeddings, on every training prefix
+- MISSL: two-stream behavior-aware Transformer, next-item and next-behavior cross-entropy,
+  plus multi-interest self-supervised losses
 - Pop: counts, nothing to train (:func:`fit_pop`)
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..models.baselines import BehaviorSASRec, BERT4Rec, Pop, SASRec
 from ..models.diffurec import DiffuRec, DiffuRecConfig
 from ..models.gru4rec import GRU4Rec, GRU4RecConfig
 from ..models.mbstr import MBSTR, MBSTRConfig
+from ..models.missl import MISSL, MISSLConfig
 from .context import Context
 from .epochs import (
     RECIPES,
@@ -59,6 +62,18 @@ class DiffuRecSettings:
     diffurec_lambda: float = 0.001    # δ of λ ~ N(δ, δ²) (its authors' value)
 
 
+@dataclass(frozen=True)
+class MISSLSettings:
+    missl_interests: int = 16         # K interests per behavior and K shared (authors: 64, d 16)
+    missl_interest_layers: int = 2    # rounds of the interest block (its authors' value)
+    missl_epsilon: float = 0.6        # fusion keeps ⌊εK⌋ interests of each kind (Yelp, IJCAI)
+    missl_tau: float = 1.0            # InfoNCE temperature (its authors' value)
+    missl_lambda_behavior: float = 1.0  # next-behavior CE weight (Yelp, IJCAI; Retail 0.5)
+    missl_lambda_ib: float = 0.05     # item-behavior contrast weight (Yelp, IJCAI; Retail 0.01)
+    missl_lambda_inter: float = 0.05  # item-interest InfoNCE weight (Yelp, IJCAI; Retail 0.01)
+    missl_lambda_intra: float = 0.05  # specific-shared interest InfoNCE weight (likewise)
+
+
 # BERT4Rec and MB-STR mask no behavior (σ = 0): BERT4Rec sees none, MB-STR reads them all
 cloze_without_behaviors = partial(cloze_batches, sigma=0.0)
 cloze_settings_without_behaviors = partial(cloze_settings, sigma=0.0)
@@ -86,11 +101,14 @@ MB_STR = ModelSpec("MB-STR", "mbstr", MBSTR,
 DIFFUREC = ModelSpec("DiffuRec", "diffurec", DiffuRec,
                      lambda ctx: (*encoder_configs(ctx), ctx.profile.config(DiffuRecConfig)),
                      prefix_batches, prefix_settings, paper=True, settings=DiffuRecSettings)
+MISSL_SPEC = ModelSpec("MISSL", "missl", MISSL,
+                       lambda ctx: (ctx.profile.config(MISSLConfig, **dims(ctx)),),
+                       next_item_batches, next_item_settings, paper=True, settings=MISSLSettings)
 
-# The trained baselines, in the comparison's order (Table 3's BERT4Rec, MB-STR, DiffuRec and
-# our additions).
+# The trained baselines, in the comparison's order (Table 3's BERT4Rec, MB-STR, DiffuRec, MISSL
+# and our additions).
 BASELINES: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC)}
+    SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC, MISSL_SPEC)}
 
 
 def train_baseline(ctx: Context, name: str) -> tuple[nn.Module, History]:
