@@ -70,8 +70,9 @@ NOTE: trained on the library's next-item windows (every training item a target o
 softmax over all N items); the authors keep each position's label with probability 0.7-0.9
 and take one window per user per epoch (the newest, or a random one 20% of the time).
 NOTE: the inter-interest label is the assigned interest's index within the item's group (the
-released code takes it modulo n_b, which only agrees with that when K divides evenly by
-chance); each group has its own interest FFN (the released code gives group 1 none).
+released code takes the global index modulo n_b instead); each group has its own interest FFN
+(the released code gives group 1 none); assignments are the argmax of head 0's scores (the
+released code: of its attention weights after dropout).
 NOTE: scores ignore the target behavior, as the authors' (the next item after the newest one).
 NOTE: sizes and optimisation are the library's (d = 64, AdamW, lr 2e-3, weight decay 0.01);
 the authors use d = 16, Adam, lr 1e-3, weight decay 1e-6 and K = 64. Our default K is 16
@@ -323,10 +324,9 @@ class InterestEncoder(nn.Module):
 
 
 class TwoStreamBlock(nn.Module):
-    """Equation (6), post-LN as the authors: each stream attends causally over the other
-    stream's queries; projections and FFNs are specific to each token's behavior.
-
-    NOTE: no output projection after attention, as the authors' code."""
+    """Equation (6), post-LN as the authors: each stream's causal attention takes its queries
+    from the other stream; projections and FFNs are specific to each token's behavior, and
+    there is no output projection after attention (as in the authors' code)."""
 
     def __init__(self, d_model: int, n_heads: int, n_behaviors: int, dropout: float):
         super().__init__()
