@@ -7,7 +7,7 @@ to its left (``tests/test_imports.py`` checks both against the real imports)::
 
     support   paths, runtime, checkpoints, precision, progress
     data      readers, synthetic, datasets, preprocess, batches, graph
-    models    kernels, contract, encoder, diffusion, denoiser, fatsmb, baselines, gru4rec, mbstr, diffurec, mbgcn, mbgmn, mgpt, pbat
+    models    kernels, contract, encoder, diffusion, denoiser, fatsmb, baselines, gru4rec, mbstr, diffurec, mbgcn, mbgmn, pbat, missl, mgpt
     training  train, evaluate, context, epochs, registry, stages, peers, config, run
     studies   verdicts, entropy, plots, latent_space, compare, recipes, bench, sampling, ledger, diffusion_map, few_shot, claims
     course    pipeline, student

@@ -13,6 +13,7 @@ from fatsmb_lib.models.mbgcn import MBGCNConfig
 from fatsmb_lib.models.mbgmn import MBGMNConfig
 from fatsmb_lib.models.mbstr import MBSTRConfig
 from fatsmb_lib.models.mgpt import MGPTConfig
+from fatsmb_lib.models.missl import MISSLConfig
 from fatsmb_lib.models.pbat import PBATConfig
 from fatsmb_lib.training.config import (
     PROFILES,
@@ -32,7 +33,8 @@ MODEL_KIND_FLAGS = {"use_behavior", "causal"}  # which model it is, not a hyperp
 
 @pytest.mark.parametrize("config", [EncoderConfig, DiffusionConfig, DenoiserConfig, TrainConfig,
                                     GRU4RecConfig, MBSTRConfig, DiffuRecConfig, MBGCNConfig,
-                                    MBGMNConfig, MGPTConfig, PBATConfig])
+                                    MBGMNConfig, MGPTConfig, PBATConfig,
+                                    MISSLConfig])
 def test_component_configs_have_no_defaults_of_their_own(config):
     with_default = [f.name for f in dataclasses.fields(config)
                     if f.default is not dataclasses.MISSING and f.name not in MODEL_KIND_FLAGS]

@@ -20,6 +20,7 @@ from fatsmb_lib.models.mbgcn import MBGCN, MBGCNConfig
 from fatsmb_lib.models.mbgmn import MBGMN, MBGMNConfig
 from fatsmb_lib.models.mbstr import MBSTR, MBSTRConfig
 from fatsmb_lib.models.mgpt import MGPT, MGPTConfig
+from fatsmb_lib.models.missl import MISSL, MISSLConfig
 from fatsmb_lib.models.pbat import PBAT, PBATConfig
 
 N, NB, B, L, D = 12, 3, 4, 8, 16
@@ -105,6 +106,12 @@ MODELS = {  # name: (build, the batch its loss takes, None for a model fitted by
     "DiffuRec": (lambda: DiffuRec(ENCODER, DiffuRecConfig(diffurec_T=32, diffurec_schedule="linear",
                                                           diffurec_stride=8, eta=0.5,
                                                           diffurec_lambda=0.1)), prefix_batch),
+    "MISSL": (lambda: MISSL(MISSLConfig(n_items=N, n_behaviors=NB, d_model=D, n_heads=2, n_layers=1,
+                                        dropout=0.1, max_len=L, missl_interests=4,
+                                        missl_interest_layers=2, missl_epsilon=0.6, missl_tau=1.0,
+                                        missl_lambda_behavior=1.0, missl_lambda_ib=0.05,
+                                        missl_lambda_inter=0.05, missl_lambda_intra=0.05)),
+              next_item_batch),
     "FatsMB": (fatsmb, latent_batch),
     "MBGCN": (lambda: MBGCN(MBGCNConfig(n_items=N, n_behaviors=NB, d_model=D, mbgcn_lambda=1.0,
                                         mbgcn_message_dropout=0.2, mbgcn_node_dropout=0.2),

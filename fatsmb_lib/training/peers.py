@@ -14,6 +14,8 @@ checkpoints, resume). Their own settings sit here with their registration and be
 - M-GPT: interaction-level graph + multifaceted Transformer, Cloze (``mgpt_recipe``)
 - PBAT: Gaussian behavior-aware Transformer personalised per user, with its own Cloze recipe
   (``pbat_recipe``)
+- MISSL: two-stream behavior-aware Transformer, next-item and next-behavior cross-entropy,
+  plus multi-interest self-supervised losses
 - Pop: counts, nothing to train (:func:`fit_pop`)
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..models.mbgcn import MBGCN, MBGCNConfig
 from ..models.mbgmn import MBGMN, MBGMNConfig
 from ..models.mbstr import MBSTR, MBSTRConfig
 from ..models.mgpt import MGPT, MGPTConfig
+from ..models.missl import MISSL, MISSLConfig
 from ..models.pbat import PBAT, PBATConfig
 from .context import Context
 from .epochs import (
@@ -112,6 +115,18 @@ class PBATSettings:
     pbat_recipe: str = "paper"        # its Cloze recipe (epochs.RECIPES): its authors' windows
 
 
+@dataclass(frozen=True)
+class MISSLSettings:
+    missl_interests: int = 16         # K interests per behavior and K shared (authors: 64, d 16)
+    missl_interest_layers: int = 2    # rounds of the interest block (its authors' value)
+    missl_epsilon: float = 0.6        # fusion keeps ⌊εK⌋ interests of each kind (Yelp, IJCAI)
+    missl_tau: float = 1.0            # InfoNCE temperature (its authors' value)
+    missl_lambda_behavior: float = 1.0  # next-behavior CE weight (Yelp, IJCAI; Retail 0.5)
+    missl_lambda_ib: float = 0.05     # item-behavior contrast weight (Yelp, IJCAI; Retail 0.01)
+    missl_lambda_inter: float = 0.05  # item-interest InfoNCE weight (Yelp, IJCAI; Retail 0.01)
+    missl_lambda_intra: float = 0.05  # specific-shared interest InfoNCE weight (likewise)
+
+
 # BERT4Rec, MB-STR and PBAT mask no behavior (σ = 0): BERT4Rec sees none, the others read them
 # all
 cloze_without_behaviors = partial(cloze_batches, sigma=0.0)
@@ -183,11 +198,15 @@ M_GPT = ModelSpec("M-GPT", "mgpt", MGPT,
                                "max_len": ctx.profile.max_len},
                   adjust=mgpt_recipe, paper=True, settings=MGPTSettings)
 
+MISSL_SPEC = ModelSpec("MISSL", "missl", MISSL,
+                       lambda ctx: (ctx.profile.config(MISSLConfig, **dims(ctx)),),
+                       next_item_batches, next_item_settings, paper=True, settings=MISSLSettings)
+
 # The trained baselines, in the comparison's order (Table 3's BERT4Rec, MB-STR, DiffuRec and
 # our additions, then Table 3's other baselines in its order).
 BASELINES: dict[str, ModelSpec] = {spec.name: spec for spec in (
     SASREC, BERT4REC, GRU4REC, BEHAVIOR_SASREC, MB_STR, DIFFUREC, MBGCN_SPEC, MB_GMN, PBAT_SPEC,
-    M_GPT)}
+    MISSL_SPEC, M_GPT)}
 
 
 def train_baseline(ctx: Context, name: str) -> tuple[nn.Module, History]:
