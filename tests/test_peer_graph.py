@@ -249,3 +249,16 @@ def test_graph_model_learns_and_beats_popularity(tiny, name):
                   fingerprint=data.fingerprint, config={}, progress=False, log=lambda line: None)
     assert history.best_value > 1.5 * pop_ndcg, \
         f"{name}: {history.best_value:.4f} vs Pop {pop_ndcg:.4f}"
+
+
+def test_recommend_tells_the_graph_models_which_user_it_is(tmp_path):
+    """Context.recommend passes the user's index, so a model that knows users by id (here
+    MBGCN, whose score reads only the user) lists different items for different users."""
+    from fatsmb_lib.training.peers import train_baseline
+    from fatsmb_lib.training.run import open_run
+
+    ctx = open_run("synthetic-tiny", "smoke", "cpu", tmp_path / "run", tmp_path / "data", 0,
+                   baseline_epochs=1, min_epochs=1)
+    model, _ = train_baseline(ctx, "MBGCN")
+    first, second = (ctx.recommend(model, key, 1, k=10) for key in ctx.data.user_keys[:2])
+    assert len(first) == 10 and first != second

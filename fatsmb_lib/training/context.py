@@ -134,4 +134,5 @@ class Context:
         return recommend(model, data.seq_items[history], data.seq_behaviors[history], behavior,
                          n_items=data.n_items, n_behaviors=data.n_behaviors,
                          max_len=self.profile.max_len, k=k, titles=data.item_titles,
-                         item_keys=data.item_keys, generator=make_generator(self.seed, self.device))
+                         item_keys=data.item_keys, user=u,
+                         generator=make_generator(self.seed, self.device))

@@ -171,7 +171,7 @@ def recommend_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
 @torch.no_grad()
 def recommend(model: nn.Module, items, behaviors, behavior: int, *, n_items: int,
               n_behaviors: int, max_len: int, k: int = 10, titles: Sequence[str] | None = None,
-              item_keys: Sequence | None = None,
+              item_keys: Sequence | None = None, user: int | None = None,
               generator: torch.Generator | None = None) -> list[tuple[object, str]]:
     """Top-k (item, name) for ONE history under the target ``behavior``, for any model with
     ``score_all`` (FatsMB, the MBAE, the baselines).
@@ -181,7 +181,8 @@ def recommend(model: nn.Module, items, behaviors, behavior: int, *, n_items: int
     (Algorithm 2's input). With ``item_keys`` (``SequenceData.item_keys``) each item is
     returned as the dataset's own id (its raw key); without, as the internal id 1..N. Names
     come from ``titles`` (indexed by item id − 1) or are those ids. Items already in the
-    history are not removed. Sampling models draw from ``generator``.
+    history are not removed. Sampling models draw from ``generator``. ``user``: the user's
+    index in the data, for the models that know users by id (the graph baselines, PBAT).
     :meth:`fatsmb_lib.training.context.Context.recommend` does all this from a raw user id.
     """
     if not 1 <= behavior <= n_behaviors:
@@ -196,6 +197,8 @@ def recommend(model: nn.Module, items, behaviors, behavior: int, *, n_items: int
         "behaviors": torch.cat([pad, behaviors, last[:, 1]])[None],
         "target_behavior": last[:, 1],
     }
+    if user is not None:
+        batch["user"] = torch.tensor([user], device=device)
     was_training = model.training
     model.eval()
     try:
