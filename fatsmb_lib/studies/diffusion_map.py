@@ -32,7 +32,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..data.datasets import synthetic_variant
+from ..data.datasets import load_interactions, synthetic_variant
 from ..support.checkpoints import write_text
 from ..support.paths import project_root
 from ..training.context import Context
@@ -41,6 +41,7 @@ from ..training.peers import BEHAVIOR_SASREC, SASREC
 from ..training.registry import train
 from ..training.run import open_run
 from ..training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
+from .entropy import entropy_table
 from .ledger import Ledger
 from .verdicts import MIN_SEEDS, format_mean_std, percent_change, summarize, verdict
 
@@ -81,6 +82,15 @@ def run_cell(ctx: Context, log=print) -> dict[str, dict]:
     return row
 
 
+def information_share(dataset: str, data_dir: str | Path | None = None) -> float:
+    """I(I;B) / H(B) over all of ``dataset``'s interactions (Table 1's quantities,
+    ``studies.entropy``): the share of the behavior's uncertainty that the item removes, the
+    axis on which ml100k is placed on the map."""
+    interactions = load_interactions(dataset, data_dir)
+    table = entropy_table(interactions.items, interactions.behaviors)
+    return table["I(I;B)"] / table["H(B)"]
+
+
 def _key(influence: float, share: float | None) -> str:
     return f"influence={influence} share={share}"
 
@@ -88,12 +98,14 @@ def _key(influence: float, share: float | None) -> str:
 def summarize_cell(runs: dict[str, dict], metric: str = "test") -> dict:
     """Mean ± std per model of ``metric`` over the cell's seeds, and FatsMB against its MBAE
     (percent change and the one-std verdict); None where fewer than ``MIN_SEEDS`` seeds."""
-    if len(runs) < MIN_SEEDS:
+    values = {name: [run[name][metric] for run in runs.values()] for name in MODELS}
+    if len(runs) < MIN_SEEDS or any(v is None for vs in values.values() for v in vs):
         return {"seeds": len(runs), "models": None, "gain": None, "verdict": None}
-    models = {name: summarize([run[name][metric] for run in runs.values()]) for name in MODELS}
-    return {"seeds": len(runs), "models": models,
-            "gain": percent_change(models["FatsMB"], models["MBAE"]),
-            "verdict": verdict(models["FatsMB"], models["MBAE"])}
+    models = {name: summarize(vs) for name, vs in values.items()}
+    base = models["MBAE"]
+    return {"seeds": len(runs), "models": models,   # a change from 0 has no percentage
+            "gain": percent_change(models["FatsMB"], base) if base[0] > 0 else float("nan"),
+            "verdict": verdict(models["FatsMB"], base)}
 
 
 def map_figure(ledger: Ledger, influences, shares, metric: str = "test") -> plt.Figure:
@@ -133,7 +145,8 @@ def write_report(out: Path, ledger: Ledger, influences, shares) -> None:
             table[f"λ {influence}, {SPARSE} share {share or 'natural'}"] = {
                 **{name: format_mean_std(cell["models"][name]) for name in MODELS},
                 "FatsMB vs MBAE": f"{cell['gain']:+.1f}% ({cell['verdict']})",
-                f"on {SPARSE} users": f"{sparse['gain']:+.1f}% ({sparse['verdict']})"}
+                f"on {SPARSE} users": (f"{sparse['gain']:+.1f}% ({sparse['verdict']})"
+                                       if sparse["models"] else "—")}
     text = (f"# Where the diffusion pays: FatsMB vs its MBAE on synthetic-{PRESET} "
             f"(profile `{ledger.meta['profile']}`, test NDCG@10, mean ± std over seeds)\n\n"
             + format_metrics_table(table, keys=(*MODELS, "FatsMB vs MBAE", f"on {SPARSE} users"),
