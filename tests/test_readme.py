@@ -33,6 +33,14 @@ def test_the_headline_is_the_committed_comparison():
         "`python -m fatsmb_lib.studies.compare --headline`")
 
 
+def test_the_claims_counts_are_the_committed_ledger():
+    ledger = (ROOT / "reports" / "claims.md").read_text()
+    counts = next(line for line in ledger.splitlines() if line.startswith("holds: "))
+    assert counts in " ".join(README.read_text().split()), (
+        "README's counts of the paper's claims differ from reports/claims.md: rerun "
+        "`python -m fatsmb_lib.studies.claims` and copy its counts line")
+
+
 def test_the_headline_words_follow_the_tie_rule():
     def metrics(mean, std):
         return {key: [mean, std] for key in ("Recall@10", "NDCG@10", "Recall@20", "NDCG@20")}
