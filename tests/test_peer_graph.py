@@ -9,18 +9,14 @@ run per model on tiny synthetic data checks that it learns (beats popularity).
 """
 import pytest
 import torch
+from learning import best_validation
 
-from fatsmb_lib.data.batches import InteractionView, PrefixView, make_loader
+from fatsmb_lib.data.batches import InteractionView
 from fatsmb_lib.data.graph import BehaviorGraph, SparseProduct, training_graph
-from fatsmb_lib.data.preprocess import load_dataset
-from fatsmb_lib.models.baselines import Pop
 from fatsmb_lib.models.mbgcn import MBGCN, MBGCNConfig
 from fatsmb_lib.models.mbgmn import MBGMN, MBGMNConfig, leaky
-from fatsmb_lib.support.runtime import make_generator
-from fatsmb_lib.training.evaluate import evaluate
 from fatsmb_lib.training.peers import train_baseline
 from fatsmb_lib.training.run import open_run
-from fatsmb_lib.training.train import TrainConfig, fit
 
 # a hand-made graph: 4 users, 6 items, 2 behaviors (user, item id, behavior id), one repeat
 EDGES = [(0, 1, 1), (0, 2, 1), (0, 3, 2), (1, 2, 1), (1, 4, 1), (1, 2, 2), (1, 5, 2),
@@ -30,17 +26,6 @@ U, N, K = 4, 6, 2
 
 def _graph(edges=EDGES):
     return BehaviorGraph.from_interactions(*zip(*edges), n_users=U, n_items=N, n_behaviors=K)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """synthetic-tiny (200 users, 299 items) with its popularity baseline on validation."""
-    data = load_dataset("synthetic-tiny", tmp_path_factory.mktemp("data"))
-    valid = make_loader(PrefixView(data, 20, "valid"), 1024, False)
-    split = data.split()
-    pop = Pop.fit(torch.as_tensor(split.train_items).long(),
-                  torch.as_tensor(split.train_behaviors).long(), data.n_items, data.n_behaviors)
-    return data, valid, evaluate(pop, valid, ks=(10,))["NDCG@10"]
 
 
 # ---------------------------------------------------------------- the graph
@@ -238,17 +223,9 @@ def test_graph_model_learns_and_beats_popularity(tiny, name):
     data, valid, pop_ndcg = tiny
     torch.manual_seed(0)
     model, epochs, lr = _learner(name, data)
-    view = InteractionView(data)
-    history = fit(model, params=model.parameters(),
-                  train_batches=lambda epoch: make_loader(view, 256, True, make_generator(epoch)),
-                  loss_fn=model.loss, validate=lambda: evaluate(model, valid, ks=(10,)),
-                  cfg=TrainConfig(lr=lr, weight_decay=0.01, max_epochs=epochs, patience=epochs,
-                                  min_epochs=1, grad_clip=1.0, monitor="NDCG@10", seed=0,
-                                  eval_every=1, warmup_epochs=0, lr_decay="none", precision="fp32"),
-                  checkpoint_path=None,
-                  fingerprint=data.fingerprint, config={}, progress=False, log=lambda line: None)
-    assert history.best_value > 1.5 * pop_ndcg, \
-        f"{name}: {history.best_value:.4f} vs Pop {pop_ndcg:.4f}"
+    best = best_validation(model, data, valid, InteractionView(data), epochs=epochs, lr=lr,
+                           batch_size=256)
+    assert best > 1.5 * pop_ndcg, f"{name}: {best:.4f} vs Pop {pop_ndcg:.4f}"
 
 
 def test_recommend_tells_the_graph_models_which_user_it_is(tmp_path):

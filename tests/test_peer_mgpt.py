@@ -11,10 +11,9 @@ enters, and one short run on tiny synthetic data that beats popularity.
 """
 import torch
 import torch.nn.functional as F
+from learning import best_validation
 
-from fatsmb_lib.data.batches import ClozeCollate, ClozeView, PrefixView, make_loader
-from fatsmb_lib.data.preprocess import load_dataset
-from fatsmb_lib.models.baselines import Pop
+from fatsmb_lib.data.batches import ClozeCollate, ClozeView
 from fatsmb_lib.models.mgpt import (
     MGPT,
     InteractionGraph,
@@ -24,8 +23,6 @@ from fatsmb_lib.models.mgpt import (
     normalize_adjacency,
 )
 from fatsmb_lib.support.runtime import make_generator
-from fatsmb_lib.training.evaluate import evaluate
-from fatsmb_lib.training.train import TrainConfig, fit
 
 N_ITEMS, N_BEH, B, L = 12, 3, 3, 8
 
@@ -208,13 +205,8 @@ def test_graph_gets_gradient_from_the_objective_and_its_sparsity_penalty():
 
 
 # ---------------------------------------------------------------- learning on synthetic data
-def test_mgpt_learns_and_beats_popularity(tmp_path):
-    data = load_dataset("synthetic-tiny", tmp_path / "data")
-    valid = make_loader(PrefixView(data, 20, "valid"), 1024, False)
-    split = data.split()
-    pop = Pop.fit(torch.as_tensor(split.train_items).long(),
-                  torch.as_tensor(split.train_behaviors).long(), data.n_items, data.n_behaviors)
-    pop_ndcg = evaluate(pop, valid, ks=(10,))["NDCG@10"]
+def test_mgpt_learns_and_beats_popularity(tiny):
+    data, valid, pop_ndcg = tiny
     torch.manual_seed(0)
     model = MGPT(MGPTConfig(n_items=data.n_items, n_behaviors=data.n_behaviors, d_model=32,
                             n_heads=2, n_layers=1, dropout=0.1, max_len=20, mgpt_orders=2,
@@ -224,13 +216,5 @@ def test_mgpt_learns_and_beats_popularity(tmp_path):
     view = ClozeView(data, 20)
     collate = ClozeCollate(0.2, 0.0, data.mask_item, data.mask_behavior, make_generator(0), 0.0)
     epochs = 15
-    history = fit(model, params=model.parameters(),
-                  train_batches=lambda epoch: make_loader(view, 64, True, make_generator(epoch),
-                                                          collate),
-                  loss_fn=model.loss, validate=lambda: evaluate(model, valid, ks=(10,)),
-                  cfg=TrainConfig(lr=2e-3, weight_decay=0.01, max_epochs=epochs, patience=epochs,
-                                  min_epochs=1, grad_clip=1.0, monitor="NDCG@10", seed=0,
-                                  eval_every=1, warmup_epochs=0, lr_decay="none", precision="fp32"),
-                  checkpoint_path=None,
-                  fingerprint=data.fingerprint, config={}, progress=False, log=lambda line: None)
-    assert history.best_value > 1.5 * pop_ndcg, f"{history.best_value:.4f} vs Pop {pop_ndcg:.4f}"
+    best = best_validation(model, data, valid, view, epochs=epochs, lr=2e-3, collate=collate)
+    assert best > 1.5 * pop_ndcg, f"{best:.4f} vs Pop {pop_ndcg:.4f}"

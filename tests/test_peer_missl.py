@@ -11,14 +11,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from learning import best_validation
 
-from fatsmb_lib.data.batches import NextItemView, PrefixView, make_loader
-from fatsmb_lib.data.preprocess import load_dataset
-from fatsmb_lib.models.baselines import Pop
+from fatsmb_lib.data.batches import NextItemView
 from fatsmb_lib.models.missl import MISSL, InterestBlock, MISSLConfig, keep_top, topk_size
-from fatsmb_lib.support.runtime import make_generator
-from fatsmb_lib.training.evaluate import evaluate
-from fatsmb_lib.training.train import TrainConfig, fit
 
 N_ITEMS, N_BEH, K, B, L, D = 12, 3, 4, 3, 8, 16
 
@@ -294,24 +290,12 @@ def test_two_streams_are_causal_and_scores_ignore_the_mask_column():
 
 
 # ---------------------------------------------------------------- learning on synthetic data
-def test_missl_learns_and_beats_popularity(tmp_path):
-    data = load_dataset("synthetic-tiny", tmp_path)
-    valid = make_loader(PrefixView(data, 20, "valid"), 1024, False)
-    split = data.split()
-    pop = Pop.fit(torch.as_tensor(split.train_items).long(),
-                  torch.as_tensor(split.train_behaviors).long(), data.n_items, data.n_behaviors)
-    pop_ndcg = evaluate(pop, valid, ks=(10,))["NDCG@10"]
+def test_missl_learns_and_beats_popularity(tiny):
+    data, valid, pop_ndcg = tiny
     torch.manual_seed(0)
     model = MISSL(_config(n_items=data.n_items, n_behaviors=data.n_behaviors, d_model=32,
                           n_layers=1, dropout=0.1, max_len=20, missl_tau=1.0,
                           missl_interest_layers=1))
     view = NextItemView(data, 20)
-    history = fit(model, params=model.parameters(),
-                  train_batches=lambda epoch: make_loader(view, 64, True, make_generator(epoch)),
-                  loss_fn=model.loss, validate=lambda: evaluate(model, valid, ks=(10,)),
-                  cfg=TrainConfig(lr=1e-2, weight_decay=0.01, max_epochs=3, patience=3,
-                                  min_epochs=1, grad_clip=1.0, monitor="NDCG@10", seed=0,
-                                  eval_every=1, warmup_epochs=0, lr_decay="none", precision="fp32"),
-                  checkpoint_path=None, fingerprint=data.fingerprint, config={}, progress=False,
-                  log=lambda line: None)
-    assert history.best_value > 1.5 * pop_ndcg, f"{history.best_value:.4f} vs Pop {pop_ndcg:.4f}"
+    best = best_validation(model, data, valid, view, epochs=3, lr=1e-2)
+    assert best > 1.5 * pop_ndcg, f"{best:.4f} vs Pop {pop_ndcg:.4f}"

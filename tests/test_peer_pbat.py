@@ -6,14 +6,11 @@ data that must beat popularity.
 """
 import torch
 import torch.nn.functional as F
+from learning import best_validation
 
-from fatsmb_lib.data.batches import ClozeCollate, ClozeView, PrefixView, cloze_mask, make_loader
-from fatsmb_lib.data.preprocess import load_dataset
-from fatsmb_lib.models.baselines import Pop
+from fatsmb_lib.data.batches import ClozeCollate, ClozeView, cloze_mask
 from fatsmb_lib.models.pbat import PBAT, PBATConfig, sagp, tri_sagp, wasserstein
 from fatsmb_lib.support.runtime import make_generator
-from fatsmb_lib.training.evaluate import evaluate
-from fatsmb_lib.training.train import TrainConfig, fit
 
 N_ITEMS, N_BEH, N_USERS, B, L, D = 12, 3, 5, 3, 6, 8
 
@@ -214,13 +211,8 @@ def test_ffn_uses_each_tokens_own_behavior_weights_and_zeroes_padding():
 
 
 # ---------------------------------------------------------------- it learns
-def test_pbat_learns_and_beats_popularity(tmp_path):
-    data = load_dataset("synthetic-tiny", tmp_path)
-    valid = make_loader(PrefixView(data, 20, "valid"), 1024, False)
-    split = data.split()
-    pop = Pop.fit(torch.as_tensor(split.train_items).long(),
-                  torch.as_tensor(split.train_behaviors).long(), data.n_items, data.n_behaviors)
-    pop_ndcg = evaluate(pop, valid, ks=(10,))["NDCG@10"]
+def test_pbat_learns_and_beats_popularity(tiny):
+    data, valid, pop_ndcg = tiny
     torch.manual_seed(0)
     model = PBAT(PBATConfig(n_items=data.n_items, n_behaviors=data.n_behaviors,
                             n_users=data.n_users, d_model=32, n_heads=2, n_layers=1, dropout=0.1,
@@ -228,14 +220,5 @@ def test_pbat_learns_and_beats_popularity(tmp_path):
     view = ClozeView(data, 20)
     collate = ClozeCollate(0.2, 0.0, data.mask_item, data.mask_behavior, make_generator(0), 0.0)
     epochs = 8
-    history = fit(model, params=model.parameters(),
-                  train_batches=lambda epoch: make_loader(view, 64, True, make_generator(epoch),
-                                                          collate),
-                  loss_fn=model.loss, validate=lambda: evaluate(model, valid, ks=(10,)),
-                  cfg=TrainConfig(lr=5e-3, weight_decay=0.01, max_epochs=epochs, patience=epochs,
-                                  min_epochs=1, grad_clip=1.0, monitor="NDCG@10", seed=0,
-                                  eval_every=1, warmup_epochs=0, lr_decay="none",
-                                  precision="fp32"),
-                  checkpoint_path=None, fingerprint=data.fingerprint, config={}, progress=False,
-                  log=lambda line: None)
-    assert history.best_value > 1.5 * pop_ndcg, f"{history.best_value:.4f} vs Pop {pop_ndcg:.4f}"
+    best = best_validation(model, data, valid, view, epochs=epochs, lr=5e-3, collate=collate)
+    assert best > 1.5 * pop_ndcg, f"{best:.4f} vs Pop {pop_ndcg:.4f}"

@@ -7,10 +7,10 @@ one short run per model on tiny synthetic data checks that it learns (beats popu
 import pytest
 import torch
 import torch.nn.functional as F
+from learning import best_validation
 
-from fatsmb_lib.data.batches import ClozeCollate, ClozeView, NextItemView, PrefixView, make_loader
-from fatsmb_lib.data.preprocess import load_dataset
-from fatsmb_lib.models.baselines import BehaviorSASRec, Pop
+from fatsmb_lib.data.batches import ClozeCollate, ClozeView, NextItemView, PrefixView
+from fatsmb_lib.models.baselines import BehaviorSASRec
 from fatsmb_lib.models.diffurec import DiffuRec, DiffuRecConfig
 from fatsmb_lib.models.diffusion import linear_betas
 from fatsmb_lib.models.encoder import EncoderConfig
@@ -24,8 +24,6 @@ from fatsmb_lib.models.mbstr import (
     relative_buckets,
 )
 from fatsmb_lib.support.runtime import make_generator
-from fatsmb_lib.training.evaluate import evaluate
-from fatsmb_lib.training.train import TrainConfig, fit
 
 N_ITEMS, N_BEH, B, L = 12, 3, 3, 8
 
@@ -420,17 +418,6 @@ def test_diffurec_ignores_behaviors_and_the_mask_column():
 
 
 # ---------------------------------------------------------------- learning on synthetic data
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """synthetic-tiny (200 users, 299 items) with its popularity baseline on validation."""
-    data = load_dataset("synthetic-tiny", tmp_path_factory.mktemp("data"))
-    valid = make_loader(PrefixView(data, 20, "valid"), 1024, False)
-    split = data.split()
-    pop = Pop.fit(torch.as_tensor(split.train_items).long(),
-                  torch.as_tensor(split.train_behaviors).long(), data.n_items, data.n_behaviors)
-    return data, valid, evaluate(pop, valid, ks=(10,))["NDCG@10"]
-
-
 def _learner(name, data):
     """(model, training view, collate, epochs, lr) of each peer on synthetic-tiny, L = 20."""
     N, NB = data.n_items, data.n_behaviors
@@ -455,12 +442,5 @@ def test_peer_learns_and_beats_popularity(tiny, name):
     data, valid, pop_ndcg = tiny
     torch.manual_seed(0)
     model, view, collate, epochs, lr = _learner(name, data)
-    history = fit(model, params=model.parameters(),
-                  train_batches=lambda epoch: make_loader(view, 64, True, make_generator(epoch), collate),
-                  loss_fn=model.loss, validate=lambda: evaluate(model, valid, ks=(10,)),
-                  cfg=TrainConfig(lr=lr, weight_decay=0.01, max_epochs=epochs, patience=epochs,
-                                  min_epochs=1, grad_clip=1.0, monitor="NDCG@10", seed=0,
-                                  eval_every=1, warmup_epochs=0, lr_decay="none", precision="fp32"),
-                  checkpoint_path=None,
-                  fingerprint=data.fingerprint, config={}, progress=False, log=lambda line: None)
-    assert history.best_value > 1.5 * pop_ndcg, f"{name}: {history.best_value:.4f} vs Pop {pop_ndcg:.4f}"
+    best = best_validation(model, data, valid, view, epochs=epochs, lr=lr, collate=collate)
+    assert best > 1.5 * pop_ndcg, f"{name}: {best:.4f} vs Pop {pop_ndcg:.4f}"
