@@ -9,7 +9,7 @@ to its left (``tests/test_imports.py`` checks both against the real imports)::
     data      readers, synthetic, datasets, preprocess, batches, graph
     models    kernels, contract, encoder, diffusion, denoiser, fatsmb, baselines, gru4rec, mbstr, diffurec, mbgcn, mbgmn, pbat, missl, mgpt
     training  train, evaluate, context, epochs, registry, stages, peers, config, run
-    studies   verdicts, entropy, plots, latent_space, compare, recipes, bench, sampling, ledger, diffusion_map, few_shot, claims
+    studies   verdicts, entropy, plots, latent_space, compare, recipes, bench, sampling, ledger, diffusion_map, few_shot, diversity, claims
     course    pipeline, student
 
 - ``support``: the checkout's folders (``paths``), seeds and devices (``runtime``), atomic
@@ -29,8 +29,9 @@ to its left (``tests/test_imports.py`` checks both against the real imports)::
   every setting (``Profile``), ``run.open_run`` a notebook's parameters turned into a
   ``Context``.
 - ``studies``: the tie rule every comparative word comes from (``verdicts``), notebook 01's
-  entropies, figures, notebook 03's latent-space analysis, and the commands behind the
-  reports: ``python -m fatsmb_lib.studies.compare | recipes | bench | sampling | diffusion_map | few_shot | claims``.
+  entropies, figures, notebook 03's latent-space analysis, the ledger of the long studies, and
+  the commands behind the reports: ``python -m fatsmb_lib.studies.<command>`` with compare,
+  recipes, bench, sampling, diffusion_map, few_shot, diversity or claims.
 - ``course``: ``python -m fatsmb_lib.course.pipeline`` executes the notebooks through
   papermill; ``student`` writes the students' copy without solutions.
 
