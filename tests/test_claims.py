@@ -99,3 +99,25 @@ def test_the_ledger_is_written_where_asked(tmp_path, monkeypatch):
     claims.write_ledger("ml100k", out=tmp_path / "claims.md")
     text = (tmp_path / "claims.md").read_text()
     assert text.startswith("# The paper's claims, checked on ml100k")
+
+
+def _diversity(tmp_path, ild):
+    rows = {name: {"intra-list diversity": list(v)} for name, v in ild.items()}
+    (tmp_path / "diversity.json").write_text(json.dumps({
+        "profile": "default", "seed": 0, "profile_omega": 1.0, "uncertainty": "bootstrap",
+        "models": rows}))
+
+
+def test_the_diversity_claims_need_intervals_apart(tmp_path):
+    from fatsmb_lib.studies.claims import generation_diversity, guidance_narrows
+
+    assert generation_diversity(tmp_path).verdict == PENDING
+    _diversity(tmp_path, {"SASRec": (0.50, 0.48, 0.52), "MBAE": (0.55, 0.53, 0.57),
+                          "FatsMB ω=0": (0.70, 0.68, 0.72), "FatsMB ω=1": (0.60, 0.58, 0.62),
+                          "FatsMB ω=5": (0.40, 0.38, 0.42)})
+    assert generation_diversity(tmp_path).verdict == HOLD        # ω = 1 above every scorer
+    assert guidance_narrows(tmp_path).verdict == HOLD            # ω 5 below ω 0
+    _diversity(tmp_path, {"SASRec": (0.50, 0.48, 0.59), "FatsMB ω=0": (0.60, 0.58, 0.62),
+                          "FatsMB ω=1": (0.60, 0.58, 0.62), "FatsMB ω=5": (0.59, 0.57, 0.61)})
+    assert generation_diversity(tmp_path).verdict == NOT_HOLD    # intervals overlap
+    assert guidance_narrows(tmp_path).verdict == NOT_HOLD
