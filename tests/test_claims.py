@@ -121,3 +121,32 @@ def test_the_diversity_claims_need_intervals_apart(tmp_path):
                           "FatsMB ω=1": (0.60, 0.58, 0.62), "FatsMB ω=5": (0.59, 0.57, 0.61)})
     assert generation_diversity(tmp_path).verdict == NOT_HOLD    # intervals overlap
     assert guidance_narrows(tmp_path).verdict == NOT_HOLD
+
+
+def _few_shot_ledger(tmp_path, curves, seeds=3):
+    """curves: {model: {share: fixed NDCG}}; specific = fixed + 0.1; spread ±0.001 over seeds."""
+    shares = sorted(next(iter(curves.values())))
+    cells = {f"share={s}": {str(seed): {name: {"fixed": c[s] + 0.001 * (seed - 1),
+                                               "specific": c[s] + 0.1 + 0.001 * (seed - 1)}
+                                        for name, c in curves.items()}
+                            for seed in range(seeds)} for s in shares}
+    (tmp_path / "few_shot.json").write_text(json.dumps(
+        {"meta": {"behavior": "neg", "profile": "default", "dataset": "ml100k"}, "cells": cells}))
+
+
+def test_the_few_shot_claims_follow_the_paper_s_three_statements(tmp_path):
+    from fatsmb_lib.studies.claims import few_shot
+
+    shares = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    assert few_shot("ahead")(tmp_path).verdict == PENDING
+    _few_shot_ledger(tmp_path, {"FatsMB": dict(zip(shares, (0.10, 0.1002, 0.09, 0.08, 0.07, 0.06))),
+                                "MB-STR": dict(zip(shares, (0.08, 0.06, 0.05, 0.04, 0.02, 0.01)))})
+    for kind in ("ahead", "mild", "zero"):
+        assert few_shot(kind)(tmp_path).verdict == HOLD, kind
+    _few_shot_ledger(tmp_path, {"FatsMB": dict(zip(shares, (0.10, 0.08, 0.07, 0.06, 0.05, 0.01))),
+                                "MB-STR": dict(zip(shares, (0.08, 0.079, 0.07, 0.06, 0.05, 0.04)))})
+    for kind in ("ahead", "mild", "zero"):
+        assert few_shot(kind)(tmp_path).verdict == NOT_HOLD, kind
+    _few_shot_ledger(tmp_path, {"FatsMB": {0.0: 0.1, 1.0: 0.05}, "MB-STR": {0.0: 0.1, 1.0: 0.01}})
+    assert few_shot("zero")(tmp_path).verdict == HOLD
+    assert few_shot("mild")(tmp_path).verdict == PENDING           # share 0.2 not run

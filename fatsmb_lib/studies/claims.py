@@ -27,7 +27,7 @@ from ..support.paths import project_root
 from ..training.evaluate import format_metrics_table
 from ..training.peers import BASELINES
 from .recipes import every_prefix_steps
-from .verdicts import HOLDS, MIN_SEEDS, TIES, format_mean_std, verdict
+from .verdicts import HOLDS, MIN_SEEDS, TIES, format_mean_std, summarize, verdict
 
 # the every-prefix step's overrides: a ρ row of the recipe study changes ρ only
 MBAE_ROOT = every_prefix_steps()[0].overrides
@@ -177,6 +177,73 @@ def guidance_narrows(reports: Path) -> Finding:
                    f"{found['uncertainty']})")
 
 
+def _few_shot(reports: Path) -> tuple[dict, dict] | None:
+    """{share: {model: {panel: (mean, std)}}} of the few-shot ledger's shares with at least
+    ``MIN_SEEDS`` seeds, and its meta; None without a ledger."""
+    found = _report(reports, "few_shot.json")
+    if found is None:
+        return None
+    shares = {}
+    for cell, runs in found["cells"].items():
+        if len(runs) >= MIN_SEEDS:
+            models = next(iter(runs.values()))
+            shares[float(cell.split("=")[1])] = {
+                name: {panel: summarize([run[name][panel] for run in runs.values()])
+                       for panel in ("specific", "fixed")} for name in models}
+    return dict(sorted(shares.items())), found["meta"]
+
+
+def few_shot(kind: str, rival: str = "MB-STR") -> Callable[[Path], Finding]:
+    """The three claims of Section 4.4.2, against ``rival``, from the few-shot ledger:
+
+    - ``"ahead"``: FatsMB beats it (one-std rule) at every share, in both panels;
+    - ``"mild"``: dropping 20% leaves FatsMB tied with its share-0 self (behavior-fixed) while
+      the rival falls by more than one std, and FatsMB keeps a larger part of its share-0
+      NDCG at the largest share than the rival;
+    - ``"zero"``: at zero shot (share 1) FatsMB beats the rival on the dropped behavior and
+      keeps a larger part of its share-0 NDCG.
+    Pending until the shares it needs have ``MIN_SEEDS`` seeds."""
+    needs = {"ahead": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), "mild": (0.0, 0.2, 1.0), "zero": (0.0, 1.0)}
+
+    def judge(reports: Path) -> Finding:
+        loaded = _few_shot(reports)
+        missing = [s for s in needs[kind] if loaded is None or s not in loaded[0]]
+        if missing:
+            return Finding(PENDING, f"{FEW_SHOT}: shares {missing} need {MIN_SEEDS} seeds")
+        shares, meta = loaded
+        ours, theirs = ({s: v[name] for s, v in shares.items()} for name in ("FatsMB", rival))
+        setting = (f"{meta['behavior']} dropped, test NDCG@10, profile `{meta['profile']}`, "
+                   f"{MIN_SEEDS}+ seeds")
+
+        def kept(curve):   # the share of its share-0 NDCG a model keeps at the largest share
+            return curve[max(curve)]["fixed"][0] / curve[0.0]["fixed"][0]
+
+        if kind == "ahead":
+            lost = [f"{s} ({panel})" for s in shares for panel in ("specific", "fixed")
+                    if verdict(ours[s][panel], theirs[s][panel]) != HOLDS]
+            said = (f"FatsMB not ahead of {rival} at share {', '.join(lost)}" if lost else
+                    f"FatsMB ahead of {rival} at every share, in both panels")
+            return Finding(NOT_HOLD if lost else HOLD, f"{said} ({setting})")
+        if kind == "mild":
+            f_mild = verdict(ours[0.2]["fixed"], ours[0.0]["fixed"]) == TIES
+            r_falls = verdict(theirs[0.0]["fixed"], theirs[0.2]["fixed"]) == HOLDS
+            slower = kept(ours) > kept(theirs)
+            return Finding(HOLD if f_mild and r_falls and slower else NOT_HOLD,
+                           f"at 0.2 FatsMB {format_mean_std(ours[0.2]['fixed'])} vs its "
+                           f"{format_mean_std(ours[0.0]['fixed'])} at 0, {rival} "
+                           f"{format_mean_std(theirs[0.2]['fixed'])} vs "
+                           f"{format_mean_std(theirs[0.0]['fixed'])}; kept at share "
+                           f"{max(shares)}: FatsMB {kept(ours):.0%}, {rival} {kept(theirs):.0%} "
+                           f"({setting})")
+        ahead = verdict(ours[1.0]["fixed"], theirs[1.0]["fixed"]) == HOLDS
+        return Finding(HOLD if ahead and kept(ours) > kept(theirs) else NOT_HOLD,
+                       f"zero shot: FatsMB {format_mean_std(ours[1.0]['fixed'])} vs {rival} "
+                       f"{format_mean_std(theirs[1.0]['fixed'])}; kept: FatsMB {kept(ours):.0%}, "
+                       f"{rival} {kept(theirs):.0%} ({setting})")
+
+    return judge
+
+
 def pending(study: str) -> Callable[[Path], Finding]:
     return lambda reports: Finding(PENDING, f"{study}: not run yet")
 
@@ -215,11 +282,11 @@ CLAIMS: tuple[Claim, ...] = (
           ("Sec. 4.3.3, Table 4", "MCGLN beats AdaLN", "FatsMB mcgln eps", "FatsMB adaln eps"))),
     Claim("Sec. 4.4.2, Fig. 7", "With a target behavior's training data dropped, FatsMB beats "
           "MB-STR on it, behavior-specific and behavior-fixed", "05 §2",
-          pending(FEW_SHOT)),
+          few_shot("ahead")),
     Claim("Sec. 4.4.2, Fig. 7", "Dropping 20% of the target behavior hurts FatsMB little and the "
-          "baselines more; FatsMB decays more slowly", "05 §2", pending(FEW_SHOT)),
+          "baselines more; FatsMB decays more slowly", "05 §2", few_shot("mild")),
     Claim("Sec. 4.4.2, Fig. 7", "At zero shot FatsMB keeps some accuracy while the baseline "
-          "collapses", "05 §2", pending(FEW_SHOT)),
+          "collapses", "05 §2", few_shot("zero")),
     Claim("Sec. 4.5.1, Fig. 8a", "A small item mask ratio ρ is best; accuracy falls as ρ grows",
           "02 (recipe study on every prefix)", mask_ratio),
     Claim("Sec. 4.5.2, Fig. 8b", "Accuracy falls as the behavior mask ratio σ grows", LATER,
