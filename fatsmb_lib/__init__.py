@@ -7,9 +7,11 @@ to its left (``tests/test_imports.py`` checks both against the real imports)::
 
     support   paths, runtime, checkpoints, precision, progress
     data      readers, synthetic, datasets, preprocess, batches, graph
-    models    kernels, contract, encoder, diffusion, denoiser, fatsmb, baselines, gru4rec, mbstr, diffurec, mbgcn, mbgmn, pbat, missl, mgpt
+    models    kernels, contract, encoder, diffusion, denoiser, fatsmb, baselines, gru4rec, mbstr,
+              diffurec, mbgcn, mbgmn, pbat, missl, mgpt
     training  train, evaluate, context, epochs, registry, stages, peers, config, run
-    studies   verdicts, entropy, plots, latent_space, compare, recipes, bench, sampling, ledger, diffusion_map, few_shot, diversity, claims
+    studies   verdicts, entropy, plots, latent_space, compare, recipes, bench, sampling, ledger,
+              diffusion_map, few_shot, diversity, claims, __main__
     course    pipeline, student
 
 - ``support``: the checkout's folders (``paths``), seeds and devices (``runtime``), atomic
@@ -31,7 +33,8 @@ to its left (``tests/test_imports.py`` checks both against the real imports)::
 - ``studies``: the tie rule every comparative word comes from (``verdicts``), notebook 01's
   entropies, figures, notebook 03's latent-space analysis, the ledger of the long studies, and
   the commands behind the reports: ``python -m fatsmb_lib.studies.<command>`` with compare,
-  recipes, bench, sampling, diffusion_map, few_shot, diversity or claims.
+  recipes, bench, sampling, diffusion_map, few_shot, diversity or claims; ``python -m
+  fatsmb_lib.studies`` (``__main__``) runs notebook 05's long studies one after the other.
 - ``course``: ``python -m fatsmb_lib.course.pipeline`` executes the notebooks through
   papermill; ``student`` writes the students' copy without solutions.
 

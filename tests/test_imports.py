@@ -83,6 +83,9 @@ def documented_map() -> dict[str, list[str]]:
     block = fatsmb_lib.__doc__.split("::")[1].split("\n\n")[1]
     rows = {}
     for line in block.splitlines():
+        if line.startswith(" " * 6):     # a continuation line: more modules of the layer above
+            rows[layer] += re.findall(r"[a-z_0-9]+", line.split("#")[0])
+            continue
         layer, _, rest = line.strip().partition(" ")
         rows[layer] = re.findall(r"[a-z_0-9]+", rest.split("#")[0])
     return rows

@@ -83,6 +83,7 @@ def prefix_batches(ctx: Context) -> Batches:
 
 
 def interaction_settings(ctx: Context, batch_size: int) -> dict:
+    """What shapes :func:`interaction_batches` (for the checkpoint's digest): the batch size."""
     return {"batch_size": batch_size}
 
 
