@@ -91,7 +91,7 @@ influences, shares = diffusion_map.INFLUENCES, diffusion_map.SHARES
 map_ledger = Ledger(map_ledger_path) if map_ledger_path.is_file() else None
 full_cells = [] if map_ledger is None else [
     (i, s) for i in influences for s in shares
-    if len(map_ledger.runs(diffusion_map._key(i, s))) >= MIN_SEEDS]
+    if len(map_ledger.runs(diffusion_map.cell_key(i, s))) >= MIN_SEEDS]
 if full_cells:
     map_label = (f"the committed map: {len(full_cells)} of {len(influences) * len(shares)} cells "
                  f"with {MIN_SEEDS} seeds, profile `{map_ledger.meta['profile']}`")
@@ -106,7 +106,7 @@ print(map_label)
 fig = diffusion_map.map_figure(map_ledger, influences, shares)
 
 # %%
-cells = {(i, s): summarize_cell(map_ledger.runs(diffusion_map._key(i, s))) for i, s in full_cells}
+cells = {(i, s): summarize_cell(map_ledger.runs(diffusion_map.cell_key(i, s))) for i, s in full_cells}
 map_table = pd.DataFrame({
     f"λ {i}, neg {s or 'natural'}": {
         **{name: format_mean_std(cell["models"][name]) for name in MODELS},
@@ -343,7 +343,7 @@ say(f"**Takeaway:** of {len(judged)} claims, {counts.get(claims.HOLD, 0)} hold, 
 
 # %% tags=["solution"]
 largest = max(cells, key=lambda key: abs(cells[key]["gain"]))
-runs = map_ledger.runs(diffusion_map._key(*largest))
+runs = map_ledger.runs(diffusion_map.cell_key(*largest))
 differences = pd.Series({f"seed {s}": run["FatsMB"]["test"] - run["MBAE"]["test"]
                          for s, run in runs.items()}, name="FatsMB − MBAE, test NDCG@10")
 print(f"λ {largest[0]}, neg {largest[1] or 'natural'}: {cells[largest]['gain']:+.1f}% "

@@ -91,7 +91,8 @@ def information_share(dataset: str, data_dir: str | Path | None = None) -> float
     return table["I(I;B)"] / table["H(B)"]
 
 
-def _key(influence: float, share: float | None) -> str:
+def cell_key(influence: float, share: float | None) -> str:
+    """The ledger's name of a cell."""
     return f"influence={influence} share={share}"
 
 
@@ -115,7 +116,7 @@ def map_figure(ledger: Ledger, influences, shares, metric: str = "test") -> plt.
     fig, ax = plt.subplots(figsize=(1.6 * len(influences) + 2, 1.2 * len(shares) + 1.5))
     for i, share in enumerate(shares):
         for j, influence in enumerate(influences):
-            cell = summarize_cell(ledger.runs(_key(influence, share)), metric)
+            cell = summarize_cell(ledger.runs(cell_key(influence, share)), metric)
             label = f"{cell['seeds']} seed(s)"
             if cell["verdict"] is not None:
                 gain[i, j] = cell["gain"]
@@ -138,7 +139,7 @@ def write_report(out: Path, ledger: Ledger, influences, shares) -> None:
     table = {}
     for share in shares:
         for influence in influences:
-            runs = ledger.runs(_key(influence, share))
+            runs = ledger.runs(cell_key(influence, share))
             cell, sparse = summarize_cell(runs), summarize_cell(runs, "test_sparse")
             if cell["models"] is None:
                 continue
@@ -170,7 +171,7 @@ def run_map(seeds: list[int], profile: str = "default", influences=INFLUENCES, s
     ledger = Ledger(out / f"{REPORT}.json", profile=profile, preset=PRESET)
     for influence in influences:
         for share in shares:
-            dataset, cell = cell_dataset(influence, share), _key(influence, share)
+            dataset, cell = cell_dataset(influence, share), cell_key(influence, share)
             for seed in seeds:
                 if ledger.done(cell, seed):
                     continue
