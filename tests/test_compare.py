@@ -1,6 +1,7 @@
 """The multi-seed comparison: every peer under one protocol, resumable, one report per profile."""
 import json
 
+import pytest
 import torch
 
 from fatsmb_lib.models.baselines import SASRec
@@ -68,3 +69,26 @@ def test_mbstr_trains_under_its_own_recipe_whatever_the_profile_s(tmp_path):
     train_baseline(open_run(**run, window_stride=1, last_only_prob=0.5), "MB-STR")
     assert sorted((tmp_path / "run").glob("mbstr-*.pt")) == first
     assert RECIPES[PROFILES["full"].mbstr_recipe]["window_stride"] is None
+
+
+def test_added_baselines_join_the_committed_report_without_retraining_it(tmp_path, monkeypatch):
+    """--add trains only the named baselines and merges them into the report of the same seeds
+    and settings: the other rows stay as they were (their checkpoints may be long gone)."""
+    kwargs = dict(dataset="synthetic-tiny", seeds=[0], profile="smoke", device="cpu",
+                  data_dir=str(tmp_path / "data"), log=lambda line: None,
+                  run_dir=tmp_path / "run", out_dir=tmp_path / "out", **SHORT)
+    monkeypatch.setattr("fatsmb_lib.studies.compare.BASELINES", {"SASRec": peers.SASREC})
+    first = run_comparison(**kwargs)
+    for path in (tmp_path / "run").glob("*.pt"):
+        path.unlink()                                      # a fresh checkout: no checkpoints
+    monkeypatch.setattr("fatsmb_lib.studies.compare.BASELINES", peers.BASELINES)
+    added = run_comparison(**kwargs, add=["GRU4Rec"])
+    names = list(added["mean_std"]["test"])
+    assert names.index("GRU4Rec") < names.index(next(n for n in names if n.startswith("MBAE")))
+    for name, metrics in first["mean_std"]["test"].items():
+        assert added["mean_std"]["test"][name] == metrics, name      # kept, not retrained
+    assert {p.name.split("-")[0] for p in (tmp_path / "run").glob("*.pt")} == {"gru4rec"}
+    with pytest.raises(ValueError, match="other settings"):
+        run_comparison(**{**kwargs, "d_model": 16}, add=["GRU4Rec"])
+    with pytest.raises(ValueError, match="has seeds"):
+        run_comparison(**{**kwargs, "seeds": [0, 1]}, add=["GRU4Rec"])

@@ -1,15 +1,17 @@
 """Multi-seed comparison: ``python -m fatsmb_lib.studies.compare --dataset ml100k --seeds 0 1 2``.
 
-Trains, for every seed, the baselines (Pop, SASRec, BERT4Rec, GRU4Rec, the behavior-aware
-SASRec, MB-STR, DiffuRec), the MBAE and FatsMB under the profile (``full`` by default, the
-README's headline); ``--ablations`` adds the MBAE with each position scheme (APE, RoPE, BaRoPE;
+Trains, for every seed, Pop and every registered baseline (``training.peers.BASELINES``:
+Table 3's eight and our SASRec, GRU4Rec and behavior-aware SASRec), the MBAE and FatsMB under
+the profile (``full`` by default, the README's headline); ``--ablations`` adds the MBAE with each position scheme (APE, RoPE, BaRoPE;
 Table 4's MBAE rows) and FatsMB with each denoiser and parameterisation (Table 4's FatsMB rows).
 It reports validation and test Recall/NDCG@10/20 as mean ± std over seeds in
 ``reports/<dataset>/comparison.{json,md}`` (another profile: ``comparison-<profile>.*``).
 Checkpoints go to ``runs/compare-<dataset>-<profile>/``, so an interrupted comparison resumes
 where it stopped, and seeds can run in parallel processes (``--seeds 1`` beside ``--seeds 0``)
-before one ``--seeds 0 1 2`` run reloads them all and writes the report. ``--headline`` prints
-the README's headline from the committed report (:func:`headline`), training nothing.
+before one ``--seeds 0 1 2`` run reloads them all and writes the report. ``--add NAME ...``
+trains only those baselines and adds them to the committed report of the same seeds and
+settings, keeping its other rows (a fresh checkout has none of their checkpoints).
+``--headline`` prints the README's headline from the committed report (:func:`headline`), training nothing.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from ..models.denoiser import ABLATION
 from ..models.encoder import POSITIONS
 from ..support.checkpoints import write_text
 from ..support.paths import project_root
-from ..training.config import HEADLINE_PROFILE
+from ..training.config import HEADLINE_PROFILE, get_profile
 from ..training.context import Context
 from ..training.evaluate import format_metrics_table, mean_std
 from ..training.peers import BASELINES, fit_pop
@@ -36,6 +38,40 @@ from .verdicts import format_mean_std, percent_change, relation
 # registered baselines (SASRec, GRU4Rec, the behavior-aware SASRec) are ours.
 TABLE3_BASELINES = ("BERT4Rec", "DiffuRec", "MBGCN", "MB-GMN", "MB-STR", "PBAT", "MISSL", "M-GPT")
 PAPER_BASELINES = tuple(name for name, spec in BASELINES.items() if spec.paper)
+
+
+def run_added(ctx: Context, names: list[str], log=print) -> dict[str, dict[str, dict]]:
+    """{split: {name: metrics}} of the registered baselines ``names`` only, for one seed."""
+    results: dict[str, dict] = {"valid": {}, "test": {}}
+    for name in names:
+        model, history = train(BASELINES[name], ctx)
+        for split in results:
+            results[split][name] = {**ctx.evaluate(model, split),
+                                    "train_seconds": round(sum(history.seconds), 1)}
+        log(f"  seed {ctx.seed} {name:<28} valid NDCG@10 {results['valid'][name]['NDCG@10']:.4f}"
+            f"  test NDCG@10 {results['test'][name]['NDCG@10']:.4f}")
+    return results
+
+
+def merge_into(report: dict, added: list[dict], profile: dict) -> list[dict]:
+    """``report``'s per-seed results with the rows of ``added`` (one per seed, same seeds)
+    placed before the MBAE and FatsMB rows. Refused when the report was made under other
+    settings: every field the report's profile has must have the same value today (new
+    fields, e.g. the added models' own settings, are allowed)."""
+    changed = {k: (v, profile.get(k)) for k, v in report["profile"].items() if profile.get(k) != v}
+    if changed:
+        raise ValueError(f"the committed comparison was made under other settings {changed} "
+                         f"(then, today): re-run the whole comparison instead of adding to it")
+    merged = []
+    for old, new in zip(report["per_seed"], added):
+        seed = {}
+        for split in old:
+            rows = {n: m for n, m in old[split].items() if n not in new[split]}
+            ours = [n for n in rows if n.startswith(("MBAE", "FatsMB"))]
+            seed[split] = {**{n: rows[n] for n in rows if n not in ours}, **new[split],
+                           **{n: rows[n] for n in ours}}
+        merged.append(seed)
+    return merged
 
 
 def run_seed(ctx: Context, ablations: bool = False, log=print) -> dict[str, dict[str, dict]]:
@@ -86,27 +122,37 @@ def report_name(profile: str) -> str:
 def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFILE,
                    device: str = "auto", data_dir: str | Path | None = None, ablations: bool = False,
                    log=print, run_dir: Path | None = None, out_dir: Path | None = None,
-                   **overrides) -> dict:
+                   add: list[str] | None = None, **overrides) -> dict:
     """Every model of :func:`run_seed` for each seed, aggregated as mean ± std, written to
     ``<out_dir>/<report_name(profile)>.{json,md}`` (default ``reports/<dataset>``);
     checkpoints in ``run_dir`` (default ``runs/compare-<dataset>-<profile>/``: an interrupted
     comparison resumes, and single seeds run in parallel processes share the folder).
-    ``overrides`` change profile fields (for tests)."""
+    ``overrides`` change profile fields (for tests). ``add``: train only these registered
+    baselines and add them to the committed report of the same seeds and settings
+    (:func:`merge_into`), keeping its other rows, whose checkpoints a fresh checkout lacks."""
     root = project_root()
     run_dir = run_dir or root / "runs" / f"compare-{dataset}-{profile}"
     per_seed = []
     start = time.perf_counter()
+    out = out_dir or root / "reports" / dataset
+    name = report_name(profile)
+    if add:   # refuse before training what could not be added
+        committed = json.loads((out / f"{name}.json").read_text())
+        if committed["seeds"] != seeds:
+            raise ValueError(f"{out / name}.json has seeds {committed['seeds']}, not {seeds}")
+        merge_into(committed, [], get_profile(profile, dataset, data_dir)
+                   .replace(**overrides).to_dict())
     for seed in seeds:
         ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, **overrides)
-        per_seed.append(run_seed(ctx, ablations, log))
+        per_seed.append(run_added(ctx, add, log) if add else run_seed(ctx, ablations, log))
+    if add:
+        per_seed = merge_into(committed, per_seed, ctx.profile.to_dict())
     summary = {split: {name: mean_std([r[split][name] for r in per_seed]) for name in per_seed[0][split]}
                for split in ("valid", "test")}
     report = {"dataset": dataset, "profile": ctx.profile.to_dict(), "seeds": seeds,
               "minutes": round((time.perf_counter() - start) / 60, 1),
               "mean_std": summary, "per_seed": per_seed}
-    out = out_dir or root / "reports" / dataset
     out.mkdir(parents=True, exist_ok=True)
-    name = report_name(profile)
     write_text(out / f"{name}.json", json.dumps(report, indent=2) + "\n")
     text = [f"# {dataset}: mean ± std over seeds {seeds} (profile `{profile}`, full ranking)", "",
             "`train minutes`: wall time of the model's own training epochs, validation included "
@@ -191,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="default: the checkout's data/")
     parser.add_argument("--ablations", action="store_true",
                         help="also the other MBAE positions and Table 4's denoiser variants")
+    parser.add_argument("--add", nargs="+", default=None, metavar="BASELINE",
+                        help="train only these baselines and add them to the committed report")
     parser.add_argument("--headline", action="store_true",
                         help="print the README's headline from the committed report; trains nothing")
     args = parser.parse_args(argv)
@@ -199,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         print(headline(json.loads(path.read_text())))
         return
     run_comparison(args.dataset, args.seeds, args.profile, args.device, args.data_dir,
-                   args.ablations)
+                   args.ablations, add=args.add)
 
 
 if __name__ == "__main__":
