@@ -1,17 +1,18 @@
 """Multi-seed comparison: ``python -m fatsmb_lib.studies.compare --dataset ml100k --seeds 0 1 2``.
 
-Trains, for every seed, Pop and every registered baseline (``training.peers.BASELINES``:
-Table 3's eight and our SASRec, GRU4Rec and behavior-aware SASRec), the MBAE and FatsMB under
-the profile (``full`` by default, the README's headline); ``--ablations`` adds the MBAE with each position scheme (APE, RoPE, BaRoPE;
-Table 4's MBAE rows) and FatsMB with each denoiser and parameterisation (Table 4's FatsMB rows).
-It reports validation and test Recall/NDCG@10/20 as mean ± std over seeds in
-``reports/<dataset>/comparison.{json,md}`` (another profile: ``comparison-<profile>.*``).
-Checkpoints go to ``runs/compare-<dataset>-<profile>/``, so an interrupted comparison resumes
-where it stopped, and seeds can run in parallel processes (``--seeds 1`` beside ``--seeds 0``)
-before one ``--seeds 0 1 2`` run reloads them all and writes the report. ``--add NAME ...``
-trains only those baselines and adds them to the committed report of the same seeds and
-settings, keeping its other rows (a fresh checkout has none of their checkpoints).
-``--headline`` prints the README's headline from the committed report (:func:`headline`), training nothing.
+Trains, for every seed, Pop and every registered baseline (``training.peers.BASELINES``: Table
+3's eight and our SASRec, GRU4Rec and behavior-aware SASRec), the MBAE and FatsMB under the
+profile (``full`` by default, the README's headline); ``--ablations`` adds the MBAE with each
+position scheme (APE, RoPE, BaRoPE; Table 4's MBAE rows) and FatsMB with each denoiser and
+parameterisation (Table 4's FatsMB rows). It reports validation and test Recall/NDCG@10/20 as
+mean ± std over seeds in ``reports/<dataset>/comparison.{json,md}`` (another profile:
+``comparison-<profile>.*``). Checkpoints go to ``runs/compare-<dataset>-<profile>/``, so an
+interrupted comparison resumes where it stopped, and seeds can run in parallel processes
+(``--seeds 1`` beside ``--seeds 0``) before one ``--seeds 0 1 2`` run reloads them all and
+writes the report. ``--add NAME ...`` trains only those baselines and adds them to the committed
+report of the same seeds and settings, keeping its other rows (a fresh checkout has none of
+their checkpoints). ``--headline`` prints the README's headline from the committed report
+(:func:`headline`), training nothing.
 """
 from __future__ import annotations
 
