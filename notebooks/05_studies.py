@@ -181,6 +181,24 @@ if ml100k_share is not None:
 # *behavior-specific* (every test user, under their own target behavior) and *behavior-fixed*
 # (only the dropped behavior's test users).
 
+# %% [markdown]
+# What "dropping a share" does to the data, on this run's data (`preprocess.drop_behavior`):
+# half of the sparsest behavior's training interactions go; every user's validation and test
+# interactions, the prediction data, stay exactly as they were.
+
+# %%
+from fatsmb_lib.data.preprocess import drop_behavior
+
+sparsest = few_shot.sparsest_behavior(ctx.data)
+halved = drop_behavior(ctx.data, sparsest, 0.5, seed=seed)
+before, after = ctx.data.split(), halved.split()
+code = ctx.data.behavior_names.index(sparsest) + 1
+counts = {"before": int((before.train_behaviors == code).sum()),
+          "after dropping half": int((after.train_behaviors == code).sum())}
+assert (before.test_items == after.test_items).all() and (before.valid_items == after.valid_items).all()
+assert abs(counts["after dropping half"] - counts["before"] / 2) <= 1 + counts["before"] * 0.01
+pd.Series(counts, name=f"training interactions of {sparsest!r}").to_frame()
+
 # %%
 few_path = reports / dataset / "few_shot.json"
 few_ledger, few_shares = (Ledger(few_path), few_shot.SHARES) if few_path.is_file() else (None, None)
