@@ -150,3 +150,23 @@ def test_the_few_shot_claims_follow_the_paper_s_three_statements(tmp_path):
     _few_shot_ledger(tmp_path, {"FatsMB": {0.0: 0.1, 1.0: 0.05}, "MB-STR": {0.0: 0.1, 1.0: 0.01}})
     assert few_shot("zero")(tmp_path).verdict == HOLD
     assert few_shot("mild")(tmp_path).verdict == PENDING           # share 0.2 not run
+
+
+def test_the_cost_claim_compares_an_epoch_and_the_peak_memory(tmp_path):
+    from fatsmb_lib.studies.claims import training_cost
+
+    def write(fatsmb_seconds, fatsmb_mib):
+        models = {"FatsMB": {"stages": {"stage 1": {"seconds": fatsmb_seconds}},
+                             "peak_mib": fatsmb_mib},
+                  **{n: {"stages": {"epoch": {"seconds": t}}, "peak_mib": m}
+                     for n, t, m in (("A", 2.0, 500), ("B", 8.0, 900), ("C", 12.0, 2000))}}
+        (tmp_path / "cost.json").write_text(json.dumps(
+            {"profile": "full", "device": "cpu", "models": models}))
+
+    assert training_cost(tmp_path).verdict == PENDING
+    write(10.0, 800)
+    assert training_cost(tmp_path).verdict == HOLD           # within 2× the median (8 s)
+    write(65.0, 800)
+    assert training_cost(tmp_path).verdict == NOT_HOLD
+    write(10.0, 3000)
+    assert training_cost(tmp_path).verdict == NOT_HOLD       # memory outside the range
