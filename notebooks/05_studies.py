@@ -126,8 +126,8 @@ behind = [f"λ {i}, neg {s or 'natural'}" for (i, s), cell in cells.items()
 say(f"**Takeaway** ({map_label}): FatsMB beats its own MBAE beyond one seed-std in "
     f"{len(pays)} of {len(cells)} cells" + (f" ({'; '.join(pays)})" if pays else "")
     + f", falls behind in {len(behind)}" + (f" ({'; '.join(behind)})" if behind else "")
-    + ", and ties in the rest. Where it ties, the diffusion adds nothing the MBAE's own "
-    "decoder of z_b does not already give.")
+    + ", and ties in the rest. Where it ties, what the diffusion adds to the MBAE's own "
+    "decoding of z_b is inside the spread of the seeds.")
 
 # %% [markdown]
 # ### Where ml100k sits on the map
@@ -158,14 +158,20 @@ if ml100k_share is not None:
                  if placement[f"map, λ {i}"] > ml100k_share), default=None)
     near = [cell for (i, s), cell in cells.items() if i in (below, above) and s is None]
     predicted = sorted({cell["verdict"] for cell in near})
+    # what the committed ml100k comparison says of the same question (notebook 04, `full`)
+    on_ml100k = next(f for claim, f in claims.findings(reports / "ml100k")
+                     if claim.text == "The latent diffusion improves on its own MBAE")
+    measured = ("ties" if on_ml100k.measured.endswith("a tie") else
+                HOLDS if on_ml100k.verdict == claims.HOLD else on_ml100k.verdict)
     say(f"**Takeaway:** ml100k's I(I;B)/H(B) = {ml100k_share:.3f} lies between the map's λ = "
         f"{below} and λ = {above} columns (the map at λ = 0 shows the finite-sample floor, "
         f"{placement[f'map, λ {diffusion_map.INFLUENCES[0]}']:.3f}). "
         + (f"At its natural behavior shares the map says there: FatsMB vs its MBAE "
-           f"{' / '.join(predicted)}; notebook 04 measures a tie on ml100k under `full`, so the "
-           "map " + ("predicts the ml100k result." if predicted == ["ties"] else
-                     "and ml100k disagree, and the difference is worth a look (the map's data "
-                     "are half ml100k's size and trained under its own profile).")
+           f"{' / '.join(predicted)}. The committed ml100k comparison says: {measured} "
+           f"({on_ml100k.measured}). So the map "
+           + ("predicts the ml100k result." if predicted == [measured] else
+              "and ml100k disagree, and the difference is worth a look (the map's data are "
+              "half ml100k's size and trained under its own profile).")
            if near else "Those columns have no finished cell yet: the map cannot place "
            "ml100k's result until they run."))
 
