@@ -54,15 +54,21 @@ def run_added(ctx: Context, names: list[str], log=print) -> dict[str, dict[str, 
     return results
 
 
-def merge_into(report: dict, added: list[dict], profile: dict) -> list[dict]:
-    """``report``'s per-seed results with the rows of ``added`` (one per seed, same seeds)
-    placed before the MBAE and FatsMB rows. Refused when the report was made under other
-    settings: every field the report's profile has must have the same value today (new
-    fields, e.g. the added models' own settings, are allowed)."""
+def check_same_settings(report: dict, profile: dict) -> None:
+    """Refuse to add to ``report`` when it was made under other settings: every field its
+    profile has must have the same value in ``profile`` (new fields, e.g. the added models'
+    own settings, are allowed)."""
     changed = {k: (v, profile.get(k)) for k, v in report["profile"].items() if profile.get(k) != v}
     if changed:
         raise ValueError(f"the committed comparison was made under other settings {changed} "
                          f"(then, today): re-run the whole comparison instead of adding to it")
+
+
+def merge_into(report: dict, added: list[dict], profile: dict) -> list[dict]:
+    """``report``'s per-seed results with the rows of ``added`` (one per seed, same seeds)
+    placed before the MBAE and FatsMB rows (refused under other settings,
+    :func:`check_same_settings`)."""
+    check_same_settings(report, profile)
     merged = []
     for old, new in zip(report["per_seed"], added):
         seed = {}
@@ -141,8 +147,8 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFI
         committed = json.loads((out / f"{name}.json").read_text())
         if committed["seeds"] != seeds:
             raise ValueError(f"{out / name}.json has seeds {committed['seeds']}, not {seeds}")
-        merge_into(committed, [], get_profile(profile, dataset, data_dir)
-                   .replace(**overrides).to_dict())
+        check_same_settings(committed, get_profile(profile, dataset, data_dir)
+                            .replace(**overrides).to_dict())
     for seed in seeds:
         ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, **overrides)
         per_seed.append(run_added(ctx, add, log) if add else run_seed(ctx, ablations, log))

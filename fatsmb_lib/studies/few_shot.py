@@ -142,6 +142,8 @@ def run_few_shot(dataset: str, seeds: list[int], profile: str = "default", share
     ledger = None
     for share in shares:
         for seed in seeds:
+            if ledger is not None and ledger.done(f"share={share}", seed):
+                continue                    # finished: no data to load, nothing to train
             ctx = open_run(dataset, profile, device, run_dir / f"share-{share}", data_dir, seed,
                            **overrides)
             behavior = sparsest_behavior(ctx.data)
