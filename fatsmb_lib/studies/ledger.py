@@ -3,7 +3,9 @@
 The long studies (``diffusion_map``, ``few_shot``) train for hours on CPU. Their ledger is the
 resume point that survives a fresh checkout (checkpoints are git-ignored, the ledger is
 committed): a run already in it is never repeated, and an interruption loses at most the run
-in progress (whose checkpoints resume it at the last finished epoch).
+in progress (whose checkpoints resume it at the last finished epoch). Several processes may
+share one ledger (one per seed or per model, side by side): each write first reads back what
+the others recorded.
 """
 from __future__ import annotations
 
@@ -41,7 +43,11 @@ class Ledger:
         return self.cells.get(cell, {})
 
     def record(self, cell: str, seed: int, row: dict) -> None:
-        """Add one run and rewrite the file (atomically)."""
+        """Add one run and rewrite the file (atomically), keeping the runs other processes
+        recorded in it since this one read it."""
+        if self.path.is_file():
+            for name, runs in json.loads(self.path.read_text())["cells"].items():
+                self.cells[name] = {**runs, **self.cells.get(name, {})}
         self.cells.setdefault(cell, {})[str(seed)] = row
         self.save()
 

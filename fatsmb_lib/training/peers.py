@@ -113,6 +113,7 @@ class PBATSettings:
     # decay 1e-6); "paper" tiles each training part with non-overlapping windows (every training
     # position once an epoch, as MB-STR's), under the optimiser every peer shares here
     pbat_recipe: str = "paper"        # its Cloze recipe (epochs.RECIPES): its authors' windows
+    pbat_rho: float = 0.2             # its mask probability ρ (its authors' 0.2; 0.3 on IJCAI)
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ PBAT_SPEC = ModelSpec("PBAT", "pbat", PBAT,
                       cloze_without_behaviors,
                       lambda ctx: {**cloze_settings_without_behaviors(ctx),
                                    "max_len": ctx.profile.max_len},
-                      adjust=lambda ctx: ctx.replace(**RECIPES[ctx.profile.pbat_recipe]),
+                      adjust=lambda ctx: ctx.replace(**RECIPES[ctx.profile.pbat_recipe],
+                                                     rho=ctx.profile.pbat_rho),
                       paper=True, settings=PBATSettings)
 
 # the graph baselines are built with the training parts' graph (not hashed: a function of the
