@@ -11,7 +11,7 @@ to its left (``tests/test_imports.py`` checks both against the real imports)::
               diffurec, mbgcn, mbgmn, pbat, missl, mgpt
     training  train, evaluate, context, epochs, registry, stages, peers, config, run
     studies   verdicts, entropy, plots, latent_space, compare, recipes, bench, sampling, ledger,
-              diffusion_map, few_shot, diversity, cost, claims, peer_search, __main__
+              diffusion_map, few_shot, diversity, sweeps, cost, claims, peer_search, __main__
     course    pipeline, student
 
 - ``support``: the checkout's folders (``paths``), seeds and devices (``runtime``), atomic
@@ -33,8 +33,8 @@ to its left (``tests/test_imports.py`` checks both against the real imports)::
 - ``studies``: the tie rule every comparative word comes from (``verdicts``), notebook 01's
   entropies, figures, notebook 03's latent-space analysis, the ledger of the long studies, and
   the commands behind the reports: ``python -m fatsmb_lib.studies.<command>`` with compare,
-  recipes, bench, sampling, diffusion_map, few_shot, diversity, cost, claims or peer_search
-  (the added baselines' validation search); ``python -m fatsmb_lib.studies`` (``__main__``)
+  recipes, bench, sampling, diffusion_map, few_shot, diversity, sweeps (Fig. 8a-e), cost,
+  claims or peer_search (the added baselines' validation search); ``python -m fatsmb_lib.studies`` (``__main__``)
   runs notebook 05's long studies one after the other.
 - ``course``: ``python -m fatsmb_lib.course.pipeline`` executes the notebooks through
   papermill; ``student`` writes the students' copy without solutions.
