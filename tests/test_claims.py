@@ -9,7 +9,6 @@ from fatsmb_lib.studies.claims import (
     CANNOT,
     CLAIMS,
     HOLD,
-    MBAE_ROOT,
     NOT_HOLD,
     PENDING,
     VERDICTS,
@@ -17,9 +16,10 @@ from fatsmb_lib.studies.claims import (
     entropy_asymmetry,
     findings,
     ledger_markdown,
-    mask_ratio,
     ordering,
+    sweep_trend,
 )
+from fatsmb_lib.studies.sweeps import SWEEPS, cell
 
 
 def _comparison(tmp_path, rows, name="comparison.json", split="test"):
@@ -66,23 +66,27 @@ def test_the_entropy_asymmetry_reads_table_1_s_quantities(tmp_path):
     assert entropy_asymmetry(tmp_path).verdict == NOT_HOLD
 
 
-def _recipe_ledger(tmp_path, per_rho):
-    steps = {f"ρ {rho}": {"mbae": {"overrides": {**MBAE_ROOT, "rho": rho},
-                                   "valid_ndcg10": [sum(v) / len(v), 0.002],
-                                   "per_seed": [{"best": x} for x in v]}}
-             for rho, v in per_rho.items()}
-    (tmp_path / "recipe_study_every_prefix.json").write_text(json.dumps({"steps": steps}))
+def _sweeps(tmp_path, field, per_value):
+    cells = {cell(field, v): {str(k): {"test": {"NDCG@10": x}} for k, x in enumerate(scores)}
+             for v, scores in per_value.items()}
+    (tmp_path / "sweeps.json").write_text(json.dumps({"meta": {"profile": "default"},
+                                                      "cells": cells}))
 
 
-def test_the_mask_ratio_claim_needs_three_seeds_and_a_fall_at_the_largest(tmp_path):
-    _comparison(tmp_path, {"MBAE barope": (0.074, 0.003)}, split="valid")
-    _recipe_ledger(tmp_path, {0.4: [0.075, 0.074, 0.076], 0.6: [0.066]})
-    assert mask_ratio(tmp_path).verdict == PENDING
-    _recipe_ledger(tmp_path, {0.4: [0.075, 0.074, 0.076], 0.6: [0.066, 0.065, 0.067]})
-    found = mask_ratio(tmp_path)
-    assert found.verdict == HOLD and "ρ 0.6: 0.0660" in found.measured
-    _recipe_ledger(tmp_path, {0.4: [0.085, 0.084, 0.086], 0.6: [0.066, 0.065, 0.067]})
-    assert mask_ratio(tmp_path).verdict == NOT_HOLD                        # ρ 0.4 beats 0.2
+def test_a_sweep_trend_needs_three_seeds_everywhere_and_a_gap_at_the_ends(tmp_path):
+    spread = (-0.001, 0.0, 0.001)
+    falling = {v: [0.07 - 0.004 * k + e for e in spread] for k, v in enumerate(SWEEPS["rho"][0])}
+    _sweeps(tmp_path, "rho", {**falling, 0.8: [0.058]})
+    assert sweep_trend("rho", rises=False)(tmp_path).verdict == PENDING   # ρ 0.8: one seed
+    _sweeps(tmp_path, "rho", falling)
+    found = sweep_trend("rho", rises=False)(tmp_path)
+    assert found.verdict == HOLD and "ρ 0.8: 0.0580" in found.measured
+    assert sweep_trend("rho", rises=True)(tmp_path).verdict == NOT_HOLD
+    _sweeps(tmp_path, "rho", {**falling, 0.4: [0.08 + e for e in spread]})
+    assert sweep_trend("rho", rises=False)(tmp_path).verdict == NOT_HOLD  # ρ 0.4 beats 0.2
+    flat = {v: [0.07 + e for e in spread] for v in SWEEPS["T"][0]}
+    _sweeps(tmp_path, "T", flat)
+    assert sweep_trend("T", rises=True)(tmp_path).verdict == NOT_HOLD     # a tie
 
 
 def test_every_claim_is_judged_on_an_empty_folder_without_guessing(tmp_path):

@@ -6,15 +6,16 @@ again at any point; ``--only`` picks some. The results go where notebook 05 read
 - ``map``: where the diffusion pays (``diffusion_map``), ``reports/synthetic-map/``;
 - ``few-shot``: Figure 7 on ``--dataset`` (``few_shot``), ``reports/<dataset>/few_shot.*``;
 - ``diversity``: the lists' diversity (``diversity``), ``reports/<dataset>/diversity.*``;
+- ``sweeps``: Figure 8a-e over seeds (``sweeps``), ``reports/<dataset>/sweeps.*``;
 - ``claims``: the claims ledger from whatever has finished, ``reports/claims.md``.
 """
 from __future__ import annotations
 
 import argparse
 
-from . import claims, diffusion_map, diversity, few_shot
+from . import claims, diffusion_map, diversity, few_shot, sweeps
 
-STUDIES = ("map", "few-shot", "diversity", "claims")
+STUDIES = ("map", "few-shot", "diversity", "sweeps", "claims")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
         few_shot.run_few_shot(args.dataset, args.seeds, args.profile, device=args.device)
     if "diversity" in args.only:
         diversity.run_diversity(args.dataset, args.profile, args.device, seed=args.seeds[0])
+    if "sweeps" in args.only:
+        sweeps.run_sweeps(args.dataset, args.seeds, args.profile, device=args.device)
     if "claims" in args.only:
         claims.main(["--dataset", args.dataset])
 

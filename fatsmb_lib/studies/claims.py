@@ -26,11 +26,10 @@ from ..support.checkpoints import write_text
 from ..support.paths import project_root
 from ..training.evaluate import format_metrics_table
 from ..training.peers import BASELINES
-from .recipes import every_prefix_steps
+from .sweeps import SWEEPS
+from .sweeps import cell as sweep_cell
 from .verdicts import HOLDS, MIN_SEEDS, TIES, format_mean_std, summarize, verdict
 
-# the every-prefix step's overrides: a ρ row of the recipe study changes ρ only
-MBAE_ROOT = every_prefix_steps()[0].overrides
 HOLD, NOT_HOLD, CANNOT, PENDING = ("holds", "does not hold", "cannot be tested here",
                                    "not measured yet")
 VERDICTS = (HOLD, NOT_HOLD, CANNOT, PENDING)
@@ -112,28 +111,33 @@ def entropy_asymmetry(reports: Path) -> Finding:
                    f"(ratio {b_given_i / i_given_b:.2f}; entropy.json, all interactions)")
 
 
-def mask_ratio(reports: Path) -> Finding:
-    """Fig. 8a on the MBAE's validation NDCG@10: the smallest ρ (``full``'s 0.2, its MBAE in
-    ``comparison.json``) against the larger ones of the every-prefix recipe study. Holds when
-    no larger ρ beats the smallest and the largest falls behind it by more than one seed-std."""
-    base, study = _report(reports, "comparison.json"), _report(reports,
-                                                             "recipe_study_every_prefix.json")
-    if base is None or study is None:
-        return Finding(PENDING, "needs comparison.json and recipe_study_every_prefix.json")
-    values = {0.2: tuple(base["mean_std"]["valid"]["MBAE barope"]["NDCG@10"])}
-    for step in study["steps"].values():
-        rho, runs = step["mbae"]["overrides"]["rho"], step["mbae"]["per_seed"]
-        if step["mbae"]["overrides"] == {**MBAE_ROOT, "rho": rho} and rho != 0.2:
-            if len(runs) < MIN_SEEDS:
-                return Finding(PENDING, f"ρ {rho} has {len(runs)} seed(s) of {MIN_SEEDS}: python "
-                                        f"-m fatsmb_lib.studies.recipes --study every-prefix")
-            values[rho] = tuple(step["mbae"]["valid_ndcg10"])
-    rhos = sorted(values)
-    beaten = [r for r in rhos[1:] if verdict(values[r], values[rhos[0]]) == HOLDS]
-    falls = verdict(values[rhos[0]], values[rhos[-1]]) == HOLDS
-    measured = ", ".join(f"ρ {r}: {format_mean_std(values[r])}" for r in rhos) + (
-        " (MBAE, validation NDCG@10, profile `full`, every prefix, seeds 0-2)")
-    return Finding(HOLD if falls and not beaten else NOT_HOLD, measured)
+def sweep_trend(field: str, rises: bool) -> Callable[[Path], Finding]:
+    """A judge of Fig. 8's "accuracy rises (falls) as ``field`` grows", on the sweep study's test
+    NDCG@10 (``sweeps.json``, every point over at least three seeds): holds when the largest
+    value is ahead of (behind) the smallest by more than one seed-std and no value in between
+    beats the end the claim favours."""
+    symbol = {"rho": "ρ", "sigma": "σ", "stride": "Δt"}.get(field, field)
+
+    def judge(reports: Path) -> Finding:
+        found = _report(reports, "sweeps.json")
+        grid = SWEEPS[field][0]
+        runs = {v: (found or {}).get("cells", {}).get(sweep_cell(field, v), {}) for v in grid}
+        short = [f"{v:g}" for v in grid if len(runs[v]) < MIN_SEEDS]
+        if found is None or short:
+            return Finding(PENDING, f"the {symbol} sweep (python -m fatsmb_lib.studies.sweeps "
+                                    f"--only {field}): {', '.join(short) or 'every value'} "
+                                    f"need {MIN_SEEDS} seeds")
+        values = {v: summarize([r["test"]["NDCG@10"] for r in runs[v].values()]) for v in grid}
+        lead, trail = (grid[-1], grid[0]) if rises else (grid[0], grid[-1])
+        beaten = [v for v in grid[1:-1] if verdict(values[v], values[lead]) == HOLDS]
+        trend = verdict(values[lead], values[trail]) == HOLDS
+        meta = found["meta"]
+        measured = ", ".join(f"{symbol} {v:g}: {format_mean_std(values[v])}" for v in grid) + (
+            f" ({SWEEPS[field][1]}, test NDCG@10, profile `{meta['profile']}`, "
+            f"{len(runs[grid[0]])} seeds; sweeps.json)")
+        return Finding(HOLD if trend and not beaten else NOT_HOLD, measured)
+
+    return judge
 
 
 def _fatsmb_at(omega: float) -> str:
@@ -275,6 +279,7 @@ def cannot(reason: str) -> Callable[[Path], Finding]:
 
 
 LATER = "05 (a later section)"
+SWEPT = "05 §4"
 FEW_SHOT = "the few-shot study (python -m fatsmb_lib.studies.few_shot)"
 # the Table 4 runs over seeds predate the every-prefix recipe (notebook 05 re-measures them)
 TABLE4_THEN = "the paper's non-overlapping Cloze windows, as `default` was then"
@@ -310,13 +315,13 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("Sec. 4.4.2, Fig. 7", "At zero shot FatsMB keeps some accuracy while the baseline "
           "collapses", "05 §2", few_shot("zero")),
     Claim("Sec. 4.5.1, Fig. 8a", "A small item mask ratio ρ is best; accuracy falls as ρ grows",
-          "02 (recipe study on every prefix)", mask_ratio),
-    Claim("Sec. 4.5.2, Fig. 8b", "Accuracy falls as the behavior mask ratio σ grows", LATER,
-          pending("a σ sweep over seeds")),
-    Claim("Sec. 4.5.3, Fig. 8c", "More diffusion steps T improve accuracy, with diminishing "
-          "returns", LATER, pending("a T sweep over seeds")),
-    Claim("Sec. 4.5.4, Fig. 8d", "Larger sampling jumps Δt lower accuracy",
-          f"{LATER}; 04 (one seed)", pending("a Δt sweep over seeds")),
+          SWEPT, sweep_trend("rho", rises=False)),
+    Claim("Sec. 4.5.2, Fig. 8b", "Accuracy falls as the behavior mask ratio σ grows", SWEPT,
+          sweep_trend("sigma", rises=False)),
+    Claim("Sec. 4.5.3, Fig. 8c", "More diffusion steps T improve accuracy (with diminishing "
+          "returns, not judged)", SWEPT, sweep_trend("T", rises=True)),
+    Claim("Sec. 4.5.4, Fig. 8d", "Larger sampling jumps Δt lower accuracy", SWEPT,
+          sweep_trend("stride", rises=False)),
     Claim("Sec. 4.5.5, Fig. 8e", "The best guidance strength ω differs between datasets", "04 §5",
           cannot("needs two or more real datasets; only ml100k is on this machine (yelp, retail "
                  "and ijcai run where their files are: the loader reads them)")),
