@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from fatsmb_lib.models.baselines import SASRec
-from fatsmb_lib.studies.compare import PAPER_BASELINES, TABLE3_BASELINES, run_comparison
+from fatsmb_lib.studies.compare import (
+    PAPER_BASELINES,
+    TABLE3_BASELINES,
+    quiet_epoch_seconds,
+    run_comparison,
+)
 from fatsmb_lib.training import peers
 from fatsmb_lib.training.config import PROFILES
 from fatsmb_lib.training.epochs import RECIPES, next_item_batches, next_item_settings
@@ -92,3 +97,15 @@ def test_added_baselines_join_the_committed_report_without_retraining_it(tmp_pat
         run_comparison(**{**kwargs, "d_model": 16}, add=["GRU4Rec"])
     with pytest.raises(ValueError, match="has seeds"):
         run_comparison(**{**kwargs, "seeds": [0, 1]}, add=["GRU4Rec"])
+
+
+def test_the_quiet_epoch_column_reads_the_cost_study_per_row():
+    cost = {"models": {"FatsMB": {"stages": {"stage 1": {"seconds": 60.0},
+                                             "stage 2": {"seconds": 1.5},
+                                             "stage 3": {"seconds": 4.0}}},
+                       "SASRec": {"stages": {"epoch": {"seconds": 2.04}}}}}
+    assert quiet_epoch_seconds(cost, "SASRec") == "2.0"
+    assert quiet_epoch_seconds(cost, "MBAE barope") == "60.0"                 # stage 1
+    assert quiet_epoch_seconds(cost, "FatsMB mcgln x0 (stage 2)") == "61.5"
+    assert quiet_epoch_seconds(cost, "FatsMB mcgln x0") == "65.5"
+    assert quiet_epoch_seconds(cost, "MBGCN") == quiet_epoch_seconds(cost, "Pop") == "—"

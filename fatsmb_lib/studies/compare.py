@@ -189,11 +189,40 @@ def improve(test: dict, ours: str, baselines: list[str], keys) -> tuple[dict, di
     return best, {key: percent_change(test[ours][key], test[best[key]][key]) for key in keys}
 
 
-def headline(report: dict, metric: str = "NDCG@10") -> str:
+def quiet_epoch_seconds(cost: dict, name: str) -> str:
+    """The seconds of one training epoch of the comparison's row ``name`` on a quiet machine,
+    from the cost study (``cost.json``, one model at a time). The MBAE's row is FatsMB's stage
+    1, FatsMB's rows sum the stages they went through; "—" where the study has no number."""
+    models = cost["models"]
+    stages = models.get("FatsMB", {}).get("stages", {})
+    parts = (("stage 1",) if name.startswith("MBAE") else
+             ("stage 1", "stage 2") if name.startswith("FatsMB") and "(stage 2)" in name else
+             ("stage 1", "stage 2", "stage 3") if name.startswith("FatsMB") else None)
+    if parts:
+        seconds = [stages[part]["seconds"] for part in parts if part in stages]
+        return f"{sum(seconds):.1f}" if len(seconds) == len(parts) else "—"
+    if name in models:
+        return f"{sum(stage['seconds'] for stage in models[name]['stages'].values()):.1f}"
+    return "—"
+
+
+def committed_cost(folder: Path, report: dict) -> dict | None:
+    """``folder``'s cost study (``cost.json``) when it was measured under ``report``'s profile
+    and dataset, else None."""
+    path = folder / "cost.json"
+    cost = json.loads(path.read_text()) if path.is_file() else None
+    same = cost and (cost["profile"], cost["dataset"]) == (report["profile"]["name"],
+                                                          report["dataset"])
+    return cost if same else None
+
+
+def headline(report: dict, metric: str = "NDCG@10", cost: dict | None = None) -> str:
     """The README's headline from a comparison report (``comparison.json``): test metrics as
     mean ± std per model, where FatsMB stands against each by the one-std tie rule
     (:mod:`fatsmb_lib.studies.verdicts`), and its change (Table 3's "Improve") against the best
-    baseline, the best of the paper's own Table 3 baselines, and its own MBAE.
+    baseline, the best of the paper's own Table 3 baselines, and its own MBAE. With ``cost``
+    (``cost.json`` of the same dataset and profile), each model's training seconds per epoch
+    on a quiet machine (:func:`quiet_epoch_seconds`).
     ``tests/test_readme.py`` checks that the README shows exactly this text;
     ``python -m fatsmb_lib.studies.compare --headline`` prints it."""
     profile = report["profile"]
@@ -205,7 +234,9 @@ def headline(report: dict, metric: str = "NDCG@10") -> str:
     valid = {name: tuple(m[metric]) for name, m in report["mean_std"]["valid"].items()}
     ours = test[fatsmb][metric]
     column = f"FatsMB is (test {metric})"
+    quiet = "s / epoch, quiet"
     rows = {name: {**m, f"valid {metric}": valid[name],
+                   **({quiet: quiet_epoch_seconds(cost, name)} if cost else {}),
                    column: "—" if name == fatsmb else relation(ours, m[metric], "ahead", "tied",
                                                                   "behind")}
             for name, m in test.items()}
@@ -213,7 +244,8 @@ def headline(report: dict, metric: str = "NDCG@10") -> str:
     best, change = improve(test, fatsmb, baselines, shown)
     rows["Improve (FatsMB vs the best baseline)"] = {
         key: f"{change[key]:+.1f}% vs {best[key]}" for key in shown}
-    table = format_metrics_table(rows, (*shown, f"valid {metric}", column))
+    table = format_metrics_table(rows, (*shown, f"valid {metric}", *([quiet] if cost else []),
+                                        column))
 
     def against(names: list[str], label: str) -> str:
         best, change = improve(test, fatsmb, names, (metric,))
@@ -250,8 +282,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="print the README's headline from the committed report; trains nothing")
     args = parser.parse_args(argv)
     if args.headline:
-        path = project_root() / "reports" / args.dataset / f"{report_name(args.profile)}.json"
-        print(headline(json.loads(path.read_text())))
+        folder = project_root() / "reports" / args.dataset
+        report = json.loads((folder / f"{report_name(args.profile)}.json").read_text())
+        print(headline(report, cost=committed_cost(folder, report)))
         return
     run_comparison(args.dataset, args.seeds, args.profile, args.device, args.data_dir,
                    args.ablations, add=args.add)
