@@ -52,7 +52,8 @@ from IPython.display import Markdown, display
 from fatsmb_lib.studies import claims, diffusion_map, few_shot
 from fatsmb_lib.studies.diffusion_map import MODELS, cell_dataset, information_share, summarize_cell
 from fatsmb_lib.studies.ledger import Ledger
-from fatsmb_lib.studies.verdicts import HOLDS, MIN_SEEDS, format_mean_std, verdict
+from fatsmb_lib.studies.verdicts import (HOLDS, MIN_SEEDS, format_mean_std, relation, summarize,
+                                         verdict)
 from fatsmb_lib.support.paths import project_root
 from fatsmb_lib.training.run import open_run
 
@@ -322,7 +323,7 @@ say(f"**Takeaway** ({diversity_label}): at ω = {shown_omega:g}, FatsMB's lists 
     "of their items (Jaccard): how much of the list the sampling noise decides.")
 
 # %% [markdown]
-# ## 4 · Figure 8: five hyperparameters, over seeds
+# ## 4 · Figure 8 and Table 4, over seeds
 #
 # Section 4.5 moves one setting at a time, one run per value, on Yelp and Retail: the item and
 # behavior mask probabilities ρ and σ of the MBAE's Cloze task (Fig. 8a-b), and on FatsMB the
@@ -334,7 +335,6 @@ say(f"**Takeaway** ({diversity_label}): at ω = {shown_omega:g}, FatsMB's lists 
 
 # %%
 from fatsmb_lib.studies import sweeps
-from fatsmb_lib.studies.verdicts import relation
 
 sweep_path = reports / dataset / "sweeps.json"
 sweep_ledger = Ledger(sweep_path) if sweep_path.is_file() else None
@@ -356,23 +356,27 @@ fig = sweeps.figure(sweep_ledger)
 
 # %%
 profile_values = sweep_ledger.meta["profile_values"]
+profile_point = {}
 for s in ("0", "1", "2"):
     shared = {f: sweep_ledger.runs(sweeps.cell(f, profile_values[f]))[s]["test"]["NDCG@10"]
               for f in ("T", "stride", "omega")
               if s in sweep_ledger.runs(sweeps.cell(f, profile_values[f]))}
     assert len(set(shared.values())) <= 1, f"seed {s}: the profile's point differs {shared}"
-print("the profile's point, per seed, in", sorted(shared), "grids:", sorted(set(shared.values())))
+    profile_point[f"seed {s}"] = {**shared}
+pd.DataFrame(profile_point).T.round(5)
 
 # %%
-pd.DataFrame({sweeps.SWEEPS[f][2]: {f"{v:g}": format_mean_std(m) for v, m in points.items()}
-              for f, points in sweep_curves.items() if points}).T.fillna("")
+pd.DataFrame([{"hyperparameter": sweeps.SWEEPS[f][2], "value": f"{v:g}",
+               "test NDCG@10": format_mean_std(m)}
+              for f in sweeps.FIGURE8 for v, m in sweep_curves[f].items()]
+             ).set_index(["hyperparameter", "value"])
 
 # %%
 PAPER_SAYS = {"rho": "falls as ρ grows", "sigma": "falls as σ grows", "T": "rises with T",
               "stride": "falls as Δt grows", "omega": "has a best ω that depends on the data"}
 lines = []
-for field, points in sweep_curves.items():
-    grid, label = sweeps.SWEEPS[field][0], sweeps.SWEEPS[field][2]
+for field in sweeps.FIGURE8:
+    points, (grid, _, label) = sweep_curves[field], sweeps.SWEEPS[field]
     if len(points) < len(grid):
         lines.append(f"- {label}: {len(points)} of {len(grid)} values have {MIN_SEEDS} seeds "
                      "(not judged yet)")
@@ -383,6 +387,37 @@ for field, points in sweep_curves.items():
                  f"smallest ({format_mean_std(points[grid[-1]])} vs "
                  f"{format_mean_std(points[grid[0]])}). The paper: accuracy {PAPER_SAYS[field]}.")
 say(f"**Takeaway** ({sweep_label}; test NDCG@10, one seed-std bands):\n\n" + "\n".join(lines))
+
+# %% [markdown]
+# ### Table 4 on today's recipe
+#
+# Table 4's two halves are the same kind of one-at-a-time change, of a component instead of a
+# number: the MBAE's position scheme (APE, RoPE, BaRoPE; stage 1 again) and the denoiser
+# (MLP, AdaLN, MCGLN; stages 2-3 again on the same MBAE). The paper puts BaRoPE and MCGLN
+# first on every dataset, on Recall@20 and NDCG@20.
+
+# %%
+table4 = {}
+for field in ("position", "denoiser"):
+    for value in sweeps.SWEEPS[field][0]:
+        runs = sweep_ledger.runs(sweeps.cell(field, value))
+        if len(runs) >= MIN_SEEDS:
+            table4[(field, value)] = {m: summarize([r["test"][m] for r in runs.values()])
+                                      for m in ("Recall@20", "NDCG@20")}
+if table4:
+    display(pd.DataFrame({key: {m: format_mean_std(v) for m, v in row.items()}
+                          for key, row in table4.items()}).T)
+halves = []
+for field, winner in (("position", "barope"), ("denoiser", "mcgln")):
+    rivals = [v for f, v in table4 if f == field and v != winner]
+    if (field, winner) not in table4 or not rivals:
+        halves.append(f"- the {field} half: not swept on this recipe yet (`python -m "
+                      f"fatsmb_lib.studies.sweeps --only {field}`)")
+        continue
+    words = [f"{relation(table4[(field, winner)]['NDCG@20'], table4[(field, v)]['NDCG@20'])} "
+             f"{v}" for v in rivals]
+    halves.append(f"- {winner} is {', '.join(words)} (test NDCG@20)")
+say("**Takeaway** (Table 4, one-std rule over seeds):\n\n" + "\n".join(halves))
 
 # %% [markdown]
 # ## 5 · The claims ledger

@@ -13,6 +13,7 @@ from fatsmb_lib.studies.claims import (
     PENDING,
     VERDICTS,
     best_of,
+    component,
     entropy_asymmetry,
     findings,
     ledger_markdown,
@@ -87,6 +88,25 @@ def test_a_sweep_trend_needs_three_seeds_everywhere_and_a_gap_at_the_ends(tmp_pa
     flat = {v: [0.07 + e for e in spread] for v in SWEEPS["T"][0]}
     _sweeps(tmp_path, "T", flat)
     assert sweep_trend("T", rises=True)(tmp_path).verdict == NOT_HOLD     # a tie
+
+
+def test_table_4_is_judged_from_the_sweep_once_it_has_three_seeds(tmp_path):
+    def rows(x):
+        return {str(k): {"test": {"NDCG@20": x + e}} for k, e in enumerate((-0.001, 0, 0.001))}
+
+    fallback = ordering("comparison-default.json", "MBAE barope", "MBAE ape", "NDCG@20")
+    judge = component("position", "barope", "ape", fallback)
+    _comparison(tmp_path, {"MBAE barope": (0.05, 0.004), "MBAE ape": (0.051, 0.005)},
+                name="comparison-default.json")
+    cells = {cell("position", "barope"): rows(0.06)}
+    (tmp_path / "sweeps.json").write_text(json.dumps({"meta": {"profile": "default"},
+                                                      "cells": cells}))
+    assert "comparison-default.json" in judge(tmp_path).measured       # APE not swept yet
+    cells[cell("position", "ape")] = rows(0.05)
+    (tmp_path / "sweeps.json").write_text(json.dumps({"meta": {"profile": "default"},
+                                                      "cells": cells}))
+    found = judge(tmp_path)
+    assert found.verdict == HOLD and "barope 0.0600 ± 0.0010 vs ape 0.0500" in found.measured
 
 
 def test_every_claim_is_judged_on_an_empty_folder_without_guessing(tmp_path):

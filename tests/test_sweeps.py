@@ -47,3 +47,21 @@ def test_each_value_reaches_its_model_and_the_ledger_resumes(tmp_path, monkeypat
     assert stage1 == [0.2, 0.4]                 # nothing again
     assert curve(ledger, "omega") == {}         # one seed: no point drawn
     assert (tmp_path / "out" / "sweeps.png").is_file()
+
+
+def test_table_4s_components_are_swept_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweeps, "SWEEPS", {"position": (("ape", "barope"), "MBAE", "position"),
+                                           "denoiser": (("mlp", "mcgln"), "FatsMB", "denoiser")})
+    built = []
+    real_mbae, real_denoiser = sweeps.train_mbae, sweeps.train_denoiser
+    monkeypatch.setattr(sweeps, "train_mbae",
+                        lambda ctx: built.append(ctx.profile.position) or real_mbae(ctx))
+    monkeypatch.setattr(sweeps, "train_denoiser", lambda mbae, ctx, **kw: built.append(
+        ctx.profile.denoiser) or real_denoiser(mbae, ctx, **kw))
+    ledger = run_sweeps("synthetic-tiny", [0], "smoke", None, "cpu", tmp_path / "run",
+                        tmp_path / "out", tmp_path / "data", lambda line: None, **SHORT)
+    assert built == ["barope", "mlp", "mcgln", "ape"]   # the cheap half first
+    row = ledger.runs(cell("position", "ape"))["0"]
+    assert set(row["test"]) == {"Recall@10", "NDCG@10", "Recall@20", "NDCG@20"}
+    report = (tmp_path / "out" / "sweeps.md").read_text()
+    assert "| barope * | 1 |" in report and "test NDCG@20" in report

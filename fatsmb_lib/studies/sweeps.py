@@ -1,4 +1,4 @@
-"""Figure 8a-e over seeds: ``python -m fatsmb_lib.studies.sweeps``.
+"""Figure 8a-e and Table 4 over seeds: ``python -m fatsmb_lib.studies.sweeps``.
 
 The paper varies five hyperparameters one at a time on Yelp and Retail (Section 4.5): the item
 mask probability ρ and the behavior mask probability σ on the MBAE (Fig. 8a-b), the number of
@@ -10,6 +10,11 @@ three seeds, so a trend can be told from noise:
 - T: stages 2-3 are retrained on the seed's stage-1 MBAE with T steps (Δt kept);
 - Δt, ω: sampler settings only (Eq. 5, Eq. 17): the seed's FatsMB, trained once, is sampled
   with each value (``FatsMB.sampler``), so nothing is retrained.
+
+Table 4's two halves are the same kind of one-at-a-time change, of a component rather than a
+number, and run here the same way on today's recipe: the MBAE's position scheme (APE, RoPE,
+BaRoPE; stage 1 again) and the denoiser (MLP, AdaLN, MCGLN; stages 2-3 again, at the
+profile's parameterisation). They are in the report's tables, not in the figure.
 
 Every row records validation and test Recall/NDCG@10; a trend is judged on test NDCG@10 by the
 one-std rule (``verdicts``; ``claims`` reads the ledger), since nothing is selected here. The
@@ -46,15 +51,18 @@ SWEEPS: dict[str, tuple[tuple, str, str]] = {
     "T": ((50, 100, 200, 500, 1000), "FatsMB", "diffusion steps T (Fig. 8c)"),
     "stride": ((10, 20, 50, 100), "FatsMB", "DDIM jump Δt (Fig. 8d)"),
     "omega": ((0.0, 1.0, 2.0, 5.0), "FatsMB", "guidance strength ω (Fig. 8e)"),
+    "position": (("ape", "rope", "barope"), "MBAE", "position encoding (Table 4)"),
+    "denoiser": (("mlp", "adaln", "mcgln"), "FatsMB", "denoiser (Table 4)"),
 }
+FIGURE8 = ("rho", "sigma", "T", "stride", "omega")
 SAMPLER = ("stride", "omega")           # swept without training
-METRICS = ("Recall@10", "NDCG@10")
+METRICS = ("Recall@10", "NDCG@10", "Recall@20", "NDCG@20")   # Table 4 reports @20
 REPORT = "sweeps"
 
 
 def cell(field: str, value) -> str:
-    """The ledger's name of one point: ``"T=500"``."""
-    return f"{field}={value:g}"
+    """The ledger's name of one point: ``"T=500"``, ``"position=rope"``."""
+    return f"{field}={value}" if isinstance(value, str) else f"{field}={value:g}"
 
 
 def _row(ctx: Context, model, seconds: float) -> dict:
@@ -68,7 +76,7 @@ def run_seed(ctx: Context, fields, ledger: Ledger, log=print) -> None:
     finishes, the cheap ones first (sampler settings, then T, then the MBAE's). The profile's
     own model (stage 1, then stages 2-3) is trained once and shared by all five."""
     seed, p = ctx.seed, ctx.profile
-    cost = {**dict.fromkeys(SAMPLER, 0), "T": 1}
+    cost = {**dict.fromkeys(SAMPLER, 0), "T": 1, "denoiser": 1}
     todo = sorted(((f, v) for f in fields for v in SWEEPS[f][0]
                    if not ledger.done(cell(f, v), seed)), key=lambda fv: cost.get(fv[0], 2))
     if not todo:
@@ -84,12 +92,12 @@ def run_seed(ctx: Context, fields, ledger: Ledger, log=print) -> None:
                 finetune_decoder(fatsmb, ctx, latents=latents)
             with fatsmb.sampler(**{field: value}):
                 row = _row(ctx, fatsmb, time.perf_counter() - start)
-        elif SWEEPS[field][1] == "FatsMB":       # T: stages 2-3 again on the same MBAE
+        elif SWEEPS[field][1] == "FatsMB":       # T, denoiser: stages 2-3 again, same MBAE
             run = ctx.replace(**{field: value})
             model, _ = train_denoiser(mbae, run, latents=latents)
             finetune_decoder(model, run, latents=latents)
             row = _row(ctx, model, time.perf_counter() - start)
-        else:                                    # ρ, σ: stage 1 again
+        else:                                    # ρ, σ, position: stage 1 again
             model = mbae if getattr(p, field) == value else \
                 train_mbae(ctx.replace(**{field: value}))[0]
             row = _row(ctx, model, time.perf_counter() - start)
@@ -109,10 +117,10 @@ def curve(ledger: Ledger, field: str, split: str = "test", metric: str = "NDCG@1
 
 
 def figure(ledger: Ledger, fields=None) -> plt.Figure:
-    """One panel per hyperparameter of ``fields`` (default: all): test NDCG@10 against the
-    value (on a value axis, log for T), mean ± one seed-std as a band, the profile's value
-    marked."""
-    fields = fields or tuple(SWEEPS)
+    """One panel per hyperparameter of ``fields`` (default: Figure 8's five): test NDCG@10
+    against the value (on a value axis, log for T), mean ± one seed-std as a band, the
+    profile's value marked."""
+    fields = fields or tuple(f for f in FIGURE8 if f in SWEEPS)
     fig, axes = plt.subplots(1, len(fields), figsize=(3.3 * len(fields), 3.2), squeeze=False)
     for ax, field in zip(axes[0], fields):
         points = curve(ledger, field)
@@ -135,31 +143,38 @@ def figure(ledger: Ledger, fields=None) -> plt.Figure:
 
 
 def write_report(out: Path, ledger: Ledger) -> None:
-    """``sweeps.md`` (every point: seeds, validation and test NDCG@10) and ``sweeps.png``."""
+    """``sweeps.md`` (every point: its seeds, validation NDCG@10 and the test metrics its
+    figure or table reports) and ``sweeps.png`` (Figure 8)."""
     meta = ledger.meta
-    lines = [f"# Figure 8a-e over seeds on {meta['dataset']} (profile `{meta['profile']}`)", "",
+    lines = [f"# Figure 8a-e and Table 4 over seeds on {meta['dataset']} (profile "
+             f"`{meta['profile']}`)", "",
              "One setting changed at a time from the profile (its value marked *); mean ± std "
-             f"over seeds, shown once a point has {MIN_SEEDS} (`fatsmb_lib.studies.sweeps`).", ""]
+             f"over seeds once a point has {MIN_SEEDS}, the seeds' values before "
+             "(`fatsmb_lib.studies.sweeps`).", ""]
     for field, (values, model, label) in SWEEPS.items():
+        shown = [("valid", "NDCG@10")] + [("test", m) for m in (
+            ("NDCG@10",) if field in FIGURE8 else ("Recall@20", "NDCG@20"))]
         rows = {}
         for value in values:
             runs = ledger.runs(cell(field, value))
             if not runs:
                 continue
-            name = f"{value:g}" + (" *" if meta["profile_values"][field] == value else "")
-            rows[name] = {"seeds": len(runs)}
-            for split in ("valid", "test"):
-                scores = [r[split]["NDCG@10"] for r in runs.values()]
-                rows[name][f"{split} NDCG@10"] = (format_mean_std(summarize(scores))
-                                                  if len(runs) >= MIN_SEEDS else
-                                                  ", ".join(f"{s:.4f}" for s in scores))
+            name = cell(field, value).split("=")[1] + (
+                " *" if meta["profile_values"][field] == value else "")
+            rows[name] = {"seeds": str(len(runs))}
+            for split, metric in shown:
+                scores = [r[split][metric] for r in runs.values()]
+                rows[name][f"{split} {metric}"] = (format_mean_std(summarize(scores))
+                                                   if len(runs) >= MIN_SEEDS else
+                                                   ", ".join(f"{x:.4f}" for x in scores))
         if rows:
-            lines += [f"## {label}, {model}", "",
-                      format_metrics_table(rows, ("seeds", "valid NDCG@10", "test NDCG@10")), ""]
+            keys = ("seeds", *(f"{split} {metric}" for split, metric in shown))
+            lines += [f"## {label}, {model}", "", format_metrics_table(rows, keys), ""]
     write_text(out / f"{REPORT}.md", "\n".join(lines))
-    fig = figure(ledger)
-    fig.savefig(out / f"{REPORT}.png", dpi=120)
-    plt.close(fig)
+    if any(f in SWEEPS for f in FIGURE8):
+        fig = figure(ledger)
+        fig.savefig(out / f"{REPORT}.png", dpi=120)
+        plt.close(fig)
 
 
 def run_sweeps(dataset: str = "ml100k", seeds=(0, 1, 2), profile: str = "default",
@@ -177,9 +192,12 @@ def run_sweeps(dataset: str = "ml100k", seeds=(0, 1, 2), profile: str = "default
     ledger = None
     for seed in seeds:
         ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, **overrides)
-        ledger = ledger or Ledger(out / f"{REPORT}.json", dataset=dataset, profile=profile,
-                                  overrides=overrides,
-                                  profile_values={f: getattr(ctx.profile, f) for f in SWEEPS})
+        if ledger is None:
+            ledger = Ledger(out / f"{REPORT}.json", dataset=dataset, profile=profile,
+                            overrides=overrides)
+            # the profile's value of each swept field (derived from the profile: not a clash)
+            ledger.meta.setdefault("profile_values", {}).update(
+                {f: getattr(ctx.profile, f) for f in SWEEPS})
         run_seed(ctx, fields, ledger, log)
         write_report(out, ledger)
     return ledger
