@@ -8,6 +8,7 @@ from fatsmb_lib.models.baselines import SASRec
 from fatsmb_lib.studies.compare import (
     PAPER_BASELINES,
     TABLE3_BASELINES,
+    paper_orderings,
     quiet_epoch_seconds,
     run_comparison,
 )
@@ -109,3 +110,13 @@ def test_the_quiet_epoch_column_reads_the_cost_study_per_row():
     assert quiet_epoch_seconds(cost, "FatsMB mcgln x0 (stage 2)") == "61.5"
     assert quiet_epoch_seconds(cost, "FatsMB mcgln x0") == "65.5"
     assert quiet_epoch_seconds(cost, "MBGCN") == quiet_epoch_seconds(cost, "Pop") == "—"
+
+
+def test_the_papers_orderings_are_those_it_shows_on_every_dataset_and_are_judged_here():
+    test = {"BERT4Rec": {"NDCG@10": (0.056, 0.003)}, "MB-STR": {"NDCG@10": (0.037, 0.002)},
+            "DiffuRec": {"NDCG@10": (0.057, 0.003)}, "SASRec": {"NDCG@10": (0.065, 0.003)}}
+    rows = {row["paper"]: row["here"] for row in paper_orderings(test)}
+    # Yelp has DiffuRec above MB-STR, Retail and IJCAI below: not an ordering of the paper's
+    assert rows == {"DiffuRec > BERT4Rec": "tie", "MB-STR > BERT4Rec": "reversed"}
+    test["MB-STR"] = {"NDCG@10": (0.070, 0.002)}
+    assert {r["paper"]: r["here"] for r in paper_orderings(test)}["MB-STR > BERT4Rec"] == "holds"

@@ -17,6 +17,7 @@ their checkpoints). ``--headline`` prints the README's headline from the committ
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -32,13 +33,20 @@ from ..training.peers import BASELINES, fit_pop
 from ..training.registry import train
 from ..training.run import open_run
 from ..training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
-from .verdicts import format_mean_std, percent_change, relation
+from .verdicts import HOLDS, TIES, format_mean_std, percent_change, relation, verdict
 
 # The paper's Table 3 baselines, in its order; every one is registered with ``paper=True``
 # (tested), and its "Improve" row compares FatsMB against the best of them. The other
 # registered baselines (SASRec, GRU4Rec, the behavior-aware SASRec) are ours.
 TABLE3_BASELINES = ("BERT4Rec", "DiffuRec", "MBGCN", "MB-GMN", "MB-STR", "PBAT", "MISSL", "M-GPT")
 PAPER_BASELINES = tuple(name for name, spec in BASELINES.items() if spec.paper)
+# Table 3's NDCG@10 of each of the paper's baselines on Yelp, Retail and IJCAI (one run each)
+PAPER_TABLE3_NDCG10 = {
+    "BERT4Rec": (0.0245, 0.0811, 0.1473), "DiffuRec": (0.0280, 0.0860, 0.1702),
+    "MBGCN": (0.0229, 0.0801, 0.1401), "MB-GMN": (0.0257, 0.0829, 0.1488),
+    "MB-STR": (0.0275, 0.0887, 0.1999), "PBAT": (0.0207, 0.0820, 0.1625),
+    "MISSL": (0.0283, 0.0854, 0.1792), "M-GPT": (0.0250, 0.0908, 0.1826),
+}
 
 
 def run_added(ctx: Context, names: list[str], log=print) -> dict[str, dict[str, dict]]:
@@ -214,6 +222,23 @@ def committed_cost(folder: Path, report: dict) -> dict | None:
     same = cost and (cost["profile"], cost["dataset"]) == (report["profile"]["name"],
                                                           report["dataset"])
     return cost if same else None
+
+
+def paper_orderings(test: dict, metric: str = "NDCG@10") -> list[dict]:
+    """The orderings among the paper's baselines that its Table 3 shows on all three datasets
+    (A above B on Yelp, Retail and IJCAI, NDCG@10), each checked here on ``test`` (``{name:
+    {metric: (mean, std)}}``, the comparison's test rows): ``here`` is "holds", "tie" or
+    "reversed" by the one-std rule. Pairs with a model not in ``test`` are left out."""
+    rows = []
+    for a, b in itertools.permutations(PAPER_TABLE3_NDCG10, 2):
+        if all(x > y for x, y in zip(PAPER_TABLE3_NDCG10[a], PAPER_TABLE3_NDCG10[b])) \
+                and a in test and b in test:
+            here = {HOLDS: "holds", TIES: "tie"}.get(verdict(test[a][metric], test[b][metric]),
+                                                     "reversed")
+            rows.append({"paper": f"{a} > {b}", "A": a, "B": b, "here": here,
+                         "A here": format_mean_std(test[a][metric]),
+                         "B here": format_mean_std(test[b][metric])})
+    return rows
 
 
 def headline(report: dict, metric: str = "NDCG@10", cost: dict | None = None) -> str:
