@@ -17,6 +17,7 @@ from fatsmb_lib.studies.claims import (
     entropy_asymmetry,
     findings,
     ledger_markdown,
+    length_scaling,
     ordering,
     sweep_trend,
 )
@@ -194,3 +195,17 @@ def test_the_cost_claim_compares_an_epoch_and_the_peak_memory(tmp_path):
     assert training_cost(tmp_path).verdict == NOT_HOLD
     write(10.0, 3000)
     assert training_cost(tmp_path).verdict == NOT_HOLD       # memory outside the range
+
+
+def test_the_length_claim_is_an_upper_bound_on_the_growth_per_row(tmp_path):
+    def write(ms_per_row):
+        rows = {str(n): {"seconds": ms * 1e-3 * 1000, "rows": 1000} for n, ms in ms_per_row.items()}
+        (tmp_path / "cost.json").write_text(json.dumps(
+            {"scaling": {"device": "cpu", "against_length": rows}}))
+
+    assert length_scaling(tmp_path).verdict == PENDING
+    write({25: 1.0, 50: 1.6, 100: 3.0, 200: 7.0})            # between linear and quadratic
+    found = length_scaling(tmp_path)
+    assert found.verdict == HOLD and "L 200: 7.00 ms" in found.measured
+    write({25: 1.0, 50: 8.0, 100: 64.0, 200: 512.0})         # cubic
+    assert length_scaling(tmp_path).verdict == NOT_HOLD

@@ -8,9 +8,12 @@ baselines' (Appendix E, Figures 9-10), claiming them comparable. This study meas
   peak resident memory is its own), on the same data under the same profile; the report gives
   the epoch's seconds (validation excluded), the training rows it saw, seconds per 1,000 rows
   and the process's peak memory. FatsMB's three stages run in one process, each timed.
-- **against the sequence length L** (``--scaling``): the MBAE's epoch on generated data with
-  ``max_len`` L ∈ {25, 50, 100, 200}, timed per row: the attention's L² term shows as growth
-  faster than linear once it dominates.
+- **against the sequence length L and the number of items N** (``--scaling``): the MBAE's
+  stage-1 epoch on generated data (:func:`scaling_dataset`: long histories, few users, so an
+  epoch of every prefix takes seconds) with ``max_len`` L ∈ {25, 50, 100, 200} and, at the
+  profile's L, N ∈ {1,000, ..., 8,000} items, timed per row. The attention's L² term shows as
+  growth faster than linear in L once it dominates; the output layer scores all N items.
+  ``--scaling`` measures only these and keeps the models' rows of the existing report.
 
 Times mean something only on a quiet machine: run it with nothing else on the cores (the
 report records the load average before and after). ``python -m fatsmb_lib.studies.cost``
@@ -27,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..data.datasets import synthetic_variant
 from ..support.checkpoints import write_text
 from ..support.paths import project_root
 from ..support.runtime import peak_rss_mib
@@ -45,7 +49,15 @@ from ..training.stages import (
 ONE_EPOCH = dict(stage1_epochs=1, stage2_epochs=1, stage3_epochs=1, baseline_epochs=1,
                  min_epochs=1)
 LENGTHS = (25, 50, 100, 200)
-SCALING_DATASET = "synthetic-map+min_len=200+max_len=400+n_interactions=300000"
+ITEM_COUNTS = (1_000, 2_000, 4_000, 8_000)
+SCALING_USERS = 50                    # about 11,000 every-prefix rows: seconds an epoch
+
+
+def scaling_dataset(n_items: int = 1_000) -> str:
+    """The generated data the scaling is timed on: the ``map`` preset with SCALING_USERS users
+    of 200-250 interactions each (every row can fill L = 200) and ``n_items`` items."""
+    return synthetic_variant("map", n_users=SCALING_USERS, n_items=n_items, min_len=200,
+                             max_len=250, n_interactions=SCALING_USERS * 225)
 
 
 def _epoch(ctx, model, history, rows: int) -> dict:
@@ -64,14 +76,16 @@ def _rows(batches) -> int:
 
 def measure_model(name: str, dataset: str, profile: str, device: str, run_dir: str,
                   **overrides) -> dict:
-    """Train ``name`` (a baseline, or "FatsMB" for its three stages) for one epoch; its
-    epochs' seconds and rows, and this process's peak memory. Meant to run in a process of
-    its own (:func:`measure_in_subprocess`)."""
+    """Train ``name`` (a baseline, "FatsMB" for its three stages or "MBAE" for stage 1 alone)
+    for one epoch; its epochs' seconds and rows, and this process's peak memory. Meant to run
+    in a process of its own (:func:`measure_in_subprocess`)."""
     ctx = open_run(dataset, profile, device, run_dir, **{**ONE_EPOCH, **overrides})
     ctx.model_lines = False
-    if name == "FatsMB":
+    if name in ("FatsMB", "MBAE"):
         mbae, stage1 = train_mbae(ctx)
         stages = {"stage 1": _epoch(ctx, mbae, stage1, _rows(MBAE_SPEC.batches(ctx)))}
+        if name == "MBAE":
+            return {"stages": stages, "peak_mib": round(peak_rss_mib(), 1)}
         latents = prefix_latents(mbae, ctx)
         model, stage2 = train_denoiser(mbae, ctx, latents=latents)
         stages["stage 2"] = _epoch(ctx, model, stage2, len(latents["target"]))
@@ -101,44 +115,90 @@ def measure_in_subprocess(name: str, dataset: str, profile: str, device: str,
 
 
 def run_cost(dataset: str = "ml100k", profile: str = "full", device: str = "cpu",
-             models=None, scaling: bool = False, out_dir: Path | None = None,
-             log=print, **overrides) -> dict:
-    """Every model (default: FatsMB and every registered baseline), then optionally the MBAE
-    against L; the report ``<out_dir>/cost.{json,md}`` (default ``reports/<dataset>/``)."""
+             models=None, out_dir: Path | None = None, log=print, **overrides) -> dict:
+    """Every model (default: FatsMB and every registered baseline) for one epoch each; the
+    report ``<out_dir>/cost.{json,md}`` (default ``reports/<dataset>/``), keeping the scaling
+    rows of an existing report."""
     models = models or ("FatsMB", *BASELINES)
+    out = out_dir or project_root() / "reports" / dataset
     load = {"before": os.getloadavg()}
     rows = {}
     for name in models:
         rows[name] = measure_in_subprocess(name, dataset, profile, device, **overrides)
         log(f"{name}: {rows[name]}")
-    lengths = {}
-    if scaling:
-        for length in LENGTHS:
-            found = measure_in_subprocess("FatsMB", SCALING_DATASET, profile, device,
-                                          max_len=length, **overrides)
-            lengths[length] = found["stages"]["stage 1"]
-            log(f"L = {length}: {lengths[length]}")
     load["after"] = os.getloadavg()
+    earlier = _existing(out)
     report = {"dataset": dataset, "profile": profile, "device": device, "load_average": load,
               "threads": os.environ.get("OMP_NUM_THREADS", "all"), "models": rows,
-              "mbae_against_length": lengths, "measured_at": time.strftime("%Y-%m-%d %H:%M")}
-    out = out_dir or project_root() / "reports" / dataset
-    write_text(out / "cost.json", json.dumps(report, indent=2) + "\n")
-    table = {f"{name} {stage}": {"seconds": f"{s['seconds']:.1f}", "rows": f"{s['rows']:,}",
-                                 "s per 1,000 rows": f"{1000 * s['seconds'] / s['rows']:.2f}",
-                                 "peak MiB": f"{row['peak_mib']:.0f}"}
-             for name, row in rows.items() for stage, s in row["stages"].items()}
-    text = [f"# Training cost on {dataset} (profile `{profile}`, {device}, one epoch per model, "
-            f"one model per process; load average before/after {load['before'][0]:.2f}/"
-            f"{load['after'][0]:.2f})", "",
-            format_metrics_table(table, ("seconds", "rows", "s per 1,000 rows", "peak MiB")), ""]
-    if lengths:
-        per_row = {f"L = {length}": {"s per 1,000 rows": f"{1000 * s['seconds'] / s['rows']:.2f}"}
-                   for length, s in lengths.items()}
-        text += ["## The MBAE's epoch against the sequence length", "",
-                 format_metrics_table(per_row, ("s per 1,000 rows",), label="L"), ""]
-    write_text(out / "cost.md", "\n".join(text))
+              "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+              **{k: v for k, v in earlier.items() if k == "scaling"}}
+    write_report(out, report)
     return report
+
+
+def run_scaling(dataset: str = "ml100k", profile: str = "full", device: str = "cpu",
+                out_dir: Path | None = None, log=print, lengths=LENGTHS,
+                item_counts=ITEM_COUNTS, **overrides) -> dict:
+    """The MBAE's stage-1 epoch against L (``lengths``) and against N (``item_counts``, at the
+    profile's L) on :func:`scaling_dataset`, one process each, added to ``dataset``'s existing
+    report as ``"scaling"`` (its own load average and time)."""
+    out = out_dir or project_root() / "reports" / dataset
+    load = {"before": os.getloadavg()}
+    against_length, against_items = {}, {}
+    for length in lengths:
+        found = measure_in_subprocess("MBAE", scaling_dataset(), profile, device,
+                                      max_len=length, **overrides)
+        against_length[str(length)] = found["stages"]["stage 1"]
+        log(f"L = {length}: {against_length[str(length)]}")
+    for n_items in item_counts:
+        found = measure_in_subprocess("MBAE", scaling_dataset(n_items), profile, device,
+                                      **overrides)
+        against_items[str(n_items)] = found["stages"]["stage 1"]
+        log(f"N = {n_items}: {against_items[str(n_items)]}")
+    load["after"] = os.getloadavg()
+    report = {**_existing(out), "scaling": {
+        "dataset": scaling_dataset(), "profile": profile, "device": device, "load_average": load,
+        "threads": os.environ.get("OMP_NUM_THREADS", "all"),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+        "against_length": against_length, "against_items": against_items}}
+    write_report(out, report)
+    return report
+
+
+def _existing(out: Path) -> dict:
+    path = out / "cost.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_report(out: Path, report: dict) -> None:
+    """``cost.json`` and ``cost.md``: the models' epochs, and the scaling where measured."""
+    write_text(out / "cost.json", json.dumps(report, indent=2) + "\n")
+    text = []
+    if report.get("models"):
+        load = report["load_average"]
+        table = {f"{name} {stage}": {"seconds": f"{s['seconds']:.1f}", "rows": f"{s['rows']:,}",
+                                     "s per 1,000 rows": f"{1000 * s['seconds'] / s['rows']:.2f}",
+                                     "peak MiB": f"{row['peak_mib']:.0f}"}
+                 for name, row in report["models"].items() for stage, s in row["stages"].items()}
+        text += [f"# Training cost on {report['dataset']} (profile `{report['profile']}`, "
+                 f"{report['device']}, one epoch per model, one model per process; load average "
+                 f"before/after {load['before'][0]:.2f}/{load['after'][0]:.2f})", "",
+                 format_metrics_table(table, ("seconds", "rows", "s per 1,000 rows", "peak MiB")),
+                 ""]
+    scaling = report.get("scaling")
+    if scaling:
+        load = scaling["load_average"]
+        text += [f"## The MBAE's stage-1 epoch against L and N (`{scaling['dataset']}`, profile "
+                 f"`{scaling['profile']}`, {scaling['device']}; load average before/after "
+                 f"{load['before'][0]:.2f}/{load['after'][0]:.2f})", ""]
+        for key, label in (("against_length", "L"), ("against_items", "N")):
+            per_row = {f"{label} = {int(v):,}": {
+                "seconds": f"{s['seconds']:.1f}", "rows": f"{s['rows']:,}",
+                "ms per row": f"{1000 * s['seconds'] / s['rows']:.3f}"}
+                for v, s in scaling[key].items()}
+            text += [format_metrics_table(per_row, ("seconds", "rows", "ms per row"),
+                                          label=label), ""]
+    write_text(out / "cost.md", "\n".join(text))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,9 +207,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="full")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", nargs="+", default=None)
-    parser.add_argument("--scaling", action="store_true", help="also the MBAE against L")
+    parser.add_argument("--scaling", action="store_true",
+                        help="only the MBAE against L and N (keeps the models' rows)")
     args = parser.parse_args(argv)
-    run_cost(args.dataset, args.profile, args.device, args.models, args.scaling)
+    if args.scaling:
+        run_scaling(args.dataset, args.profile, args.device)
+    else:
+        run_cost(args.dataset, args.profile, args.device, args.models)
 
 
 if __name__ == "__main__":

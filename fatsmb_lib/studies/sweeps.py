@@ -67,7 +67,8 @@ def cell(field: str, value) -> str:
 
 def _row(ctx: Context, model, seconds: float) -> dict:
     """Validation and test Recall/NDCG@10 of ``model``, and the seconds it took."""
-    row = {split: {k: ctx.evaluate(model, split)[k] for k in METRICS} for split in ("valid", "test")}
+    row = {split: {k: ctx.evaluate(model, split)[k] for k in METRICS}
+           for split in ("valid", "test")}
     return {**row, "seconds": round(seconds, 1)}
 
 
