@@ -61,6 +61,15 @@ def _report(reports: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def beats(ours: tuple, theirs: tuple, rival: str, measured: str) -> Finding:
+    """The finding of "A beats ``rival``" from their (mean, std): it holds when A leads by
+    more than one seed-std; otherwise ``measured`` says whether it was a tie or the rival led."""
+    outcome = verdict(ours, theirs)
+    if outcome == HOLDS:
+        return Finding(HOLD, measured)
+    return Finding(NOT_HOLD, measured + (": a tie" if outcome == TIES else f": {rival} ahead"))
+
+
 def ordering(report: str, a: str, b: str, metric: str = "NDCG@10", split: str = "test",
              note: str = "") -> Callable[[Path], Finding]:
     """A judge of "A beats B" on ``split`` ``metric`` of a comparison report (mean ± std over
@@ -73,14 +82,11 @@ def ordering(report: str, a: str, b: str, metric: str = "NDCG@10", split: str = 
             return Finding(PENDING, f"needs {a} and {b} in {report}: "
                                     f"python -m fatsmb_lib.studies.compare --ablations")
         rows = found["mean_std"][split]
-        outcome = verdict(tuple(rows[a][metric]), tuple(rows[b][metric]))
         measured = (f"{a} {format_mean_std(rows[a][metric])} vs {b} "
                     f"{format_mean_std(rows[b][metric])} ({split} {metric}, "
                     f"profile `{found['profile']['name']}`, "
                     f"seeds {found['seeds']}; {report}{'; ' + note if note else ''})")
-        if outcome == HOLDS:
-            return Finding(HOLD, measured)
-        return Finding(NOT_HOLD, measured + (": a tie" if outcome == TIES else f": {b} ahead"))
+        return beats(tuple(rows[a][metric]), tuple(rows[b][metric]), b, measured)
 
     return judge
 
@@ -156,13 +162,10 @@ def component(field: str, a: str, b: str, fallback: Callable[[Path], Finding]
         if any(len(r) < MIN_SEEDS for r in runs):
             return fallback(reports)
         ours, theirs = (summarize([r["test"]["NDCG@20"] for r in rs.values()]) for rs in runs)
-        outcome = verdict(ours, theirs)
         measured = (f"{a} {format_mean_std(ours)} vs {b} {format_mean_std(theirs)} (test "
                     f"NDCG@20, profile `{found['meta']['profile']}`, {len(runs[0])} seeds, "
                     f"today's recipe; sweeps.json)")
-        if outcome == HOLDS:
-            return Finding(HOLD, measured)
-        return Finding(NOT_HOLD, measured + (": a tie" if outcome == TIES else f": {b} ahead"))
+        return beats(ours, theirs, b, measured)
 
     return judge
 
