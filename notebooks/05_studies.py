@@ -24,11 +24,14 @@
 # - the paper's few-shot experiment (Fig. 7): what is left of a behavior's recommendations
 #   when its training data go;
 # - whether generation gives more diverse lists than scoring, and what ω does to them;
-# - which way Figure 8's five hyperparameters move accuracy once every point has three seeds;
+# - which way Figure 8's five hyperparameters move accuracy once every point has three seeds,
+#   and Table 4 on today's recipe;
+# - what training costs, per epoch and against the sequence length (Figs. 9-10, Sec. 4.4.3);
 # - how each of the paper's claims fares here, in one ledger (`reports/claims.md`).
 #
 # **Paper:** Section 1 and Figure 1 (why diffuse), Section 4.4.2 and Figure 7 (few-shot),
-# Section 4.5 and Figure 8 (hyperparameters), Section 4.5.5 (ω and diversity).
+# Table 4, Section 4.5 and Figure 8 (hyperparameters), Section 4.5.5 (ω and diversity),
+# Section 4.4.3 and Appendix E (cost).
 # **Depends on:** notebooks 02–04 for the models; the long studies run as commands
 # (`python -m fatsmb_lib.studies.diffusion_map`, `few_shot`, `diversity`, `sweeps`), whose
 # results this notebook reads. Where a ledger is missing it runs a reduced version, labelled so.
@@ -46,6 +49,7 @@ seed = 0
 import json
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -420,7 +424,63 @@ for field, winner in (("position", "barope"), ("denoiser", "mcgln")):
 say("**Takeaway** (Table 4, one-std rule over seeds):\n\n" + "\n".join(halves))
 
 # %% [markdown]
-# ## 5 · The claims ledger
+# ## 5 · What training costs (Figs. 9-10, Sec. 4.4.3)
+#
+# The paper states the MBAE's cost as O(L²d + Ld²) per sequence (attention, then the
+# position-wise layers) and MCGLN's as O(Ld²), and shows FatsMB's training time and memory
+# beside the baselines' (Appendix E), calling them comparable. `python -m
+# fatsmb_lib.studies.cost` trains one epoch of each model, each in a process of its own on an
+# idle machine, and records the epoch's seconds and the process's peak memory; with
+# `--scaling` it times the MBAE's epoch per training row against L and against the number of
+# items N on generated data. A timing means something only on a quiet machine, which is why
+# this notebook reads them instead of measuring.
+
+# %%
+from fatsmb_lib.studies import cost
+
+cost_path = reports / dataset / "cost.json"
+if cost_path.is_file():
+    cost_report = json.loads(cost_path.read_text())
+    cost_label = (f"the committed study, profile `{cost_report['profile']}`, "
+                  f"{cost_report['device']}")
+else:
+    cost_report = cost.run_cost("synthetic-tiny", "smoke", device, ("FatsMB", "SASRec"),
+                                run_dir / "cost", log=lambda line: None, max_users=100)
+    cost_label = "a REDUCED study (no committed result): two models on synthetic-tiny"
+print(cost_label)
+fig = cost.figure(cost_report)
+
+# %%
+epochs = cost.epoch_seconds(cost_report)
+baselines = sorted(v for n, v in epochs.items() if n != "FatsMB")
+median = baselines[len(baselines) // 2]
+memory = {n: row["peak_mib"] for n, row in cost_report["models"].items()}
+lines = [f"- one epoch of FatsMB's three stages takes {epochs['FatsMB']:.1f} s, "
+         f"{epochs['FatsMB'] / median:.1f}× the baselines' median ({median:.1f} s; "
+         f"{baselines[0]:.1f}-{baselines[-1]:.1f} s); its peak memory, "
+         f"{memory['FatsMB']:.0f} MiB, ranks {sorted(memory.values()).index(memory['FatsMB']) + 1} "
+         f"of {len(memory)} from the lowest"]
+for key, symbol in (("against_length", "L"), ("against_items", "N")):
+    rows = cost_report.get("scaling", {}).get(key)
+    if rows:
+        xs = np.log([int(v) for v in rows])
+        ys = np.log([r["seconds"] / r["rows"] for r in rows.values()])
+        lines.append(f"- the MBAE's time per row grows as {symbol}^{np.polyfit(xs, ys, 1)[0]:.2f} "
+                     f"over {symbol} = {', '.join(f'{int(v):,}' for v in rows)}")
+    else:
+        lines.append(f"- time against {symbol}: not measured yet (`python -m "
+                     "fatsmb_lib.studies.cost --scaling`)")
+stage1_rows = cost_report["models"]["FatsMB"]["stages"]["stage 1"]["rows"]
+sasrec_rows = cost_report["models"]["SASRec"]["stages"]["epoch"]["rows"]
+comparable = epochs["FatsMB"] <= 2 * median
+say(f"**Takeaway** ({cost_label}):\n\n" + "\n".join(lines) + "\n\nThe paper calls FatsMB's "
+    f"cost comparable to the baselines'. Per epoch it is {'' if comparable else 'not '}"
+    f"comparable here (within 2× the median or not): stage 1 trains on {stage1_rows:,} rows an "
+    f"epoch (a window at every item) where SASRec sees {sasrec_rows:,}. O(L²d + Ld²) is an "
+    "upper bound: a slope in L at or below 2 is consistent with it.")
+
+# %% [markdown]
+# ## 6 · The claims ledger
 #
 # Every claim of the paper's abstract, introduction and experiments that this course can check,
 # judged from the committed reports (`fatsmb_lib.studies.claims`): **holds**, **does not

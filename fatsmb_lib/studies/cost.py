@@ -30,6 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
+import numpy as np
+
 from ..data.datasets import synthetic_variant
 from ..support.checkpoints import write_text
 from ..support.paths import project_root
@@ -199,6 +203,57 @@ def write_report(out: Path, report: dict) -> None:
             text += [format_metrics_table(per_row, ("seconds", "rows", "ms per row"),
                                           label=label), ""]
     write_text(out / "cost.md", "\n".join(text))
+
+
+def epoch_seconds(report: dict) -> dict[str, float]:
+    """{model: seconds of one training epoch} of the report's models (FatsMB: its three
+    stages' epochs summed)."""
+    return {name: sum(stage["seconds"] for stage in row["stages"].values())
+            for name, row in report.get("models", {}).items()}
+
+
+def figure(report: dict) -> plt.Figure:
+    """Figures 9-10 and the scaling: seconds per training epoch and peak memory per model
+    (FatsMB in red), then the MBAE's time per row against L and against N on log-log axes,
+    with the slopes 1 and 2 drawn through the first point for reference."""
+    scaling = report.get("scaling", {})
+    curves = [(key, label) for key, label in (("against_length", "sequence length L"),
+                                              ("against_items", "number of items N"))
+              if scaling.get(key)]
+    panels = (2 if report.get("models") else 0) + len(curves)
+    fig, axes = plt.subplots(1, max(panels, 1), figsize=(4.2 * max(panels, 1), 3.6),
+                             squeeze=False)
+    axes = list(axes[0])
+    if report.get("models"):
+        seconds = epoch_seconds(report)
+        names = sorted(seconds, key=seconds.get)
+        colors = ["tab:red" if n == "FatsMB" else "tab:blue" for n in names]
+        left, right = axes.pop(0), axes.pop(0)
+        left.barh(names, [seconds[n] for n in names], color=colors)
+        left.set_xscale("log")
+        left.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        left.xaxis.set_minor_formatter(ticker.NullFormatter())
+        left.set_xlabel("seconds per training epoch (log)")
+        left.set_title("time (FatsMB: stages 1-3)")
+        right.barh(names, [report["models"][n]["peak_mib"] for n in names], color=colors)
+        right.set_xlabel("peak memory of the process (MiB)")
+        right.set_title("memory")
+    for ax, (key, label) in zip(axes, curves):
+        rows = scaling[key]
+        xs = np.array([int(v) for v in rows], dtype=float)
+        ys = np.array([1000 * r["seconds"] / r["rows"] for r in rows.values()])
+        ax.loglog(xs, ys, marker="o", label="measured")
+        for slope, style in ((1, ":"), (2, "--")):
+            ax.loglog(xs, ys[0] * (xs / xs[0]) ** slope, ls=style, color="grey",
+                      label=f"slope {slope}")
+        ax.set_xticks(xs, [f"{int(x):,}" for x in xs])
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xlabel(label)
+        ax.set_ylabel("ms per training row")
+        ax.set_title(f"the MBAE against {label.split()[-1]}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: list[str] | None = None) -> None:
