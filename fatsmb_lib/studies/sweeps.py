@@ -170,7 +170,7 @@ def write_report(out: Path, ledger: Ledger) -> None:
                                                    ", ".join(f"{x:.4f}" for x in scores))
         if rows:
             keys = ("seeds", *(f"{split} {metric}" for split, metric in shown))
-            lines += [f"## {label}, {model}", "", format_metrics_table(rows, keys), ""]
+            lines += [f"## {label}, {model}", "", format_metrics_table(rows, keys, label="value"), ""]
     write_text(out / f"{REPORT}.md", "\n".join(lines))
     if any(f in SWEEPS for f in FIGURE8):
         fig = figure(ledger)
