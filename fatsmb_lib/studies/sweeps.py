@@ -68,8 +68,8 @@ def cell(field: str, value) -> str:
 def _row(ctx: Context, model, seconds: float) -> dict:
     """Validation and test Recall and NDCG at 10 and 20 of ``model``, and ``seconds``: the
     training behind the point (0 for a sampler setting of an already trained FatsMB)."""
-    row = {split: {k: ctx.evaluate(model, split)[k] for k in METRICS}
-           for split in ("valid", "test")}
+    found = {split: ctx.evaluate(model, split) for split in ("valid", "test")}
+    row = {split: {k: metrics[k] for k in METRICS} for split, metrics in found.items()}
     return {**row, "seconds": round(seconds, 1)}
 
 
