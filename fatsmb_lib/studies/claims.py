@@ -28,7 +28,8 @@ from ..support.checkpoints import write_text
 from ..support.paths import project_root
 from ..training.evaluate import format_metrics_table
 from ..training.peers import BASELINES
-from .sweeps import SWEEPS
+from .ledger import Ledger
+from .sweeps import SWEEPS, curve
 from .sweeps import cell as sweep_cell
 from .verdicts import HOLDS, MIN_SEEDS, TIES, format_mean_std, summarize, verdict
 
@@ -119,6 +120,12 @@ def entropy_asymmetry(reports: Path) -> Finding:
                    f"(ratio {b_given_i / i_given_b:.2f}; entropy.json, all interactions)")
 
 
+def _sweep_ledger(reports: Path) -> Ledger | None:
+    """The sweep study's ledger in ``reports`` (``sweeps.json``), or None."""
+    path = reports / "sweeps.json"
+    return Ledger(path) if path.is_file() else None
+
+
 def sweep_trend(field: str, rises: bool) -> Callable[[Path], Finding]:
     """A judge of Fig. 8's "accuracy rises (falls) as ``field`` grows", on the sweep study's test
     NDCG@10 (``sweeps.json``, every point over at least three seeds): holds when the largest
@@ -127,22 +134,20 @@ def sweep_trend(field: str, rises: bool) -> Callable[[Path], Finding]:
     symbol = {"rho": "ρ", "sigma": "σ", "stride": "Δt"}.get(field, field)
 
     def judge(reports: Path) -> Finding:
-        found = _report(reports, "sweeps.json")
+        ledger = _sweep_ledger(reports)
         grid = SWEEPS[field][0]
-        runs = {v: (found or {}).get("cells", {}).get(sweep_cell(field, v), {}) for v in grid}
-        short = [f"{v:g}" for v in grid if len(runs[v]) < MIN_SEEDS]
-        if found is None or short:
+        values = curve(ledger, field) if ledger else {}          # points with 3+ seeds
+        short = [f"{v:g}" for v in grid if v not in values]
+        if short:
             return Finding(PENDING, f"the {symbol} sweep (python -m fatsmb_lib.studies.sweeps "
-                                    f"--only {field}): {', '.join(short) or 'every value'} "
-                                    f"need {MIN_SEEDS} seeds")
-        values = {v: summarize([r["test"]["NDCG@10"] for r in runs[v].values()]) for v in grid}
+                                    f"--only {field}): {', '.join(short)} need {MIN_SEEDS} seeds")
         lead, trail = (grid[-1], grid[0]) if rises else (grid[0], grid[-1])
         beaten = [v for v in grid[1:-1] if verdict(values[v], values[lead]) == HOLDS]
         trend = verdict(values[lead], values[trail]) == HOLDS
-        meta = found["meta"]
+        seeds = len(ledger.runs(sweep_cell(field, grid[0])))
         measured = ", ".join(f"{symbol} {v:g}: {format_mean_std(values[v])}" for v in grid) + (
-            f" ({SWEEPS[field][1]}, test NDCG@10, profile `{meta['profile']}`, "
-            f"{len(runs[grid[0]])} seeds; sweeps.json)")
+            f" ({SWEEPS[field][1]}, test NDCG@10, profile `{ledger.meta['profile']}`, "
+            f"{seeds} seeds; sweeps.json)")
         return Finding(HOLD if trend and not beaten else NOT_HOLD, measured)
 
     return judge
@@ -156,16 +161,15 @@ def component(field: str, a: str, b: str, fallback: Callable[[Path], Finding]
     comparison over seeds)."""
 
     def judge(reports: Path) -> Finding:
-        found = _report(reports, "sweeps.json")
-        cells = (found or {}).get("cells", {})
-        runs = [cells.get(sweep_cell(field, x), {}) for x in (a, b)]
-        if any(len(r) < MIN_SEEDS for r in runs):
+        ledger = _sweep_ledger(reports)
+        values = curve(ledger, field, "test", "NDCG@20") if ledger else {}
+        if a not in values or b not in values:
             return fallback(reports)
-        ours, theirs = (summarize([r["test"]["NDCG@20"] for r in rs.values()]) for rs in runs)
-        measured = (f"{a} {format_mean_std(ours)} vs {b} {format_mean_std(theirs)} (test "
-                    f"NDCG@20, profile `{found['meta']['profile']}`, {len(runs[0])} seeds, "
+        seeds = len(ledger.runs(sweep_cell(field, a)))
+        measured = (f"{a} {format_mean_std(values[a])} vs {b} {format_mean_std(values[b])} "
+                    f"(test NDCG@20, profile `{ledger.meta['profile']}`, {seeds} seeds, "
                     f"today's recipe; sweeps.json)")
-        return beats(ours, theirs, b, measured)
+        return beats(values[a], values[b], b, measured)
 
     return judge
 

@@ -65,6 +65,7 @@ def run_search(dataset: str = "ml100k", profile: str = HEADLINE_PROFILE,
     run_dir = run_dir or root / "runs" / f"compare-{dataset}-{profile}"
     ledger = Ledger(out / "peer_search.json", dataset=dataset, profile=profile, seed=SEED,
                     monitor=MONITOR, overrides=overrides)
+    base = get_profile(profile, dataset, data_dir).replace(**overrides)   # the values marked
     for model in models or list(SEARCH):
         field, values = SEARCH[model]
         for value in values:
@@ -81,7 +82,8 @@ def run_search(dataset: str = "ml100k", profile: str = HEADLINE_PROFILE,
                 "train_seconds": round(sum(history.seconds), 1)})
             log(f"{name:<32} valid {MONITOR} {metrics[MONITOR]:.4f}  "
                 f"(best epoch {history.best_epoch} of {len(history.seconds)})")
-    write_report(out, ledger, get_profile(profile, dataset, data_dir).replace(**overrides))
+            write_report(out, ledger, base)     # an interruption keeps the report current
+    write_report(out, ledger, base)
     return ledger
 
 
