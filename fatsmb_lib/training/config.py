@@ -212,7 +212,8 @@ PROFILES: dict[str, Profile] = {
         window_stride=1, last_only_prob=0.5, diffusion_target="offset",
         stage1_epochs=15, stage2_epochs=12, stage3_epochs=6, baseline_epochs=100, patience=8,
         baseline_patience=20, min_epochs=30,
-        missl_interests=8,            # the validation search's choice (peer_search.md)
+        # the validation search's choices (reports/ml100k/peer_search.md)
+        missl_interests=8, mgpt_orders=2, mbgmn_layers=3,
     ),
     "paper": Profile(
         name="paper", dataset="yelp",
