@@ -85,6 +85,8 @@ def test_added_baselines_join_the_committed_report_without_retraining_it(tmp_pat
                   run_dir=tmp_path / "run", out_dir=tmp_path / "out", **SHORT)
     monkeypatch.setattr("fatsmb_lib.studies.compare.BASELINES", {"SASRec": peers.SASREC})
     first = run_comparison(**kwargs)
+    committed = next((tmp_path / "out").glob("*.json"))
+    committed.write_text(json.dumps({**first, "minutes": 100.0}))   # a long first sitting
     for path in (tmp_path / "run").glob("*.pt"):
         path.unlink()                                      # a fresh checkout: no checkpoints
     monkeypatch.setattr("fatsmb_lib.studies.compare.BASELINES", peers.BASELINES)
@@ -94,6 +96,7 @@ def test_added_baselines_join_the_committed_report_without_retraining_it(tmp_pat
     for name, metrics in first["mean_std"]["test"].items():
         assert added["mean_std"]["test"][name] == metrics, name      # kept, not retrained
     assert {p.name.split("-")[0] for p in (tmp_path / "run").glob("*.pt")} == {"gru4rec"}
+    assert added["minutes"] >= 100.0                   # the first sitting's minutes are kept
     with pytest.raises(ValueError, match="other settings"):
         run_comparison(**{**kwargs, "d_model": 16}, add=["GRU4Rec"])
     with pytest.raises(ValueError, match="has seeds"):

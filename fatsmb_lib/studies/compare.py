@@ -164,8 +164,9 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFI
         per_seed = merge_into(committed, per_seed, ctx.profile.to_dict())
     summary = {split: {name: mean_std([r[split][name] for r in per_seed]) for name in per_seed[0][split]}
                for split in ("valid", "test")}
+    minutes = (time.perf_counter() - start) / 60 + (committed["minutes"] if add else 0)
     report = {"dataset": dataset, "profile": ctx.profile.to_dict(), "seeds": seeds,
-              "minutes": round((time.perf_counter() - start) / 60, 1),
+              "minutes": round(minutes, 1),           # every sitting's, when models were added
               "mean_std": summary, "per_seed": per_seed}
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / f"{name}.json", json.dumps(report, indent=2) + "\n")
