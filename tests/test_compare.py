@@ -99,6 +99,12 @@ def test_added_baselines_join_the_committed_report_without_retraining_it(tmp_pat
     assert added["minutes"] >= 100.0                   # the first sitting's minutes are kept
     with pytest.raises(ValueError, match="other settings"):
         run_comparison(**{**kwargs, "d_model": 16}, add=["GRU4Rec"])
+    # a model's own setting may change when that model is the one added (a search's choice) ...
+    retuned = run_comparison(**{**kwargs, "gru4rec_lr": 1e-2}, add=["GRU4Rec"])
+    assert retuned["profile"]["gru4rec_lr"] == 1e-2
+    # ... but not when another model is added beside the report trained under the old value
+    with pytest.raises(ValueError, match="gru4rec_lr"):
+        run_comparison(**kwargs, add=["SASRec"])
     with pytest.raises(ValueError, match="has seeds"):
         run_comparison(**{**kwargs, "seeds": [0, 1]}, add=["GRU4Rec"])
 

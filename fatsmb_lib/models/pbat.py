@@ -84,6 +84,15 @@ other Transformers are pre-LN.
 NOTE: the protocol is the library's (leave-one-out, full ranking over all N items); the authors
 rank the held-out item among 99 sampled negatives. Their training windows and optimiser:
 ``training.peers`` (``pbat_recipe``).
+
+Standing on ml100k. The paper puts PBAT close to BERT4Rec on all three of its datasets; here,
+under ``full``, it is far below: validation NDCG@10 0.042 (seed 0, ρ 0.3, the search's choice;
+``reports/ml100k/peer_search.md``) against BERT4Rec's 0.068. We believe the gap is the training
+rows, not the model. PBAT trains on its authors' windows, about 2,400 rows an epoch; BERT4Rec
+here trains on a window ending at every item, about 98,000. On the paper's windows BERT4Rec
+scored 0.048 ± 0.011 (``reports/ml100k/recipe_study.md``, ``default``, 2 seeds), and MB-STR, on
+its authors' windows, 0.054 (``comparison.json``): PBAT below both, as the paper has it below
+MB-STR on every dataset. Its mechanisms are tested in ``tests/test_peer_pbat.py``.
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ their checkpoints). ``--headline`` prints the README's headline from the committ
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
@@ -62,11 +63,21 @@ def run_added(ctx: Context, names: list[str], log=print) -> dict[str, dict[str, 
     return results
 
 
-def check_same_settings(report: dict, profile: dict) -> None:
+def own_settings(names: list[str]) -> set[str]:
+    """The profile fields that belong to the registered baselines ``names`` alone
+    (``ModelSpec.settings``)."""
+    return {f.name for name in names if BASELINES[name].settings
+            for f in dataclasses.fields(BASELINES[name].settings)}
+
+
+def check_same_settings(report: dict, profile: dict, added: tuple[str, ...] = ()) -> None:
     """Refuse to add to ``report`` when it was made under other settings: every field its
-    profile has must have the same value in ``profile`` (new fields, e.g. the added models'
-    own settings, are allowed)."""
-    changed = {k: (v, profile.get(k)) for k, v in report["profile"].items() if profile.get(k) != v}
+    profile has must have the same value in ``profile``, except the own settings of the models
+    being ``added`` (they are trained now, e.g. with a validation search's choice); new fields
+    are allowed."""
+    exempt = own_settings(list(added))
+    changed = {k: (v, profile.get(k)) for k, v in report["profile"].items()
+               if profile.get(k) != v and k not in exempt}
     if changed:
         raise ValueError(f"the committed comparison was made under other settings {changed} "
                          f"(then, today): re-run the whole comparison instead of adding to it")
@@ -76,7 +87,7 @@ def merge_into(report: dict, added: list[dict], profile: dict) -> list[dict]:
     """``report``'s per-seed results with the rows of ``added`` (one per seed, same seeds)
     placed before the MBAE and FatsMB rows (refused under other settings,
     :func:`check_same_settings`)."""
-    check_same_settings(report, profile)
+    check_same_settings(report, profile, tuple(added[0]["test"]))
     merged = []
     for old, new in zip(report["per_seed"], added):
         seed = {}
@@ -156,7 +167,7 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFI
         if committed["seeds"] != seeds:
             raise ValueError(f"{out / name}.json has seeds {committed['seeds']}, not {seeds}")
         check_same_settings(committed, get_profile(profile, dataset, data_dir)
-                            .replace(**overrides).to_dict())
+                            .replace(**overrides).to_dict(), tuple(add))
     for seed in seeds:
         ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, **overrides)
         per_seed.append(run_added(ctx, add, log) if add else run_seed(ctx, ablations, log))
