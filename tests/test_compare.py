@@ -102,6 +102,8 @@ def test_added_baselines_join_the_committed_report_without_retraining_it(tmp_pat
     # a model's own setting may change when that model is the one added (a search's choice) ...
     retuned = run_comparison(**{**kwargs, "gru4rec_lr": 1e-2}, add=["GRU4Rec"])
     assert retuned["profile"]["gru4rec_lr"] == 1e-2
+    # ... and so may the setting of a model that is not in the report ...
+    run_comparison(**{**kwargs, "gru4rec_lr": 1e-2, "pbat_rho": 0.3}, add=["GRU4Rec"])
     # ... but not when another model is added beside the report trained under the old value
     with pytest.raises(ValueError, match="gru4rec_lr"):
         run_comparison(**kwargs, add=["SASRec"])

@@ -72,10 +72,11 @@ def own_settings(names: list[str]) -> set[str]:
 
 def check_same_settings(report: dict, profile: dict, added: tuple[str, ...] = ()) -> None:
     """Refuse to add to ``report`` when it was made under other settings: every field its
-    profile has must have the same value in ``profile``, except the own settings of the models
-    being ``added`` (they are trained now, e.g. with a validation search's choice); new fields
-    are allowed."""
-    exempt = own_settings(list(added))
+    profile has must have the same value in ``profile``, except the own settings of baselines
+    that no row of the report depends on: those being ``added`` (trained now, e.g. with a
+    validation search's choice) and those not in the report. New fields are allowed."""
+    exempt = own_settings([name for name in BASELINES
+                           if name in added or name not in report["mean_std"]["test"]])
     changed = {k: (v, profile.get(k)) for k, v in report["profile"].items()
                if profile.get(k) != v and k not in exempt}
     if changed:
