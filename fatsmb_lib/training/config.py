@@ -213,7 +213,7 @@ PROFILES: dict[str, Profile] = {
         stage1_epochs=15, stage2_epochs=12, stage3_epochs=6, baseline_epochs=100, patience=8,
         baseline_patience=20, min_epochs=30,
         # the validation search's choices (reports/ml100k/peer_search.md)
-        missl_interests=8, mgpt_orders=2, mbgmn_layers=3, pbat_rho=0.3,
+        missl_interests=8, mgpt_orders=2, mbgmn_layers=3, pbat_rho=0.3, mbgcn_lambda=0.1,
     ),
     "paper": Profile(
         name="paper", dataset="yelp",
