@@ -55,7 +55,7 @@ from fatsmb_lib.models.denoiser import ABLATION
 from fatsmb_lib.models.encoder import POSITIONS
 from fatsmb_lib.models.fatsmb import FatsMB
 from fatsmb_lib.studies import plots
-from fatsmb_lib.studies.compare import PAPER_BASELINES, TABLE3_BASELINES, improve
+from fatsmb_lib.studies.compare import PAPER_BASELINES, TABLE3_BASELINES, improve, paper_orderings
 from fatsmb_lib.studies.latent_space import latent_scale
 from fatsmb_lib.studies.verdicts import HOLDS, format_mean_std, relation, verdict
 from fatsmb_lib.support.paths import project_root
@@ -302,6 +302,28 @@ if three_seeds is not None:
         f"{improve_paper[k]:+.1f}%). The paper reports {min(paper_improve.values()):+.2f}% to "
         f"{max(paper_improve.values()):+.2f}% NDCG@10 over its best baseline (Table 3, "
         f"{', '.join(paper_improve)}); section 4 asks why the verdict depends on the baseline set.")
+
+# %% [markdown]
+# ### The paper's orderings among its own baselines
+#
+# Before asking where FatsMB stands, a check on the baselines themselves: Table 3 ranks them
+# on three datasets, and where it puts A above B on all three (NDCG@10), the ordering is a
+# property of the models the paper claims in passing. Each such pair among the baselines in
+# this comparison, judged here by the one-std rule (`compare.paper_orderings`):
+
+# %%
+orderings = paper_orderings(table3) if three_seeds is not None else []
+if orderings:
+    display(pd.DataFrame(orderings).set_index("paper")[["A here", "B here", "here"]])
+    tally = pd.Series([row["here"] for row in orderings]).value_counts()
+    say(f"**Takeaway:** of the {len(orderings)} orderings Table 3 shows on all three of its "
+        f"datasets among the baselines here, {tally.get('holds', 0)} hold on `{dataset}`, "
+        f"{tally.get('tie', 0)} are ties and {tally.get('reversed', 0)} are reversed. A "
+        "reversed ordering says that the paper's baseline ranking, too, depends on the data, "
+        "the budget and the tuning.")
+else:
+    say("No ordering to check: the comparison over seeds has fewer than two of the paper's "
+        "baselines that Table 3 ranks the same way on all three datasets.")
 
 # %% [markdown]
 # ### Table 4 over seeds: position schemes and denoisers
