@@ -720,9 +720,11 @@ if three_seeds is not None:
               f"{relation(table3[ours][k], table3[best_paper[k]][k])} the best of the paper's baselines "
               f"here ({best_paper[k]}, {improve_paper[k]:+.1f}%), and "
               f"{relation(table3[ours][k], table3[mbae_name][k])} its own MBAE.",
-              "- The baselines are sequential models, single-behavior (SASRec, BERT4Rec, GRU4Rec, "
-              "DiffuRec) and multi-behavior (MB-STR, the behavior-aware SASRec), under the same "
-              "full-ranking protocol; the per-behavior table shows who serves which target behavior."]
+              "- The baselines are single-behavior sequential models (SASRec, BERT4Rec, GRU4Rec, "
+              "DiffuRec), multi-behavior sequential models (MB-STR, PBAT, MISSL, M-GPT, the "
+              "behavior-aware SASRec) and multi-behavior graph models (MBGCN, MB-GMN), all under "
+              "the same full-ranking protocol; the per-behavior table shows who serves which "
+              "target behavior."]
 lines += [f"- The behavior-specific offset is {scale['|z_b − z_∅| / |z_b|']:.0%} of |z_b| in this "
           "run: the diffusion works in a small space.",
           "- ω and Δt act at sampling time on a trained model, but stage 3 is fine-tuned at one "
