@@ -59,6 +59,7 @@ from IPython.display import Markdown, display
 from fatsmb_lib.data.batches import ClozeView, cloze_mask
 from fatsmb_lib.models.encoder import MBAE, BaRoPE, EncoderConfig, MultiHeadSelfAttention
 from fatsmb_lib.studies import plots, verdicts
+from fatsmb_lib.studies.recipes import EVERY_PREFIX, every_prefix_steps
 from fatsmb_lib.support.paths import project_root
 from fatsmb_lib.training.config import PROFILES
 from fatsmb_lib.training.epochs import RECIPES
@@ -454,6 +455,84 @@ else:
         f"`default` for {PROFILES['default'].stage1_epochs}; `open_run(..., recipe=\"paper\")` "
         f"puts any profile back on the paper's recipe ({RECIPES['paper']['stage1_epochs']} epochs).")
 Markdown(takeaway)
+
+# %% [markdown]
+# ### The study continued on a window at every item
+#
+# The branches above change one optimisation setting on the paper's windows, where an epoch
+# holds about 2,400 rows and the model is starved: nothing else can show there. A second study
+# (`python -m fatsmb_lib.studies.recipes --study every-prefix --profile full`) branches off the
+# main line's last step instead, `full`'s stage 1 (about 98,000 rows an epoch), one setting at a
+# time: more masked targets per row (ρ, on the rows that do not mask only their last item), a
+# budget of 30 epochs, dropout, and, as a departure from the paper, the target behavior added
+# at the output as the behavior-aware SASRec adds it at its query (`behavior_query`). The step
+# they branch from is `full`'s MBAE, whose three seeds the comparison over seeds trained
+# (`comparison.json`, same settings: the cell checks them). Validation only, as above.
+
+# %%
+prefix_file = project_root() / "reports" / dataset / "recipe_study_every_prefix.json"
+comparison_file = project_root() / "reports" / dataset / "comparison.json"
+prefix_study = json.loads(prefix_file.read_text()) if prefix_file.exists() else None
+if prefix_study is None or not comparison_file.exists():
+    print(f"no every-prefix study for {dataset} yet: python -m fatsmb_lib.studies.recipes "
+          f"--dataset {dataset} --study every-prefix --profile full")
+else:
+    comparison = json.loads(comparison_file.read_text())
+    branches = {step: r["mbae"] for step, r in prefix_study["steps"].items()}
+    parent = every_prefix_steps()[0]          # the step every branch changes one setting of
+    # the comparison's MBAE is that step: each of the step's settings is the comparison's too
+    assert all(comparison["profile"][k] == v for k, v in parent.overrides.items())
+    root = tuple(comparison["mean_std"]["valid"]["MBAE barope"]["NDCG@10"])
+    root_seeds = comparison["seeds"]
+
+    def against_root(r: dict) -> str:
+        """The tie rule against the parent, or why a branch is not ranked yet."""
+        n = len(r["per_seed"])
+        return verdicts.verdict(tuple(r["valid_ndcg10"]), root) if n >= verdicts.MIN_SEEDS \
+            else f"not ranked ({n} seed{'s' * (n > 1)})"
+
+    prefix_table = pd.DataFrame({
+        step.removeprefix(f"{EVERY_PREFIX}, "): {
+            "seeds": len(r["per_seed"]),
+            "valid NDCG@10": (verdicts.format_mean_std(tuple(r["valid_ndcg10"]))
+                              if len(r["per_seed"]) > 1 else f"{r['valid_ndcg10'][0]:.4f}"),
+            "beats the parent?": against_root(r),
+            "best epoch": round(np.mean([s["best_epoch"] for s in r["per_seed"]]), 1),
+            "rows seen (M)": round(np.mean([s["rows_seen"] for s in r["per_seed"]]) / 1e6, 2),
+            "minutes": round(np.mean([s["seconds"] for s in r["per_seed"]]) / 60, 1)}
+        for step, r in branches.items()}).T
+    prefix_table.loc[f"the parent: `full`'s MBAE (seeds {root_seeds})"] = {
+        "seeds": len(root_seeds), "valid NDCG@10": verdicts.format_mean_std(root),
+        "beats the parent?": "—", "best epoch": "", "rows seen (M)": "", "minutes": ""}
+    prefix_curves = {"MBAE": {step.removeprefix(f"{EVERY_PREFIX}, "): r["per_seed"][0]["curve"]
+                              for step, r in branches.items()}}
+    plots.save(plots.recipe_curves(prefix_curves, f"{dataset}: the every-prefix branches, "
+                                                  "validation NDCG@10 (each branch's first seed)"),
+               run_dir, "recipe_curves_every_prefix")
+prefix_table if prefix_study else None
+
+# %%
+if prefix_study is not None:
+    ranked = {step: v for step, v in prefix_table["beats the parent?"].items()
+              if v in (verdicts.HOLDS, verdicts.TIES, verdicts.DOES_NOT_HOLD)}
+    unranked = [step for step, v in prefix_table["beats the parent?"].items()
+                if v.startswith("not ranked")]
+    lever = [step for step, v in ranked.items() if v == verdicts.HOLDS]
+    epoch_to_epoch = np.mean([np.abs(np.diff(run["curve"][1])).mean()
+                              for r in branches.values() for run in r["per_seed"]])
+    prefix_takeaway = (
+        f"**Takeaway** (validation NDCG@10; the parent {verdicts.format_mean_std(root)} over "
+        f"seeds {root_seeds}). Of the {len(ranked)} branches with three seeds, "
+        + (f"{len(lever)} beat the parent by more than one seed-std: {', '.join(lever)}. "
+           if lever else "none beats the parent by more than one seed-std ("
+           + "; ".join(f"{step}: {ranked[step]}" for step in ranked) + "). ")
+        + (f"Not ranked yet (fewer than three seeds): {', '.join(unranked)}. " if unranked else "")
+        + f"A validation curve moves by {epoch_to_epoch:.4f} on average from one epoch to the "
+        "next (every branch's every seed), about the size of the gaps between branches: one "
+        "seed decides nothing here.")
+else:
+    prefix_takeaway = "**Takeaway:** no every-prefix study for this dataset yet."
+Markdown(prefix_takeaway)
 
 # %% [markdown]
 # ## 5 · Baselines on the same data and evaluation
