@@ -467,7 +467,8 @@ Markdown(takeaway)
 # budget of 30 epochs, dropout, and, as a departure from the paper, the target behavior added
 # at the output as the behavior-aware SASRec adds it at its query (`behavior_query`). The step
 # they branch from is `full`'s MBAE, whose three seeds the comparison over seeds trained
-# (`comparison.json`, same settings: the cell checks them). Validation only, as above.
+# (`comparison.json`, same settings: the cell checks them). Validation only, as above;
+# `minutes` is one seed's training wall time beside other jobs, not a speed.
 
 # %%
 prefix_file = project_root() / "reports" / dataset / "recipe_study_every_prefix.json"
@@ -518,6 +519,7 @@ if prefix_study is not None:
     unranked = [step for step, v in prefix_table["beats the parent?"].items()
                 if v.startswith("not ranked")]
     lever = [step for step, v in ranked.items() if v == verdicts.HOLDS]
+    place = {verdicts.HOLDS: "ahead", verdicts.TIES: "tied", verdicts.DOES_NOT_HOLD: "behind"}
     epoch_to_epoch = np.mean([np.abs(np.diff(run["curve"][1])).mean()
                               for r in branches.values() for run in r["per_seed"]])
     prefix_takeaway = (
@@ -525,7 +527,7 @@ if prefix_study is not None:
         f"seeds {root_seeds}). Of the {len(ranked)} branches with three seeds, "
         + (f"{len(lever)} beat the parent by more than one seed-std: {', '.join(lever)}. "
            if lever else "none beats the parent by more than one seed-std ("
-           + "; ".join(f"{step}: {ranked[step]}" for step in ranked) + "). ")
+           + "; ".join(f"{step}: {place[ranked[step]]}" for step in ranked) + "). ")
         + (f"Not ranked yet (fewer than three seeds): {', '.join(unranked)}. " if unranked else "")
         + f"A validation curve moves by {epoch_to_epoch:.4f} on average from one epoch to the "
         "next (every branch's every seed), about the size of the gaps between branches: one "
