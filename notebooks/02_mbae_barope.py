@@ -473,40 +473,38 @@ Markdown(takeaway)
 # %%
 prefix_file = project_root() / "reports" / dataset / "recipe_study_every_prefix.json"
 comparison_file = project_root() / "reports" / dataset / "comparison.json"
-prefix_study = json.loads(prefix_file.read_text()) if prefix_file.exists() else None
-if prefix_study is None or not comparison_file.exists():
+# the study and its parent's results (the comparison over seeds), or neither
+prefix_study = (json.loads(prefix_file.read_text())
+                if prefix_file.exists() and comparison_file.exists() else None)
+if prefix_study is None:
     print(f"no every-prefix study for {dataset} yet: python -m fatsmb_lib.studies.recipes "
           f"--dataset {dataset} --study every-prefix --profile full")
 else:
     comparison = json.loads(comparison_file.read_text())
-    branches = {step: r["mbae"] for step, r in prefix_study["steps"].items()}
+    branches = {step.removeprefix(f"{EVERY_PREFIX}, "): r["mbae"]       # short name -> result
+                for step, r in prefix_study["steps"].items()}
     parent = every_prefix_steps()[0]          # the step every branch changes one setting of
     # the comparison's MBAE is that step: each of the step's settings is the comparison's too
     assert all(comparison["profile"][k] == v for k, v in parent.overrides.items())
     root = tuple(comparison["mean_std"]["valid"]["MBAE barope"]["NDCG@10"])
     root_seeds = comparison["seeds"]
-
-    def against_root(r: dict) -> str:
-        """The tie rule against the parent, or why a branch is not ranked yet."""
-        n = len(r["per_seed"])
-        return verdicts.verdict(tuple(r["valid_ndcg10"]), root) if n >= verdicts.MIN_SEEDS \
-            else f"not ranked ({n} seed{'s' * (n > 1)})"
-
+    ranked = {name: tuple(r["valid_ndcg10"]) for name, r in branches.items()
+              if len(r["per_seed"]) >= verdicts.MIN_SEEDS}    # one seed is reported, never ranked
     prefix_table = pd.DataFrame({
-        step.removeprefix(f"{EVERY_PREFIX}, "): {
-            "seeds": len(r["per_seed"]),
-            "valid NDCG@10": (verdicts.format_mean_std(tuple(r["valid_ndcg10"]))
-                              if len(r["per_seed"]) > 1 else f"{r['valid_ndcg10'][0]:.4f}"),
-            "beats the parent?": against_root(r),
-            "best epoch": round(np.mean([s["best_epoch"] for s in r["per_seed"]]), 1),
-            "rows seen (M)": round(np.mean([s["rows_seen"] for s in r["per_seed"]]) / 1e6, 2),
-            "minutes": round(np.mean([s["seconds"] for s in r["per_seed"]]) / 60, 1)}
-        for step, r in branches.items()}).T
+        name: {"seeds": len(r["per_seed"]),
+               "valid NDCG@10": (verdicts.format_mean_std(ranked[name]) if name in ranked
+                                 else ", ".join(f"{s['best']:.4f}" for s in r["per_seed"])),
+               "beats the parent?": (verdicts.verdict(ranked[name], root) if name in ranked
+                                     else f"not ranked ({len(r['per_seed'])} of "
+                                          f"{verdicts.MIN_SEEDS} seeds)"),
+               "best epoch": round(np.mean([s["best_epoch"] for s in r["per_seed"]]), 1),
+               "rows seen (M)": round(np.mean([s["rows_seen"] for s in r["per_seed"]]) / 1e6, 2),
+               "minutes": round(np.mean([s["seconds"] for s in r["per_seed"]]) / 60, 1)}
+        for name, r in branches.items()}).T
     prefix_table.loc[f"the parent: `full`'s MBAE (seeds {root_seeds})"] = {
         "seeds": len(root_seeds), "valid NDCG@10": verdicts.format_mean_std(root),
         "beats the parent?": "—", "best epoch": "", "rows seen (M)": "", "minutes": ""}
-    prefix_curves = {"MBAE": {step.removeprefix(f"{EVERY_PREFIX}, "): r["per_seed"][0]["curve"]
-                              for step, r in branches.items()}}
+    prefix_curves = {"MBAE": {name: r["per_seed"][0]["curve"] for name, r in branches.items()}}
     plots.save(plots.recipe_curves(prefix_curves, f"{dataset}: the every-prefix branches, "
                                                   "validation NDCG@10 (each branch's first seed)"),
                run_dir, "recipe_curves_every_prefix")
@@ -514,12 +512,9 @@ prefix_table if prefix_study else None
 
 # %%
 if prefix_study is not None:
-    ranked = {step: v for step, v in prefix_table["beats the parent?"].items()
-              if v in (verdicts.HOLDS, verdicts.TIES, verdicts.DOES_NOT_HOLD)}
-    unranked = [step for step, v in prefix_table["beats the parent?"].items()
-                if v.startswith("not ranked")]
-    lever = [step for step, v in ranked.items() if v == verdicts.HOLDS]
-    place = {verdicts.HOLDS: "ahead", verdicts.TIES: "tied", verdicts.DOES_NOT_HOLD: "behind"}
+    lever = [name for name, value in ranked.items()
+             if verdicts.verdict(value, root) == verdicts.HOLDS]
+    unranked = [name for name in branches if name not in ranked]
     epoch_to_epoch = np.mean([np.abs(np.diff(run["curve"][1])).mean()
                               for r in branches.values() for run in r["per_seed"]])
     prefix_takeaway = (
@@ -527,7 +522,8 @@ if prefix_study is not None:
         f"seeds {root_seeds}). Of the {len(ranked)} branches with three seeds, "
         + (f"{len(lever)} beat the parent by more than one seed-std: {', '.join(lever)}. "
            if lever else "none beats the parent by more than one seed-std ("
-           + "; ".join(f"{step}: {place[ranked[step]]}" for step in ranked) + "). ")
+           + "; ".join(f"{name}: {verdicts.relation(value, root, 'ahead', 'tied', 'behind')}"
+                       for name, value in ranked.items()) + "). ")
         + (f"Not ranked yet (fewer than three seeds): {', '.join(unranked)}. " if unranked else "")
         + f"A validation curve moves by {epoch_to_epoch:.4f} on average from one epoch to the "
         "next (every branch's every seed), about the size of the gaps between branches: one "
