@@ -6,6 +6,7 @@ import torch
 
 from fatsmb_lib.models.baselines import SASRec
 from fatsmb_lib.studies.compare import (
+    FATSMB_ONLY_SETTINGS,
     PAPER_BASELINES,
     TABLE3_BASELINES,
     paper_orderings,
@@ -18,6 +19,7 @@ from fatsmb_lib.training.epochs import RECIPES, next_item_batches, next_item_set
 from fatsmb_lib.training.peers import BASELINES, train_baseline
 from fatsmb_lib.training.registry import ModelSpec, encoder_configs
 from fatsmb_lib.training.run import open_run
+from fatsmb_lib.training.stages import MBAE_SPEC
 
 SHORT = dict(stage1_epochs=2, baseline_epochs=3, stage2_epochs=1, stage3_epochs=1, min_epochs=1)
 
@@ -109,6 +111,54 @@ def test_added_baselines_join_the_committed_report_without_retraining_it(tmp_pat
         run_comparison(**kwargs, add=["SASRec"])
     with pytest.raises(ValueError, match="has seeds"):
         run_comparison(**{**kwargs, "seeds": [0, 1]}, add=["GRU4Rec"])
+
+
+def changed(value):
+    """A value of the same kind that differs from ``value``."""
+    return (not value if isinstance(value, bool) else value + 1 if isinstance(value, (int, float))
+            else f"{value}-changed")
+
+
+@pytest.mark.parametrize("field", sorted(FATSMB_ONLY_SETTINGS))
+def test_fatsmb_s_own_settings_shape_no_other_model(tmp_path, field):
+    """What ``--ours`` may leave behind: changing one of FatsMB's own settings changes nothing
+    that names a baseline's or the MBAE's checkpoint (its configs, batches' settings and
+    optimisation), so their committed rows still stand."""
+    ctx = open_run("synthetic-tiny", "smoke", "cpu", tmp_path / "run", str(tmp_path / "data"), 0)
+    other = ctx.replace(**{field: changed(getattr(ctx.profile, field))})
+    for spec in (*BASELINES.values(), MBAE_SPEC):
+        def shaping(run):
+            run = spec.adjust(run)
+            return (repr(spec.configs(run)), spec.data_settings(run),
+                    run.profile.train_config(spec.stage, 0))
+        assert shaping(other) == shaping(ctx), (spec.name, field)
+
+
+def test_ours_replaces_the_mbae_and_fatsmb_rows_and_keeps_the_others(tmp_path, monkeypatch):
+    """--ours re-trains the MBAE and FatsMB alone (a fresh checkout: no checkpoints) under a
+    change of FatsMB's own settings; the baselines' rows stay, and the MBAE, retrained from
+    scratch under unchanged settings, reproduces its row."""
+    kwargs = dict(dataset="synthetic-tiny", seeds=[0], profile="smoke", device="cpu",
+                  data_dir=str(tmp_path / "data"), log=lambda line: None,
+                  run_dir=tmp_path / "run", out_dir=tmp_path / "out", **SHORT)
+    monkeypatch.setattr("fatsmb_lib.studies.compare.BASELINES", {"SASRec": peers.SASREC})
+    first = run_comparison(**kwargs)
+    for path in (tmp_path / "run").glob("*.pt"):
+        path.unlink()
+    again = run_comparison(**kwargs, ours=True, stage3_keeps_stage2=True)
+    assert list(again["mean_std"]["test"]) == list(first["mean_std"]["test"])   # same rows, order
+    assert again["profile"]["stage3_keeps_stage2"] is True
+    for name in ("Pop", "SASRec"):                                  # kept as committed
+        assert again["mean_std"]["test"][name] == first["mean_std"]["test"][name], name
+    mbae = f"MBAE {PROFILES['smoke'].position}"                     # retrained: its wall time
+    assert ({k: v for k, v in again["mean_std"]["test"][mbae].items() if k != "train_seconds"}
+            == {k: v for k, v in first["mean_std"]["test"][mbae].items() if k != "train_seconds"})
+    assert {p.name.split("-")[0] for p in (tmp_path / "run").glob("*.pt")} == {
+        "mbae", "denoiser", "decoder"}
+    with pytest.raises(ValueError, match="other settings"):
+        run_comparison(**kwargs, ours=True, rho=0.4)      # the MBAE's and BERT4Rec's recipe
+    with pytest.raises(ValueError, match="one, then the other"):
+        run_comparison(**kwargs, ours=True, add=["GRU4Rec"])
 
 
 def test_the_quiet_epoch_column_reads_the_cost_study_per_row():

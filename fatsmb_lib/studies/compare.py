@@ -11,7 +11,8 @@ interrupted comparison resumes where it stopped, and seeds can run in parallel p
 (``--seeds 1`` beside ``--seeds 0``) before one ``--seeds 0 1 2`` run reloads them all and
 writes the report. ``--add NAME ...`` trains only those baselines and adds them to the committed
 report of the same seeds and settings, keeping its other rows (a fresh checkout has none of
-their checkpoints). ``--headline`` prints the README's headline from the committed report
+their checkpoints); ``--ours`` likewise re-trains only the MBAE and FatsMB, when only FatsMB's
+own settings changed (:data:`FATSMB_ONLY_SETTINGS`). ``--headline`` prints the README's headline from the committed report
 (:func:`headline`), training nothing.
 """
 from __future__ import annotations
@@ -27,7 +28,12 @@ from ..models.denoiser import ABLATION
 from ..models.encoder import POSITIONS
 from ..support.checkpoints import write_text
 from ..support.paths import project_root
-from ..training.config import HEADLINE_PROFILE, get_profile
+from ..training.config import (
+    HEADLINE_PROFILE,
+    DenoiserSettings,
+    DiffusionSettings,
+    get_profile,
+)
 from ..training.context import Context
 from ..training.evaluate import format_metrics_table, mean_std
 from ..training.peers import BASELINES, fit_pop
@@ -48,6 +54,14 @@ PAPER_TABLE3_NDCG10 = {
     "MB-STR": (0.0275, 0.0887, 0.1999), "PBAT": (0.0207, 0.0820, 0.1625),
     "MISSL": (0.0283, 0.0854, 0.1792), "M-GPT": (0.0250, 0.0908, 0.1826),
 }
+
+# The profile fields only FatsMB's stages 2-3 read: changing one leaves the weights of every
+# baseline and of the MBAE as they were (tested), so ``--ours`` re-trains FatsMB's rows alone.
+# Not ``eta`` (DiffuRec's sampler too) nor ``prefixes_per_user`` (the next-item epochs too).
+FATSMB_ONLY_SETTINGS = frozenset(
+    {f.name for f in (*dataclasses.fields(DiffusionSettings), *dataclasses.fields(DenoiserSettings))}
+    - {"eta", "prefixes_per_user"}
+    | {"stage2_batch_size", "stage2_epochs", "stage3_epochs", "stage3_keeps_stage2"})
 
 
 def run_added(ctx: Context, names: list[str], log=print) -> dict[str, dict[str, dict]]:
@@ -70,13 +84,15 @@ def own_settings(names: list[str]) -> set[str]:
             for f in dataclasses.fields(BASELINES[name].settings)}
 
 
-def check_same_settings(report: dict, profile: dict, added: tuple[str, ...] = ()) -> None:
+def check_same_settings(report: dict, profile: dict, added: tuple[str, ...] = (),
+                        exempt: frozenset[str] = frozenset()) -> None:
     """Refuse to add to ``report`` when it was made under other settings: every field its
-    profile has must have the same value in ``profile``, except the own settings of baselines
-    that no row of the report depends on: those being ``added`` (trained now, e.g. with a
-    validation search's choice) and those not in the report. New fields are allowed."""
-    exempt = own_settings([name for name in BASELINES
-                           if name in added or name not in report["mean_std"]["test"]])
+    profile has must have the same value in ``profile``, except ``exempt`` and the own
+    settings of baselines that no row of the report depends on: those being ``added``
+    (trained now, e.g. with a validation search's choice) and those not in the report. New
+    fields are allowed."""
+    exempt = exempt | own_settings([name for name in BASELINES
+                                    if name in added or name not in report["mean_std"]["test"]])
     changed = {k: (v, profile.get(k)) for k, v in report["profile"].items()
                if profile.get(k) != v and k not in exempt}
     if changed:
@@ -101,6 +117,19 @@ def merge_into(report: dict, added: list[dict], profile: dict) -> list[dict]:
     return merged
 
 
+def replace_ours(report: dict, new: list[dict], profile: dict) -> list[dict]:
+    """``report``'s per-seed results with its rows of the same names as ``new``'s (the MBAE
+    and FatsMB, one result per seed, same seeds) replaced in place; refused unless every
+    setting that differs is FatsMB's alone (:data:`FATSMB_ONLY_SETTINGS`)."""
+    check_same_settings(report, profile, exempt=FATSMB_ONLY_SETTINGS)
+    missing = set(new[0]["test"]) - set(report["per_seed"][0]["test"])
+    if missing:
+        raise ValueError(f"the committed comparison has no rows {sorted(missing)} to replace: "
+                         "re-run the whole comparison")
+    return [{split: {name: fresh[split].get(name, metrics) for name, metrics in old[split].items()}
+             for split in old} for old, fresh in zip(report["per_seed"], new)]
+
+
 def run_seed(ctx: Context, ablations: bool = False, log=print) -> dict[str, dict[str, dict]]:
     """{split: {model name: metrics}} for one seed; metrics carry ``train_seconds``, the
     wall time of the model's own training epochs (validation included).
@@ -109,27 +138,11 @@ def run_seed(ctx: Context, ablations: bool = False, log=print) -> dict[str, dict
     FatsMB with the profile's denoiser; ``ablations`` adds the other positions and Table 4's
     denoiser variants. FatsMB trains first, so an interrupted run has its main rows early.
     """
-    results: dict[str, dict] = {"valid": {}, "test": {}}
-
-    def record(name: str, model, seconds: float) -> None:
-        for split in results:
-            results[split][name] = {**ctx.evaluate(model, split), "train_seconds": round(seconds, 1)}
-        log(f"  seed {ctx.seed} {name:<28} valid NDCG@10 {results['valid'][name]['NDCG@10']:.4f}"
-            f"  test NDCG@10 {results['test'][name]['NDCG@10']:.4f}  ({seconds:.0f} s)")
-
+    results, record = _recorder(ctx, log)
     p = ctx.profile
     positions = POSITIONS if ablations else (p.position,)
     variants = ABLATION if ablations else ((p.denoiser, p.prediction),)
-    mbae = {position: train_mbae(ctx.replace(position=position)) for position in positions}
-    base, base_history = mbae[p.position]
-    latents = prefix_latents(base, ctx)
-    for kind, prediction in variants:
-        variant = ctx.replace(denoiser=kind, prediction=prediction)
-        model, stage2 = train_denoiser(base, variant, latents=latents)
-        stage1_2 = sum(base_history.seconds) + sum(stage2.seconds)
-        record(f"FatsMB {kind} {prediction} (stage 2)", model, stage1_2)
-        stage3 = finetune_decoder(model, variant, latents=latents)
-        record(f"FatsMB {kind} {prediction}", model, stage1_2 + sum(stage3.seconds))
+    mbae = _train_fatsmb(ctx, positions, variants, record)
     record("Pop", fit_pop(ctx), 0.0)
     for name, spec in BASELINES.items():
         model, history = train(spec, ctx)
@@ -141,6 +154,48 @@ def run_seed(ctx: Context, ablations: bool = False, log=print) -> dict[str, dict
     return {split: {name: rows[name] for name in order} for split, rows in results.items()}
 
 
+def run_ours(ctx: Context, log=print) -> dict[str, dict[str, dict]]:
+    """{split: {name: metrics}} of the MBAE and FatsMB rows of :func:`run_seed` alone (the
+    profile's position and denoiser), for one seed."""
+    results, record = _recorder(ctx, log)
+    p = ctx.profile
+    mbae = _train_fatsmb(ctx, (p.position,), ((p.denoiser, p.prediction),), record)
+    model, history = mbae[p.position]
+    record(f"MBAE {p.position}", model, sum(history.seconds))
+    return results
+
+
+def _recorder(ctx: Context, log):
+    """Empty ``{split: {}}`` results and ``record(name, model, seconds)``, which evaluates
+    ``model`` on both splits into them and logs its line."""
+    results: dict[str, dict] = {"valid": {}, "test": {}}
+
+    def record(name: str, model, seconds: float) -> None:
+        for split in results:
+            results[split][name] = {**ctx.evaluate(model, split), "train_seconds": round(seconds, 1)}
+        log(f"  seed {ctx.seed} {name:<28} valid NDCG@10 {results['valid'][name]['NDCG@10']:.4f}"
+            f"  test NDCG@10 {results['test'][name]['NDCG@10']:.4f}  ({seconds:.0f} s)")
+    return results, record
+
+
+def _train_fatsmb(ctx: Context, positions, variants, record) -> dict:
+    """Train (or reload) the MBAE at each of ``positions`` and, on the profile's, FatsMB with
+    each ``(denoiser, prediction)`` of ``variants``; record every FatsMB row after stage 2 and
+    after stage 3 (its seconds count stages 1-3). Returns ``{position: (MBAE, history)}``."""
+    p = ctx.profile
+    mbae = {position: train_mbae(ctx.replace(position=position)) for position in positions}
+    base, base_history = mbae[p.position]
+    latents = prefix_latents(base, ctx)
+    for kind, prediction in variants:
+        variant = ctx.replace(denoiser=kind, prediction=prediction)
+        model, stage2 = train_denoiser(base, variant, latents=latents)
+        stage1_2 = sum(base_history.seconds) + sum(stage2.seconds)
+        record(f"FatsMB {kind} {prediction} (stage 2)", model, stage1_2)
+        stage3 = finetune_decoder(model, variant, latents=latents)
+        record(f"FatsMB {kind} {prediction}", model, stage1_2 + sum(stage3.seconds))
+    return mbae
+
+
 def report_name(profile: str) -> str:
     """``comparison`` for the headline profile, ``comparison-<profile>`` for any other."""
     return "comparison" if profile == HEADLINE_PROFILE else f"comparison-{profile}"
@@ -149,34 +204,42 @@ def report_name(profile: str) -> str:
 def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFILE,
                    device: str = "auto", data_dir: str | Path | None = None, ablations: bool = False,
                    log=print, run_dir: Path | None = None, out_dir: Path | None = None,
-                   add: list[str] | None = None, **overrides) -> dict:
+                   add: list[str] | None = None, ours: bool = False, **overrides) -> dict:
     """Every model of :func:`run_seed` for each seed, aggregated as mean ± std, written to
     ``<out_dir>/<report_name(profile)>.{json,md}`` (default ``reports/<dataset>``);
     checkpoints in ``run_dir`` (default ``runs/compare-<dataset>-<profile>/``: an interrupted
     comparison resumes, and single seeds run in parallel processes share the folder).
     ``overrides`` change profile fields (for tests). ``add``: train only these registered
     baselines and add them to the committed report of the same seeds and settings
-    (:func:`merge_into`), keeping its other rows, whose checkpoints a fresh checkout lacks."""
+    (:func:`merge_into`), keeping its other rows, whose checkpoints a fresh checkout lacks.
+    ``ours``: train only the MBAE and FatsMB and put them in place of the committed report's
+    rows (:func:`replace_ours`), e.g. after a change to FatsMB's stages 2-3."""
     root = project_root()
     run_dir = run_dir or root / "runs" / f"compare-{dataset}-{profile}"
     per_seed = []
     start = time.perf_counter()
     out = out_dir or root / "reports" / dataset
     name = report_name(profile)
-    if add:   # refuse before training what could not be added
+    if add and ours:
+        raise ValueError("--add and --ours each update the committed report: run one, then the other")
+    if add or ours:   # refuse before training what could not be merged
         committed = json.loads((out / f"{name}.json").read_text())
         if committed["seeds"] != seeds:
             raise ValueError(f"{out / name}.json has seeds {committed['seeds']}, not {seeds}")
         check_same_settings(committed, get_profile(profile, dataset, data_dir)
-                            .replace(**overrides).to_dict(), tuple(add))
+                            .replace(**overrides).to_dict(), tuple(add or ()),
+                            FATSMB_ONLY_SETTINGS if ours else frozenset())
     for seed in seeds:
         ctx = open_run(dataset, profile, device, run_dir, data_dir, seed, **overrides)
-        per_seed.append(run_added(ctx, add, log) if add else run_seed(ctx, ablations, log))
+        per_seed.append(run_added(ctx, add, log) if add else run_ours(ctx, log) if ours
+                        else run_seed(ctx, ablations, log))
     if add:
         per_seed = merge_into(committed, per_seed, ctx.profile.to_dict())
+    elif ours:
+        per_seed = replace_ours(committed, per_seed, ctx.profile.to_dict())
     summary = {split: {name: mean_std([r[split][name] for r in per_seed]) for name in per_seed[0][split]}
                for split in ("valid", "test")}
-    minutes = (time.perf_counter() - start) / 60 + (committed["minutes"] if add else 0)
+    minutes = (time.perf_counter() - start) / 60 + (committed["minutes"] if add or ours else 0)
     report = {"dataset": dataset, "profile": ctx.profile.to_dict(), "seeds": seeds,
               "minutes": round(minutes, 1),           # every sitting's, when models were added
               "mean_std": summary, "per_seed": per_seed}
@@ -316,6 +379,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="also the other MBAE positions and Table 4's denoiser variants")
     parser.add_argument("--add", nargs="+", default=None, metavar="BASELINE",
                         help="train only these baselines and add them to the committed report")
+    parser.add_argument("--ours", action="store_true",
+                        help="train only the MBAE and FatsMB and replace their rows in the committed "
+                             "report (allowed when only FatsMB's own settings changed)")
     parser.add_argument("--headline", action="store_true",
                         help="print the README's headline from the committed report; trains nothing")
     args = parser.parse_args(argv)
@@ -325,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
         print(headline(report, cost=committed_cost(folder, report)))
         return
     run_comparison(args.dataset, args.seeds, args.profile, args.device, args.data_dir,
-                   args.ablations, add=args.add)
+                   args.ablations, add=args.add, ours=args.ours)
 
 
 if __name__ == "__main__":

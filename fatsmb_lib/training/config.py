@@ -205,13 +205,13 @@ PROFILES: dict[str, Profile] = {
         name="default", dataset="ml100k", prefixes_per_user=20,
         window_stride=1, last_only_prob=0.5, diffusion_target="offset", stage2_batch_size=1024,
         stage1_epochs=4, stage2_epochs=12, stage3_epochs=6, baseline_epochs=40, patience=8,
-        baseline_patience=8, min_epochs=30,
+        baseline_patience=8, min_epochs=30, stage3_keeps_stage2=True,
     ),
     "full": Profile(
         name="full", dataset="ml100k", prefixes_per_user=20,
         window_stride=1, last_only_prob=0.5, diffusion_target="offset",
         stage1_epochs=15, stage2_epochs=12, stage3_epochs=6, baseline_epochs=100, patience=8,
-        baseline_patience=20, min_epochs=30,
+        baseline_patience=20, min_epochs=30, stage3_keeps_stage2=True,
         # the validation search's choices (reports/ml100k/peer_search.md)
         missl_interests=8, mgpt_orders=2, mbgmn_layers=3, pbat_rho=0.3, mbgcn_lambda=0.1,
     ),
