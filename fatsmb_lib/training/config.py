@@ -205,7 +205,8 @@ PROFILES: dict[str, Profile] = {
         name="default", dataset="ml100k", prefixes_per_user=20,
         window_stride=1, last_only_prob=0.5, diffusion_target="offset", stage2_batch_size=1024,
         stage1_epochs=4, stage2_epochs=12, stage3_epochs=6, baseline_epochs=40, patience=8,
-        baseline_patience=8, min_epochs=30, stage3_keeps_stage2=True,
+        baseline_patience=8, min_epochs=30,
+        # stage3_keeps_stage2 stays off: notebook 05's studies' ledgers were made without it
     ),
     "full": Profile(
         name="full", dataset="ml100k", prefixes_per_user=20,
