@@ -17,7 +17,7 @@ from fatsmb_lib.training import peers
 from fatsmb_lib.training.config import PROFILES
 from fatsmb_lib.training.epochs import RECIPES, next_item_batches, next_item_settings
 from fatsmb_lib.training.peers import BASELINES, train_baseline
-from fatsmb_lib.training.registry import ModelSpec, encoder_configs
+from fatsmb_lib.training.registry import FAMILIES, ModelSpec, encoder_configs
 from fatsmb_lib.training.run import open_run
 from fatsmb_lib.training.stages import MBAE_SPEC
 
@@ -65,6 +65,15 @@ def test_a_new_baseline_is_one_module_plus_its_registration(tmp_path, monkeypatc
 def test_the_paper_s_baselines_are_the_registered_ones_marked_so():
     assert set(PAPER_BASELINES) == set(TABLE3_BASELINES) and len(TABLE3_BASELINES) == 8
     assert set(PAPER_BASELINES) <= set(BASELINES)
+
+
+def test_every_baseline_names_its_family():
+    """Notebook 04's summary groups the baselines by ``ModelSpec.family``."""
+    families = {name: spec.family for name, spec in BASELINES.items()}
+    assert set(families.values()) == set(FAMILIES), families
+    assert families["MBGCN"] == families["MB-GMN"] == "multi-behavior graph"
+    assert families["SASRec"] == "single-behavior sequential"
+    assert families["BehaviorSASRec"] == "multi-behavior sequential"
 
 
 def test_mbstr_trains_under_its_own_recipe_whatever_the_profile_s(tmp_path):

@@ -48,7 +48,7 @@ from .epochs import (
     prefix_batches,
     prefix_settings,
 )
-from .registry import ModelSpec, dims, encoder_configs, train
+from .registry import FAMILIES, ModelSpec, dims, encoder_configs, train
 from .train import History
 
 
@@ -134,28 +134,31 @@ cloze_without_behaviors = partial(cloze_batches, sigma=0.0)
 cloze_settings_without_behaviors = partial(cloze_settings, sigma=0.0)
 
 
+SINGLE, MULTI, GRAPH = FAMILIES
+
 BERT4REC = ModelSpec("BERT4Rec", "bert4rec", BERT4Rec, encoder_configs, cloze_without_behaviors,
-                     cloze_settings_without_behaviors, stage="stage1", paper=True)
+                     cloze_settings_without_behaviors, stage="stage1", paper=True, family=SINGLE)
 SASREC = ModelSpec("SASRec", "sasrec", SASRec, encoder_configs, next_item_batches,
-                   next_item_settings)
+                   next_item_settings, family=SINGLE)
 BEHAVIOR_SASREC = ModelSpec("BehaviorSASRec", "behaviorsasrec", BehaviorSASRec, encoder_configs,
-                            next_item_batches, next_item_settings)
+                            next_item_batches, next_item_settings, family=MULTI)
 GRU4REC = ModelSpec("GRU4Rec", "gru4rec", GRU4Rec,
                     lambda ctx: (ctx.profile.config(GRU4RecConfig, **dims(ctx)),),
                     next_item_batches,
                     lambda ctx: {**next_item_settings(ctx), "max_len": ctx.profile.max_len},
                     adjust=lambda ctx: ctx.replace(lr=ctx.profile.gru4rec_lr),
-                    settings=GRU4RecSettings)
+                    settings=GRU4RecSettings, family=SINGLE)
 MB_STR = ModelSpec("MB-STR", "mbstr", MBSTR,
                    lambda ctx: (ctx.profile.config(MBSTRConfig, **dims(ctx)),),
                    cloze_without_behaviors,
                    lambda ctx: {**cloze_settings_without_behaviors(ctx),
                                 "max_len": ctx.profile.max_len},
                    adjust=lambda ctx: ctx.replace(**RECIPES[ctx.profile.mbstr_recipe]),
-                   paper=True, settings=MBSTRSettings)
+                   paper=True, settings=MBSTRSettings, family=MULTI)
 DIFFUREC = ModelSpec("DiffuRec", "diffurec", DiffuRec,
                      lambda ctx: (*encoder_configs(ctx), ctx.profile.config(DiffuRecConfig)),
-                     prefix_batches, prefix_settings, paper=True, settings=DiffuRecSettings)
+                     prefix_batches, prefix_settings, paper=True, settings=DiffuRecSettings,
+                     family=SINGLE)
 PBAT_SPEC = ModelSpec("PBAT", "pbat", PBAT,
                       lambda ctx: (ctx.profile.config(PBATConfig, **dims(ctx),
                                                       n_users=ctx.data.n_users),),
@@ -164,7 +167,7 @@ PBAT_SPEC = ModelSpec("PBAT", "pbat", PBAT,
                                    "max_len": ctx.profile.max_len},
                       adjust=lambda ctx: ctx.replace(**RECIPES[ctx.profile.pbat_recipe],
                                                      rho=ctx.profile.pbat_rho),
-                      paper=True, settings=PBATSettings)
+                      paper=True, settings=PBATSettings, family=MULTI)
 
 # the graph baselines are built with the training parts' graph (not hashed: a function of the
 # data, whose fingerprint is in every checkpoint)
@@ -173,12 +176,12 @@ MBGCN_SPEC = ModelSpec("MBGCN", "mbgcn", MBGCN,
                        lambda ctx: (ctx.profile.config(MBGCNConfig, **dims(ctx)),),
                        lambda ctx: interaction_batches(ctx, ctx.profile.mbgcn_batch_size),
                        lambda ctx: interaction_settings(ctx, ctx.profile.mbgcn_batch_size),
-                       paper=True, settings=MBGCNSettings, inputs=graph_inputs)
+                       paper=True, settings=MBGCNSettings, inputs=graph_inputs, family=GRAPH)
 MB_GMN = ModelSpec("MB-GMN", "mbgmn", MBGMN,
                    lambda ctx: (ctx.profile.config(MBGMNConfig, **dims(ctx)),),
                    lambda ctx: interaction_batches(ctx, ctx.profile.mbgmn_batch_size),
                    lambda ctx: interaction_settings(ctx, ctx.profile.mbgmn_batch_size),
-                   paper=True, settings=MBGMNSettings, inputs=graph_inputs)
+                   paper=True, settings=MBGMNSettings, inputs=graph_inputs, family=GRAPH)
 
 
 def mgpt_sigma(ctx: Context) -> float:
@@ -198,11 +201,12 @@ M_GPT = ModelSpec("M-GPT", "mgpt", MGPT,
                   lambda ctx: cloze_batches(ctx, sigma=mgpt_sigma(ctx)),
                   lambda ctx: {**cloze_settings(ctx, sigma=mgpt_sigma(ctx)),
                                "max_len": ctx.profile.max_len},
-                  adjust=mgpt_recipe, paper=True, settings=MGPTSettings)
+                  adjust=mgpt_recipe, paper=True, settings=MGPTSettings, family=MULTI)
 
 MISSL_SPEC = ModelSpec("MISSL", "missl", MISSL,
                        lambda ctx: (ctx.profile.config(MISSLConfig, **dims(ctx)),),
-                       next_item_batches, next_item_settings, paper=True, settings=MISSLSettings)
+                       next_item_batches, next_item_settings, paper=True, settings=MISSLSettings,
+                       family=MULTI)
 
 # The trained baselines, in the comparison's order (Table 3's BERT4Rec, MB-STR, DiffuRec and
 # our additions, then Table 3's other baselines in its order).

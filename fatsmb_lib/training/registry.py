@@ -32,6 +32,10 @@ from .epochs import Batches
 from .train import History
 
 
+# the kinds of recommender a baseline is (the paper's Section 4.1.3 groups them alike)
+FAMILIES = ("single-behavior sequential", "multi-behavior sequential", "multi-behavior graph")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One model's registration.
@@ -41,7 +45,8 @@ class ModelSpec:
     (formatted with the profile's fields, e.g. ``"mbae-{position}"``); ``stage`` picks the
     epoch budget (``"stage1"``: the Cloze models share stage 1's; ``"baseline"``); ``adjust``
     returns the run it trains in (its own learning rate or recipe). ``paper``: one of the
-    paper's Table 3 baselines (its "Improve" row compares against these). ``settings``: a
+    paper's Table 3 baselines (its "Improve" row compares against these). ``family``: one of
+    :data:`FAMILIES`, how the notebooks group the baselines. ``settings``: a
     frozen dataclass of the model's own profile fields, or None. ``inputs``: keyword arguments
     of the model's constructor made from the run's data (e.g. a graph), not hashed into the
     checkpoint's digest: a function of ``ctx.data`` only (the data fingerprint covers it);
@@ -57,6 +62,7 @@ class ModelSpec:
     stage: str = "baseline"
     adjust: Callable[[Context], Context] = lambda ctx: ctx
     paper: bool = False
+    family: str = ""
     settings: type | None = None
     inputs: Callable[[Context], dict] | None = None
 
