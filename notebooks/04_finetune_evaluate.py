@@ -62,7 +62,8 @@ from fatsmb_lib.support.paths import project_root
 from fatsmb_lib.support.runtime import make_generator
 from fatsmb_lib.training.config import get_profile
 from fatsmb_lib.training.evaluate import format_metrics_table, recommend
-from fatsmb_lib.training.peers import fit_pop, train_baseline
+from fatsmb_lib.training.registry import FAMILIES
+from fatsmb_lib.training.peers import BASELINES, fit_pop, train_baseline
 from fatsmb_lib.training.run import expect, open_run
 from fatsmb_lib.training.stages import finetune_decoder, prefix_latents, train_denoiser, train_mbae
 
@@ -724,16 +725,17 @@ lines = ["- Stage 3 fine-tunes only the decoder, on z_0 sampled as at inference,
          "loss on the next item; its checkpoint depends on the sampler's ω, Δt and η."]
 if three_seeds is not None:
     k = "NDCG@10"
+    by_family = {family: [n for n in table3 if n in BASELINES and BASELINES[n].family == family]
+                 for family in FAMILIES}                      # ModelSpec.family of each
     lines += [f"- Over {seeds_label}, FatsMB's test {k} is {relation(table3[ours][k], table3[best_all[k]][k])} "
               f"the best baseline ({best_all[k]}, {improve_all[k]:+.1f}%) and "
               f"{relation(table3[ours][k], table3[best_paper[k]][k])} the best of the paper's baselines "
               f"here ({best_paper[k]}, {improve_paper[k]:+.1f}%), and "
               f"{relation(table3[ours][k], table3[mbae_name][k])} its own MBAE.",
-              "- The baselines are single-behavior sequential models (SASRec, BERT4Rec, GRU4Rec, "
-              "DiffuRec), multi-behavior sequential models (MB-STR, PBAT, MISSL, M-GPT, the "
-              "behavior-aware SASRec) and multi-behavior graph models (MBGCN, MB-GMN), all under "
-              "the same full-ranking protocol; the per-behavior table shows who serves which "
-              "target behavior."]
+              "- The baselines are " + "; ".join(f"{family} models ({', '.join(names)})"
+                                                for family, names in by_family.items() if names)
+              + "; all under the same full-ranking protocol. The per-behavior table shows who "
+              "serves which target behavior."]
 lines += [f"- The behavior-specific offset is {scale['|z_b − z_∅| / |z_b|']:.0%} of |z_b| in this "
           "run: the diffusion works in a small space.",
           "- ω and Δt act at sampling time on a trained model, but stage 3 is fine-tuned at one "
