@@ -519,12 +519,13 @@ if prefix_study is not None:
                               for r in branches.values() for run in r["per_seed"]])
     prefix_takeaway = (
         f"**Takeaway** (validation NDCG@10; the parent {verdicts.format_mean_std(root)} over "
-        f"seeds {root_seeds}). Of the {len(ranked)} branches with three seeds, "
+        f"seeds {root_seeds}). Of the {len(ranked)} branches with {verdicts.MIN_SEEDS} seeds, "
         + (f"{len(lever)} beat the parent by more than one seed-std: {', '.join(lever)}. "
            if lever else "none beats the parent by more than one seed-std ("
            + "; ".join(f"{name}: {verdicts.relation(value, root, 'ahead', 'tied', 'behind')}"
                        for name, value in ranked.items()) + "). ")
-        + (f"Not ranked yet (fewer than three seeds): {', '.join(unranked)}. " if unranked else "")
+        + (f"Not ranked yet (fewer than {verdicts.MIN_SEEDS} seeds): {', '.join(unranked)}. "
+           if unranked else "")
         + f"A validation curve moves by {epoch_to_epoch:.4f} on average from one epoch to the "
         "next (every branch's every seed), about the size of the gaps between branches: one "
         "seed decides nothing here.")
