@@ -12,8 +12,8 @@ interrupted comparison resumes where it stopped, and seeds can run in parallel p
 writes the report. ``--add NAME ...`` trains only those baselines and adds them to the committed
 report of the same seeds and settings, keeping its other rows (a fresh checkout has none of
 their checkpoints); ``--ours`` likewise re-trains only the MBAE and FatsMB, when only FatsMB's
-own settings changed (:data:`FATSMB_ONLY_SETTINGS`). ``--headline`` prints the README's headline from the committed report
-(:func:`headline`), training nothing.
+own settings changed (:data:`FATSMB_ONLY_SETTINGS`). ``--headline`` prints the README's
+headline from the committed report (:func:`headline`), training nothing.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ PAPER_TABLE3_NDCG10 = {
 # baseline and of the MBAE as they were (tested), so ``--ours`` re-trains FatsMB's rows alone.
 # Not ``eta`` (DiffuRec's sampler too) nor ``prefixes_per_user`` (the next-item epochs too).
 FATSMB_ONLY_SETTINGS = frozenset(
-    {f.name for f in (*dataclasses.fields(DiffusionSettings), *dataclasses.fields(DenoiserSettings))}
+    {f.name for cls in (DiffusionSettings, DenoiserSettings) for f in dataclasses.fields(cls)}
     - {"eta", "prefixes_per_user"}
     | {"stage2_batch_size", "stage2_epochs", "stage3_epochs", "stage3_keeps_stage2"})
 
@@ -221,7 +221,8 @@ def run_comparison(dataset: str, seeds: list[int], profile: str = HEADLINE_PROFI
     out = out_dir or root / "reports" / dataset
     name = report_name(profile)
     if add and ours:
-        raise ValueError("--add and --ours each update the committed report: run one, then the other")
+        raise ValueError("--add and --ours each update the committed report: "
+                         "run one, then the other")
     if add or ours:   # refuse before training what could not be merged
         committed = json.loads((out / f"{name}.json").read_text())
         if committed["seeds"] != seeds:
@@ -380,8 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--add", nargs="+", default=None, metavar="BASELINE",
                         help="train only these baselines and add them to the committed report")
     parser.add_argument("--ours", action="store_true",
-                        help="train only the MBAE and FatsMB and replace their rows in the committed "
-                             "report (allowed when only FatsMB's own settings changed)")
+                        help="train only the MBAE and FatsMB and replace their rows in the "
+                             "committed report (allowed when only FatsMB's own settings changed)")
     parser.add_argument("--headline", action="store_true",
                         help="print the README's headline from the committed report; trains nothing")
     args = parser.parse_args(argv)
