@@ -50,3 +50,11 @@ def test_a_share_trains_every_model_and_scores_both_ways(tmp_path):
     assert list(row) == list(MODELS)
     for scores in row.values():
         assert 0 <= scores["fixed"] <= 1 and 0 <= scores["specific"] <= 1
+
+
+def test_share_zero_trains_in_the_profile_s_own_folder_so_its_checkpoints_are_reused(tmp_path):
+    from fatsmb_lib.studies.few_shot import share_run_dir
+    assert share_run_dir(None, "ml100k", "default", 0.0) == ""      # open_run's runs/ml100k-default
+    assert share_run_dir(None, "ml100k", "default", 0.4).parts[-2:] == ("few-shot-ml100k-default",
+                                                                         "share-0.4")
+    assert share_run_dir(tmp_path, "ml100k", "default", 0.0) == tmp_path / "share-0.0"

@@ -19,7 +19,8 @@ and selected on validation.
 
 ``python -m fatsmb_lib.studies.few_shot --seeds 0 1 2`` writes the ledger
 ``reports/<dataset>/few_shot.json`` (``studies.ledger``: resumable), its table ``.md`` and
-the figure ``.png``; checkpoints go to ``runs/few-shot-<dataset>-<profile>/share-<s>/``.
+the figure ``.png``; checkpoints go to ``runs/few-shot-<dataset>-<profile>/share-<s>/``
+(share 0's to the profile's own folder: see :func:`share_run_dir`).
 """
 from __future__ import annotations
 
@@ -131,6 +132,19 @@ def write_report(out: Path, ledger: Ledger, shares) -> None:
     plt.close(fig)
 
 
+def share_run_dir(run_dir: Path | None, dataset: str, profile: str, share: float) -> Path | str:
+    """Where a share's checkpoints go: ``<run_dir>/share-<share>``, by default under
+    ``runs/few-shot-<dataset>-<profile>``. Share 0 is the data as they are, so by default it
+    trains in ``open_run``'s own folder (``""``: ``runs/<dataset>-<profile>``), where the
+    sweeps and the other studies keep the profile's models: a checkpoint whose settings and
+    data fingerprint match is loaded instead of trained again."""
+    if run_dir is None:
+        if share == 0.0:
+            return ""
+        run_dir = project_root() / "runs" / f"few-shot-{dataset}-{profile}"
+    return Path(run_dir) / f"share-{share}"
+
+
 def run_few_shot(dataset: str, seeds: list[int], profile: str = "default", shares=SHARES,
                  device: str = "auto", run_dir: Path | None = None, out_dir: Path | None = None,
                  data_dir: str | Path | None = None, log=print, **overrides) -> Ledger:
@@ -138,14 +152,13 @@ def run_few_shot(dataset: str, seeds: list[int], profile: str = "default", share
     after each. ``overrides`` change profile fields (for tests)."""
     root = project_root()
     out = out_dir or root / "reports" / dataset
-    run_dir = run_dir or root / "runs" / f"few-shot-{dataset}-{profile}"
     ledger = None
     for share in shares:
         for seed in seeds:
             if ledger is not None and ledger.done(f"share={share}", seed):
                 continue                    # finished: no data to load, nothing to train
-            ctx = open_run(dataset, profile, device, run_dir / f"share-{share}", data_dir, seed,
-                           **overrides)
+            folder = share_run_dir(run_dir, dataset, profile, share)
+            ctx = open_run(dataset, profile, device, folder, data_dir, seed, **overrides)
             behavior = sparsest_behavior(ctx.data)
             ledger = ledger or Ledger(out / f"{REPORT}.json", dataset=dataset, profile=profile,
                                       behavior=behavior)
