@@ -175,6 +175,9 @@ def test_the_few_shot_claims_follow_the_paper_s_three_statements(tmp_path):
     _few_shot_ledger(tmp_path, {"FatsMB": {0.0: 0.1, 1.0: 0.05}, "MB-STR": {0.0: 0.1, 1.0: 0.01}})
     assert few_shot("zero")(tmp_path).verdict == HOLD
     assert few_shot("mild")(tmp_path).verdict == PENDING           # share 0.2 not run
+    assert few_shot("ahead")(tmp_path).verdict == NOT_HOLD          # a tie at share 0 refutes it
+    _few_shot_ledger(tmp_path, {"FatsMB": {0.0: 0.1, 1.0: 0.05}, "MB-STR": {0.0: 0.05, 1.0: 0.01}})
+    assert few_shot("ahead")(tmp_path).verdict == PENDING            # ahead so far, 4 shares to go
 
 
 def test_the_cost_claim_compares_an_epoch_and_the_peak_memory(tmp_path):
