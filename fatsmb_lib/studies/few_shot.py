@@ -109,7 +109,8 @@ def figure(ledger: Ledger, shares) -> plt.Figure:
         ax.set_ylabel("test NDCG@10")
         ax.set_title(title)
         ax.set_xticks(list(shares))
-    axes[0].legend()
+    if axes[0].lines:                 # nothing to label until a share has its seeds
+        axes[0].legend()
     fig.tight_layout()
     return fig
 
