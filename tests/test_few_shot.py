@@ -42,6 +42,8 @@ def test_each_share_trains_on_thinned_data_and_the_ledger_resumes(tmp_path, monk
                                                                                "share=1.0"]
     table = (tmp_path / "out" / "few_shot.md").read_text()
     assert "0.0500 ± 0.0000" in table and (tmp_path / "out" / "few_shot.png").is_file()
+    run_few_shot(seeds=[0], **{**kwargs, "shares": (0.5,)})    # one lane's shares
+    assert "| 0.0 | 0.5 | 1.0 |" in (tmp_path / "out" / "few_shot.md").read_text()
 
 
 def test_a_share_trains_every_model_and_scores_both_ways(tmp_path):

@@ -146,6 +146,12 @@ def share_run_dir(run_dir: Path | None, dataset: str, profile: str, share: float
     return Path(run_dir) / f"share-{share}"
 
 
+def ledger_shares(ledger: Ledger, shares) -> tuple[float, ...]:
+    """``shares`` and every share the ledger already holds, in order: a run over some shares
+    (one lane of several) reports them all."""
+    return tuple(sorted({*shares, *(float(cell.split("=")[1]) for cell in ledger.cells)}))
+
+
 def run_few_shot(dataset: str, seeds: list[int], profile: str = "default", shares=SHARES,
                  device: str = "auto", run_dir: Path | None = None, out_dir: Path | None = None,
                  data_dir: str | Path | None = None, log=print, **overrides) -> Ledger:
@@ -169,8 +175,8 @@ def run_few_shot(dataset: str, seeds: list[int], profile: str = "default", share
             thinned = dataclasses.replace(ctx, data=drop_behavior(ctx.data, behavior, share, seed))
             ledger.record(f"share={share}", seed, run_share(thinned, behavior, log))
             log(f"share {share} seed {seed}: {time.perf_counter() - start:.0f} s")
-            write_report(out, ledger, shares)
-    write_report(out, ledger, shares)
+            write_report(out, ledger, ledger_shares(ledger, shares))
+    write_report(out, ledger, ledger_shares(ledger, shares))
     return ledger
 
 
