@@ -272,8 +272,10 @@ def few_shot(kind: str, rival: str = "MB-STR") -> Callable[[Path], Finding]:
                            f"{format_mean_std(ours[0.0]['fixed'])} at 0, {rival} "
                            f"{format_mean_std(theirs[0.2]['fixed'])} vs "
                            f"{format_mean_std(theirs[0.0]['fixed'])}; kept at share "
-                           f"{max(shares)}: FatsMB {kept(ours):.0%}, {rival} {kept(theirs):.0%} "
-                           f"({setting})")
+                           f"{max(shares)}: FatsMB {kept(ours):.0%}, {rival} {kept(theirs):.0%}; "
+                           f"FatsMB {'tied with' if f_mild else 'not tied with'} its share 0, "
+                           f"{rival} {'falls' if r_falls else 'does not fall'} beyond a seed-std, "
+                           f"FatsMB {'keeps more' if slower else 'keeps less'} ({setting})")
         ahead = verdict(ours[1.0]["fixed"], theirs[1.0]["fixed"]) == HOLDS
         return Finding(HOLD if ahead and kept(ours) > kept(theirs) else NOT_HOLD,
                        f"zero shot: FatsMB {format_mean_std(ours[1.0]['fixed'])} vs {rival} "
