@@ -217,7 +217,7 @@ pd.Series(counts, name=f"training interactions of {sparsest!r}").to_frame()
 # %%
 few_path = reports / dataset / "few_shot.json"
 few_ledger, few_shares = (Ledger(few_path), few_shot.SHARES) if few_path.is_file() else (None, None)
-if few_ledger is not None and any(len(few_ledger.runs(f"share={s}")) >= MIN_SEEDS
+if few_ledger is not None and any(len(few_ledger.runs(few_shot.cell(s))) >= MIN_SEEDS
                                   for s in few_shares):
     few_label = f"the committed study, profile `{few_ledger.meta['profile']}`"
 else:

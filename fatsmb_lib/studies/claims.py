@@ -28,6 +28,7 @@ from ..support.checkpoints import write_text
 from ..support.paths import project_root
 from ..training.evaluate import format_metrics_table
 from ..training.peers import BASELINES
+from .few_shot import cell_share
 from .ledger import Ledger
 from .sweeps import SWEEPS, curve
 from .sweeps import cell as sweep_cell
@@ -225,7 +226,7 @@ def _few_shot(reports: Path) -> tuple[dict, dict] | None:
     for cell, runs in found["cells"].items():
         if len(runs) >= MIN_SEEDS:
             models = next(iter(runs.values()))
-            shares[float(cell.split("=")[1])] = {
+            shares[cell_share(cell)] = {
                 name: {panel: summarize([run[name][panel] for run in runs.values()])
                        for panel in ("specific", "fixed")} for name in models}
     return dict(sorted(shares.items())), found["meta"]

@@ -57,6 +57,16 @@ def sparsest_behavior(data: SequenceData) -> str:
     return data.behavior_names[int(np.argmin(counts))]
 
 
+def cell(share: float) -> str:
+    """The ledger's name for a share's runs."""
+    return f"share={share}"
+
+
+def cell_share(name: str) -> float:
+    """The share a ledger cell holds (the inverse of :func:`cell`)."""
+    return float(name.removeprefix("share="))
+
+
 def run_share(ctx: Context, behavior: str, log=print) -> dict[str, dict]:
     """{model: {"specific", "fixed", "valid", "seconds"}} trained on ``ctx.data`` (already
     thinned): test NDCG@10 of every user and of ``behavior``'s users, validation NDCG@10."""
@@ -87,7 +97,7 @@ def curves(ledger: Ledger, shares, panel: str) -> dict[str, list]:
     for name in MODELS:
         out[name] = []
         for share in shares:
-            runs = ledger.runs(f"share={share}")
+            runs = ledger.runs(cell(share))
             out[name].append(summarize([r[name][panel] for r in runs.values()])
                              if len(runs) >= MIN_SEEDS else None)
     return out
@@ -149,7 +159,7 @@ def share_run_dir(run_dir: Path | None, dataset: str, profile: str, share: float
 def ledger_shares(ledger: Ledger, shares) -> tuple[float, ...]:
     """``shares`` and every share the ledger already holds, in order: a run over some shares
     (one lane of several) reports them all."""
-    return tuple(sorted({*shares, *(float(cell.split("=")[1]) for cell in ledger.cells)}))
+    return tuple(sorted({*shares, *map(cell_share, ledger.cells)}))
 
 
 def run_few_shot(dataset: str, seeds: list[int], profile: str = "default", shares=SHARES,
@@ -162,18 +172,18 @@ def run_few_shot(dataset: str, seeds: list[int], profile: str = "default", share
     ledger = None
     for share in shares:
         for seed in seeds:
-            if ledger is not None and ledger.done(f"share={share}", seed):
+            if ledger is not None and ledger.done(cell(share), seed):
                 continue                    # finished: no data to load, nothing to train
             folder = share_run_dir(run_dir, dataset, profile, share)
             ctx = open_run(dataset, profile, device, folder, data_dir, seed, **overrides)
             behavior = sparsest_behavior(ctx.data)
             ledger = ledger or Ledger(out / f"{REPORT}.json", dataset=dataset, profile=profile,
                                       behavior=behavior)
-            if ledger.done(f"share={share}", seed):
+            if ledger.done(cell(share), seed):
                 continue
             start = time.perf_counter()
             thinned = dataclasses.replace(ctx, data=drop_behavior(ctx.data, behavior, share, seed))
-            ledger.record(f"share={share}", seed, run_share(thinned, behavior, log))
+            ledger.record(cell(share), seed, run_share(thinned, behavior, log))
             log(f"share {share} seed {seed}: {time.perf_counter() - start:.0f} s")
             write_report(out, ledger, ledger_shares(ledger, shares))
     write_report(out, ledger, ledger_shares(ledger, shares))
