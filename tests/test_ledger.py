@@ -17,6 +17,14 @@ def test_two_processes_sharing_a_ledger_keep_each_others_runs(tmp_path):
     assert Ledger(path, profile="full").done("b", 0)
 
 
+def test_a_run_another_process_recorded_since_is_seen_as_done(tmp_path):
+    path = tmp_path / "study.json"
+    first, second = Ledger(path, profile="full"), Ledger(path, profile="full")
+    assert not first.done("a", 0)
+    second.record("a", 0, {"score": 1.0})          # after `first` read the file
+    assert first.done("a", 0) and first.runs("a") == {"0": {"score": 1.0}}
+
+
 def test_a_ledger_made_under_other_settings_is_refused(tmp_path):
     Ledger(tmp_path / "study.json", profile="full").record("a", 0, {})
     with pytest.raises(ValueError, match="profile='full'"):

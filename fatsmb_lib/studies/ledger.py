@@ -4,8 +4,8 @@ The long studies (``diffusion_map``, ``few_shot``) train for hours on CPU. Their
 resume point that survives a fresh checkout (checkpoints are git-ignored, the ledger is
 committed): a run already in it is never repeated, and an interruption loses at most the run
 in progress (whose checkpoints resume it at the last finished epoch). Several processes may
-share one ledger (one per seed or per model, side by side): each write first reads back what
-the others recorded.
+share one ledger (one per seed or per model, side by side): each check and each write first
+reads back what the others recorded, so a run another process finished is not repeated.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ class Ledger:
         self.cells: dict[str, dict[str, dict]] = found["cells"]
 
     def done(self, cell: str, seed: int) -> bool:
+        self._read_back()
         return str(seed) in self.cells.get(cell, {})
 
     def runs(self, cell: str) -> dict[str, dict]:
@@ -45,11 +46,15 @@ class Ledger:
     def record(self, cell: str, seed: int, row: dict) -> None:
         """Add one run and rewrite the file (atomically), keeping the runs other processes
         recorded in it since this one read it."""
+        self._read_back()
+        self.cells.setdefault(cell, {})[str(seed)] = row
+        self.save()
+
+    def _read_back(self) -> None:
+        """Merge in the runs other processes wrote to the file since this one read it."""
         if self.path.is_file():
             for name, runs in json.loads(self.path.read_text())["cells"].items():
                 self.cells[name] = {**runs, **self.cells.get(name, {})}
-        self.cells.setdefault(cell, {})[str(seed)] = row
-        self.save()
 
     def save(self) -> None:
         write_text(self.path, json.dumps({"meta": self.meta, "cells": self.cells}, indent=2)
