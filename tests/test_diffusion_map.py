@@ -86,6 +86,21 @@ def test_the_map_resumes_from_its_ledger_and_draws_every_cell(tmp_path, monkeypa
         run_map([0], **{**kwargs, "profile": "default"})
 
 
+def test_the_report_covers_every_cell_in_the_ledger_whoever_wrote_it(tmp_path, monkeypatch):
+    """Two processes, each given part of the grid: the report the last one writes still has
+    the other's cells (it used to show only its own)."""
+    monkeypatch.setattr(diffusion_map, "run_cell",
+                        lambda ctx, log=print: _ledger_row(0.2 + 0.01 * ctx.seed, 0.1))
+    kwargs = dict(profile="smoke", device="cpu", run_dir=tmp_path / "run",
+                  out_dir=tmp_path / "out", data_dir=tmp_path / "data", log=lambda line: None,
+                  **SHORT)
+    run_map([0, 1, 2], influences=(1.0,), shares=(None,), **kwargs)
+    ledger = run_map([0, 1, 2], influences=(0.25,), shares=(0.03,), **kwargs)
+    report = (tmp_path / "out" / "diffusion_map.md").read_text()
+    assert "λ 1.0, neg share natural" in report and "λ 0.25, neg share 0.03" in report
+    assert diffusion_map.ledger_grid(ledger) == ([0.25, 1.0], [None, 0.03])
+
+
 def test_a_cell_trains_the_four_models_and_scores_the_sparse_behavior(tmp_path):
     ctx = open_run(cell_dataset(1.0, 0.1), "smoke", "cpu", tmp_path / "run", tmp_path / "data",
                    0, **SHORT)

@@ -96,6 +96,17 @@ def cell_key(influence: float, share: float | None) -> str:
     return f"influence={influence} share={share}"
 
 
+def ledger_grid(ledger: Ledger, influences=(), shares=()) -> tuple[list[float], list]:
+    """The influences and the shares of every cell in ``ledger`` and of the given ones, in
+    order (the natural share, None, first): the grid a report covers, whichever process, with
+    whichever part of the grid, wrote it last."""
+    keys = [key.split() for key in ledger.cells]               # "influence=λ share=s"
+    found_influences = {float(i.split("=")[1]) for i, _ in keys}
+    found_shares = {None if s.split("=")[1] == "None" else float(s.split("=")[1]) for _, s in keys}
+    return (sorted(found_influences | set(influences)),
+            sorted(found_shares | set(shares), key=lambda s: (s is not None, s or 0.0)))
+
+
 def summarize_cell(runs: dict[str, dict], metric: str = "test") -> dict:
     """Mean ± std per model of ``metric`` over the cell's seeds, and FatsMB against its MBAE
     (percent change and the one-std verdict); None where fewer than ``MIN_SEEDS`` seeds."""
@@ -180,8 +191,8 @@ def run_map(seeds: list[int], profile: str = "default", influences=INFLUENCES, s
                                **overrides)
                 ledger.record(cell, seed, run_cell(ctx, log))
                 log(f"{dataset} seed {seed}: {time.perf_counter() - start:.0f} s")
-                write_report(out, ledger, influences, shares)
-    write_report(out, ledger, influences, shares)
+                write_report(out, ledger, *ledger_grid(ledger, influences, shares))
+    write_report(out, ledger, *ledger_grid(ledger, influences, shares))
     return ledger
 
 
