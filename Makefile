@@ -29,10 +29,11 @@ run: install
 	$(PY) -m fatsmb_lib.course.pipeline --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE)
 
 # nbval executes the notebooks in place with their default parameters; start from a clean
-# scratch run folder so no checkpoint of an earlier code version is reused.
+# scratch run folder so no checkpoint of an earlier code version is reused. The 25 slowest
+# tests are listed at the end, so the log says where CI's time goes.
 test: install
 	rm -rf runs/ml100k-default
-	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+	$(PY) -m pytest -q --durations=25 tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 bench: install
 	$(PY) -m fatsmb_lib.studies.bench
