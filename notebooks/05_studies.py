@@ -215,8 +215,9 @@ def sign_test(ahead: int, n: int) -> float:
 
 
 def relative(ours, theirs) -> float:
-    """FatsMB against its MBAE in percent; NaN where a score is missing (no `neg` test user)."""
-    return float("nan") if ours is None or theirs is None else 100 * (ours / theirs - 1)
+    """FatsMB against its MBAE in percent; NaN where a score is missing (no `neg` test user)
+    or the MBAE's is 0 (a change from 0 has no percentage)."""
+    return float("nan") if ours is None or not theirs else 100 * (ours / theirs - 1)
 
 
 paired = pd.DataFrame([
@@ -240,8 +241,8 @@ sign = {column: (int((paired[column] > 0).sum()), int(paired[column].notna().sum
         for column in ("all users", "neg's users")}
 say("**Takeaway (paired):** " + "; ".join(
     f"on {column}, FatsMB is ahead of its own MBAE in {ahead} of {n} seed pairs (median "
-    f"{paired[column].median():+.1f}%, sign test p = {sign_test(ahead, n):.2g})"
-    for column, (ahead, n) in sign.items())
+    f"{paired[column].median():+.1f}%, sign test p = {sign_test(ahead, n):.2g})" if n else
+    f"on {column}, no seed pair has a score to compare" for column, (ahead, n) in sign.items())
     + ". A p below 0.05 says the gain is consistent even where it is small next to the spread "
     "between seeds; the verdicts above keep the one-std rule.")
 
@@ -307,7 +308,8 @@ if ml100k_share is not None:
            f"{max(natural_gains):+.1f}% in every finished natural-share column, whatever λ: the "
            "verdicts differ by the seeds' spread more than by the gain, and ml100k's gain is "
            + ("smaller than any of them." if percent_change(ours, theirs) < min(natural_gains)
-              else "within that range.") if natural_gains else ""))
+              else "larger than any of them." if percent_change(ours, theirs) > max(natural_gains)
+              else "within that range.") if natural_gains and around else ""))
 
 # %% [markdown]
 # ## 2 · Few-shot: a behavior's training data taken away (Fig. 7)
@@ -378,11 +380,11 @@ def standing(panel: str, rival: str) -> str:
     return "; ".join(f"{word} at {', '.join(shares)}" for word, shares in at.items())
 
 
-def kept(name: str) -> float:
+def kept(name: str) -> float | None:
     """The part of its share-0 NDCG@10 on the dropped behavior a model keeps at the largest
-    finished share."""
+    finished share; None where it scored 0 at share 0 (nothing to keep a part of)."""
     finished = [value for value in panels["fixed"][name] if value]
-    return finished[-1][0] / finished[0][0]
+    return finished[-1][0] / finished[0][0] if finished[0][0] > 0 else None
 
 
 done_shares = [s for s, v in zip(few_shares, panels["fixed"]["FatsMB"]) if v]
@@ -390,6 +392,9 @@ assert done_shares[0] == 0.0, "the share-0 runs are every curve's reference"
 pulls_ahead = [share for share, a, b in zip(few_shares, panels["fixed"]["FatsMB"],
                                             panels["fixed"]["MBAE"])
                if a and b and verdict(a, b) == HOLDS]
+kept_by = {name: kept(name) for name in few_shot.MODELS}
+keeper = max((n for n, k in kept_by.items() if k is not None), key=kept_by.get, default=None)
+ours_kept, sasrec_kept = kept_by["FatsMB"], kept_by["BehaviorSASRec"]
 say(f"**Takeaway** ({few_label}; `{dropped}` dropped; shares finished: "
     f"{', '.join(map(str, done_shares))}). On the dropped behavior's users (behavior-fixed), "
     f"FatsMB against MB-STR is {standing('fixed', 'MB-STR')}; against its own MBAE, "
@@ -397,15 +402,16 @@ say(f"**Takeaway** ({few_label}; `{dropped}` dropped; shares finished: "
     f"{standing('fixed', 'BehaviorSASRec')}. Over every user (behavior-specific), against MB-STR "
     f"{standing('specific', 'MB-STR')}. At share {done_shares[-1]} each model keeps this part "
     f"of its share-0 NDCG@10 on `{dropped}`: "
-    + ", ".join(f"{name} {kept(name):.0%}" for name in few_shot.MODELS) + ". "
+    + ", ".join(f"{name} {k:.0%}" if k is not None else f"{name} — (0 at share 0)"
+                for name, k in kept_by.items()) + ". "
     + ("The transfer the paper credits to the diffusion would show as FatsMB pulling away from "
        "its MBAE as the share grows; " + (f"it does at share {', '.join(map(str, pulls_ahead))}"
                                           if pulls_ahead else "it does at no finished share"))
-    + f". The behavior-aware SASRec, which has no latent space to transfer in, keeps "
-    + (f"as much or more ({kept('BehaviorSASRec'):.0%}), so keeping some of a missing "
-       "behavior's accuracy is not the diffusion's alone."
-       if kept("BehaviorSASRec") >= kept("FatsMB") else
-       f"less ({kept('BehaviorSASRec'):.0%}): of the models here, FatsMB keeps the most."))
+    + (". The behavior-aware SASRec, which has no latent space to transfer in, keeps "
+       + (f"as much or more ({sasrec_kept:.0%}), so keeping some of a missing behavior's "
+          "accuracy is not the diffusion's alone." if sasrec_kept >= ours_kept else
+          f"less ({sasrec_kept:.0%}); the most is kept by {keeper} ({kept_by[keeper]:.0%}).")
+       if ours_kept is not None and sasrec_kept is not None else "."))
 
 # %% [markdown]
 # ## 3 · Does generation give diversity?
