@@ -99,6 +99,8 @@ def test_the_report_covers_every_cell_in_the_ledger_whoever_wrote_it(tmp_path, m
     report = (tmp_path / "out" / "diffusion_map.md").read_text()
     assert "λ 1.0, neg share natural" in report and "λ 0.25, neg share 0.03" in report
     assert diffusion_map.ledger_grid(ledger) == ([0.25, 1.0], [None, 0.03])
+    for knobs in ((0.25, 0.03), (1.0, None)):
+        assert diffusion_map.cell_knobs(diffusion_map.cell_key(*knobs)) == knobs
 
 
 def test_a_cell_trains_the_four_models_and_scores_the_sparse_behavior(tmp_path):

@@ -96,15 +96,19 @@ def cell_key(influence: float, share: float | None) -> str:
     return f"influence={influence} share={share}"
 
 
+def cell_knobs(key: str) -> tuple[float, float | None]:
+    """(influence, share) of a ledger cell: the inverse of :func:`cell_key`."""
+    influence, share = (part.split("=")[1] for part in key.split())
+    return float(influence), None if share == "None" else float(share)
+
+
 def ledger_grid(ledger: Ledger, influences=(), shares=()) -> tuple[list[float], list]:
     """The influences and the shares of every cell in ``ledger`` and of the given ones, in
     order (the natural share, None, first): the grid a report covers, whichever process, with
     whichever part of the grid, wrote it last."""
-    keys = [key.split() for key in ledger.cells]               # "influence=λ share=s"
-    found_influences = {float(i.split("=")[1]) for i, _ in keys}
-    found_shares = {None if s.split("=")[1] == "None" else float(s.split("=")[1]) for _, s in keys}
-    return (sorted(found_influences | set(influences)),
-            sorted(found_shares | set(shares), key=lambda s: (s is not None, s or 0.0)))
+    knobs = [cell_knobs(key) for key in ledger.cells]
+    return (sorted({i for i, _ in knobs} | set(influences)),
+            sorted({s for _, s in knobs} | set(shares), key=lambda s: (s is not None, s or 0.0)))
 
 
 def summarize_cell(runs: dict[str, dict], metric: str = "test") -> dict:
