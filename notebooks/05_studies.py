@@ -132,12 +132,17 @@ print(map_label)
 fig = diffusion_map.map_figure(map_ledger, influences, shares)
 
 # %%
+def cell_name(influence: float, share) -> str:
+    """How a cell is named in this notebook's tables and takeaways."""
+    return f"λ {influence}, neg {share or 'natural'}"
+
+
 cells = {(i, s): summarize_cell(map_ledger.runs(diffusion_map.cell_key(i, s))) for i, s in full_cells}
 # the same comparison on the test users whose target is the sparse behavior, neg
 on_neg = {(i, s): summarize_cell(map_ledger.runs(diffusion_map.cell_key(i, s)), "test_sparse")
           for i, s in full_cells}
 map_table = pd.DataFrame({
-    f"λ {i}, neg {s or 'natural'}": {
+    cell_name(i, s): {
         **{name: format_mean_std(cell["models"][name]) for name in MODELS},
         "FatsMB vs MBAE": f"{cell['gain']:+.1f}% ({cell['verdict']})",
         "… on neg's users": (f"{on_neg[(i, s)]['gain']:+.1f}% ({on_neg[(i, s)]['verdict']})"
@@ -151,10 +156,6 @@ map_table
 # of the users whose target is `neg`, the behavior the rare row makes rare.
 
 # %%
-def cell_name(influence: float, share) -> str:
-    return f"λ {influence}, neg {share or 'natural'}"
-
-
 pays = [cell_name(*key) for key, cell in cells.items() if cell["verdict"] == HOLDS]
 behind = [cell_name(*key) for key, cell in cells.items() if cell["verdict"] not in (HOLDS, TIES)]
 pays_on_neg = [f"{cell_name(*key)} ({cell['gain']:+.0f}%)" for key, cell in on_neg.items()
@@ -695,7 +696,7 @@ largest = max(cells, key=lambda key: abs(cells[key]["gain"]))
 runs = map_ledger.runs(diffusion_map.cell_key(*largest))
 differences = pd.Series({f"seed {s}": run["FatsMB"]["test"] - run["MBAE"]["test"]
                          for s, run in runs.items()}, name="FatsMB − MBAE, test NDCG@10")
-print(f"λ {largest[0]}, neg {largest[1] or 'natural'}: {cells[largest]['gain']:+.1f}% "
+print(f"{cell_name(*largest)}: {cells[largest]['gain']:+.1f}% "
       f"({cells[largest]['verdict']}); signs agree: {len(set((differences > 0).tolist())) == 1}")
 differences.round(4).to_frame()
 
